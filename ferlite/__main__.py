@@ -1,0 +1,5 @@
+import sys
+
+from ferlite.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""The `ferlite` command: one entry point, one subcommand per job.
+
+Subcommands are imported lazily, so `ferlite --help` and the serving commands never pay for
+importing TensorFlow. Each subcommand module exposes `main(argv) -> int` with its own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+# name -> (module exposing main(argv), one-line help). Later work adds serve, up, demo, ...
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _parser() -> argparse.ArgumentParser:
+    width = max((len(n) for n in COMMANDS), default=8)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="ferlite",
+        description="Lightweight facial-expression recognition for inclusive classrooms.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands:\n{listing}\n\nRun `ferlite COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferlite {__version__}")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="see below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv[:1])
+    module_name, _ = COMMANDS[args.command]
+    module = importlib.import_module(module_name)
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up a development machine from the project's own files: a virtual environment in .venv with
+# ferlite and all extras, plus the system tools the tests use (promtool from Debian's
+# `prometheus`). Safe to run again: it only does what is missing.
+#
+# Environment: FERLITE_VENV (default .venv), FERLITE_EXTRAS (default all,dev),
+#              FERLITE_SKIP_APT=1 to never call apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${FERLITE_VENV:-.venv}
+extras=${FERLITE_EXTRAS:-all,dev}
+python=${PYTHON:-python3}
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating virtual environment $venv"
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.ferlite-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+  step "installing ferlite[$extras] (TensorFlow is large: the first run takes a few minutes)"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --progress-bar on -e ".[$extras]"
+  touch "$stamp"
+fi
+
+apt_install() {  # apt_install COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "${FERLITE_SKIP_APT:-0}" = 1 ]; then
+    echo "note: $1 is missing (Debian package $2); tests that need it will be skipped" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  step "installing $2 (for $1)"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+apt_install promtool prometheus
+step "ready: activate with 'source $venv/bin/activate'"

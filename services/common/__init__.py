@@ -1,0 +1,1 @@
+"""Plumbing every ferlite service shares: typed config, structured logs, metrics, the server."""

@@ -1,0 +1,41 @@
+"""Client channels between services, with the same TLS/mTLS files the servers use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How to reach a peer: plaintext, TLS (ca) or mTLS (ca + client cert and key)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    server_name: str = ""  # overrides the name checked against the certificate
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ca)
+
+
+def open_channel(target: str, security: ChannelSecurity | None = None,
+                 max_message_bytes: int = 16 * 1024 * 1024) -> grpc.Channel:
+    """A channel to `target` with message limits matching the servers' defaults."""
+    options: list[tuple[str, object]] = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if security is None or not security.enabled:
+        return grpc.insecure_channel(target, options=options)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=Path(security.ca).read_bytes(),
+        private_key=Path(security.key).read_bytes() if security.key else None,
+        certificate_chain=Path(security.cert).read_bytes() if security.cert else None,
+    )
+    if security.server_name:
+        options.append(("grpc.ssl_target_name_override", security.server_name))
+    return grpc.secure_channel(target, creds, options=options)

@@ -1,0 +1,174 @@
+"""Typed service configuration from CLI flags and `FERLITE_<SERVICE>_<FIELD>` variables.
+
+Each service declares one frozen dataclass deriving from `ServerConfig`. Fields become
+`--field-name` flags and `FERLITE_<SERVICE>_<FIELD_NAME>` environment variables (flags win over
+the environment, which wins over the defaults). Every value is type-checked and validated at
+start-up, and a bad one is reported as ONE line naming the flag and the variable, so that an
+operator reading a crash-looping pod's log sees the cause at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+C = TypeVar("C", bound="ServerConfig")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """An invalid setting; its message is one line meant for the operator."""
+
+
+def setting(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with the help text its flag shows."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _check_port(name: str, value: int, allow_zero: bool = True) -> None:
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ConfigError(f"{name}={value} is not a port number ({low}..65535)")
+
+
+def _check_file(name: str, value: str) -> None:
+    if value and not Path(value).is_file():
+        raise ConfigError(f"{name}={value!r}: no such file")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings every gRPC service shares. Subclasses set SERVICE and their own defaults."""
+
+    SERVICE: ClassVar[str] = "service"
+
+    host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
+    port: int = setting(0, "gRPC port; 0 picks a free one")
+    metrics_port: int = setting(0, "Prometheus /metrics port; 0 picks a free one, -1 disables")
+    max_workers: int = setting(16, "threads serving RPCs concurrently")
+    max_message_mb: float = setting(16.0, "largest request or response, megabytes")
+    grace_seconds: float = setting(10.0, "on SIGTERM, how long in-flight calls may finish")
+    tls_cert: str = setting("", "server certificate (PEM); enables TLS with tls_key")
+    tls_key: str = setting("", "server private key (PEM)")
+    tls_client_ca: str = setting("", "CA (PEM) that client certificates must chain to: mTLS")
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_format: str = setting("json", "json (one object a line) or text")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError on the first invalid field. Subclasses extend, calling super()."""
+        _check_port("port", self.port)
+        if self.metrics_port != -1:
+            _check_port("metrics_port", self.metrics_port)
+        if self.max_workers < 1:
+            raise ConfigError(f"max_workers={self.max_workers} must be at least 1")
+        if not 0 < self.max_message_mb <= 1024:
+            raise ConfigError(f"max_message_mb={self.max_message_mb} must be in (0, 1024]")
+        if self.grace_seconds < 0:
+            raise ConfigError(f"grace_seconds={self.grace_seconds} must be >= 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key must be given together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            _check_file(name, getattr(self, name))
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"log_level={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in {"json", "text"}:
+            raise ConfigError(f"log_format={self.log_format!r} must be json or text")
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert)
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        return f"FERLITE_{cls.SERVICE.upper()}_{field_name.upper()}"
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    out: dict[str, type] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        out[f.name] = hint
+    return out
+
+
+def _convert(raw: str, kind: type, where: str) -> Any:
+    text = raw.strip()
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{where}={raw!r} is not a boolean (true/false)")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{where}={raw!r} is not an integer") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{where}={raw!r} is not a number") from None
+    return raw
+
+
+def build_parser(cls: type[C], prog: str | None = None, description: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per config field (defaults shown, env names listed)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description or (cls.__doc__ or "").strip().splitlines()[0],
+        epilog=f"Every flag can also be set as FERLITE_{cls.SERVICE.upper()}_<FLAG> "
+        "(upper case, underscores); flags win over the environment.",
+    )
+    kinds = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r}; env {cls.env_name(f.name)})"
+        if kinds[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=kinds[f.name].__name__.upper(),
+                                help=help_text)
+    return parser
+
+
+def load_config(cls: type[C], argv: Sequence[str] | None = None,
+                environ: Mapping[str, str] | None = None, prog: str | None = None) -> C:
+    """Build `cls` from flags, then environment, then defaults; raise ConfigError if invalid."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser(cls, prog=prog)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    kinds = _field_types(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        flag_value = getattr(args, f.name)
+        env_key = cls.env_name(f.name)
+        if flag_value is not None:
+            values[f.name] = (flag_value if kinds[f.name] is bool
+                              else _convert(flag_value, kinds[f.name], "--" + f.name.replace("_", "-")))
+        elif env_key in environ:
+            values[f.name] = _convert(environ[env_key], kinds[f.name], env_key)
+    return cls(**values)

@@ -1,0 +1,143 @@
+"""The shared server plumbing, exercised through a real process and real outside tools."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from ferlite.services.common.channels import ChannelSecurity, open_channel
+from ferlite.services.common.logs import JsonFormatter
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.procs import ROOT, ServiceProcess, require_tool
+from tests.support.sleepy import SLEEP_METHOD, SleepyConfig, build
+
+SLEEPY = [sys.executable, "-m", "tests.support.sleepy", "--port", "0", "--metrics-port", "0"]
+
+
+@pytest.fixture
+def sleepy():
+    service = ServiceProcess([*SLEEPY, "--grace-seconds", "10"]).start()
+    yield service
+    service.stop()
+
+
+def _sleep_call(channel: grpc.Channel, seconds: float, timeout: float = 30.0) -> bytes:
+    call = channel.unary_unary(SLEEP_METHOD)
+    return call(str(seconds).encode(), timeout=timeout)
+
+
+def test_grpcurl_sees_health_serving(sleepy) -> None:
+    grpcurl = require_tool("grpcurl")
+    result = subprocess.run([grpcurl, "-plaintext", sleepy.target, "grpc.health.v1.Health/Check"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "SERVING"
+    listed = subprocess.run([grpcurl, "-plaintext", sleepy.target, "list"],
+                            capture_output=True, text=True, timeout=30)
+    assert "grpc.health.v1.Health" in listed.stdout
+
+
+def test_metrics_pass_promtool(sleepy) -> None:
+    promtool = require_tool("promtool")
+    with grpc.insecure_channel(sleepy.target) as channel:
+        assert _sleep_call(channel, 0.01) == b"slept 0.01"
+        with pytest.raises(grpc.RpcError) as err:
+            _sleep_call(channel, "soon")  # type: ignore[arg-type]
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sleepy.metrics_port}/metrics", timeout=10).read()
+    body = text.decode()
+    assert 'ferlite_sleepy_rpc_handled_total{code="OK",method="Sleep"} 1.0' in body
+    assert 'ferlite_sleepy_rpc_handled_total{code="INVALID_ARGUMENT",method="Sleep"} 1.0' in body
+    assert 'ferlite_sleepy_rpc_duration_seconds_count{method="Sleep"} 2.0' in body
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sigterm_lets_the_slow_call_finish_then_exits_0(sleepy) -> None:
+    outcome: dict[str, object] = {}
+    with grpc.insecure_channel(sleepy.target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+
+        def slow() -> None:
+            try:
+                outcome["reply"] = _sleep_call(channel, 2.0)
+            except grpc.RpcError as exc:
+                outcome["error"] = exc.code()
+
+        caller = threading.Thread(target=slow)
+        caller.start()
+        time.sleep(0.5)  # the call is now in flight
+        sleepy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(grpc.RpcError) as refused:  # draining: new calls are refused
+            _sleep_call(channel, 0.0, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        caller.join(timeout=15)
+    assert outcome == {"reply": b"slept 2.0"}
+    assert sleepy.proc.wait(timeout=15) == 0
+    assert any('"msg":"draining"' in line for line in sleepy.lines)
+
+
+def test_call_past_its_deadline_is_cut_at_the_deadline(sleepy) -> None:
+    with grpc.insecure_channel(sleepy.target) as channel:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            _sleep_call(channel, 3.0, timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - start < 2.0
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run(["bash", str(ROOT / "scripts/make_certs.sh"), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def _health(channel: grpc.Channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_tls_and_mtls(certs: Path) -> None:
+    tls = SleepyConfig(port=0, metrics_port=-1, tls_cert=str(certs / "server.pem"),
+                       tls_key=str(certs / "server.key"))
+    with build(tls) as server:
+        target = f"localhost:{server.port}"
+        with open_channel(target, ChannelSecurity(ca=str(certs / "ca.pem"))) as ch:
+            assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
+        with grpc.insecure_channel(target) as plain, pytest.raises(grpc.RpcError):
+            _health(plain)
+
+    mtls = SleepyConfig(port=0, metrics_port=-1, tls_cert=str(certs / "server.pem"),
+                        tls_key=str(certs / "server.key"), tls_client_ca=str(certs / "ca.pem"))
+    with build(mtls) as server:
+        target = f"localhost:{server.port}"
+        with open_channel(target, ChannelSecurity(ca=str(certs / "ca.pem"))) as ch, \
+                pytest.raises(grpc.RpcError):
+            _health(ch)  # no client certificate: refused
+        client = ChannelSecurity(ca=str(certs / "ca.pem"), cert=str(certs / "client.pem"),
+                                 key=str(certs / "client.key"))
+        with open_channel(target, client) as ch:
+            assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_json_logs_redact_pixels() -> None:
+    import numpy as np
+
+    record = logging.makeLogRecord({"msg": "face", "levelname": "INFO", "name": "t",
+                                    "crop": b"\x00" * 50, "frame": np.zeros((4, 4, 3))})
+    line = json.loads(JsonFormatter("test").format(record))
+    assert line["crop"] == "<50 bytes redacted>"
+    assert line["frame"] == "<array (4, 4, 3) redacted>"
