@@ -1,7 +1,7 @@
 """The `ferlite` command: one entry point, one subcommand per job.
 
 Subcommands are imported lazily, so `ferlite --help` and the serving commands never pay for
-importing TensorFlow. Each subcommand module exposes `main(argv) -> int` with its own parser.
+importing TensorFlow. Each subcommand is a function `(argv) -> exit code` with its own parser.
 """
 
 from __future__ import annotations
@@ -13,8 +13,16 @@ from collections.abc import Sequence
 
 from . import __version__
 
-# name -> (module exposing main(argv), one-line help). Later work adds serve, up, demo, ...
-COMMANDS: dict[str, tuple[str, str]] = {}
+# name -> ("module:function" taking argv and returning an exit code, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("ferlite.training.commands:train_main",
+              "train the paper's architectures (two-stage transfer learning) and evaluate them"),
+    "evaluate": ("ferlite.training.commands:evaluate_main", "evaluate a trained run on its test split"),
+    "compare": ("ferlite.training.commands:compare_main", "Table 1 of the paper for a set of runs"),
+    "export": ("ferlite.training.commands:export_main",
+               "export for serving: SavedModel, ONNX, TFLite fp32/int8, metadata, model card"),
+    "synth": ("ferlite.training.commands:synth_main", "write a synthetic expression dataset (tests, demo)"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,9 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(argv[:1])
-    module_name, _ = COMMANDS[args.command]
-    module = importlib.import_module(module_name)
-    return int(module.main(argv[1:]) or 0)
+    target, _ = COMMANDS[args.command]
+    module_name, _, function = target.partition(":")
+    command = getattr(importlib.import_module(module_name), function)
+    return int(command(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""THE preprocessing of a face, shared by training and the face-detection service.
+
+Training images and live camera crops go through exactly these functions, so the model sees the
+same tensors in both places (no train/serve skew; `tests/test_preprocess.py` proves it):
+
+    RGB uint8 image ─▶ crop the face (square, with margin) ─▶ resize to size×size
+                    ─▶ float32 in [0, 1]   (the paper's normalisation)
+
+What each backbone expects beyond [0, 1] is done INSIDE the model (see `models.py`), so every
+exported model takes [0, 1] RGB and no caller needs to know the architecture:
+MobileNetV2 maps to [-1, 1]; MobileNetV3 and EfficientNetB0 rescale to [0, 255] and apply their
+own built-in preprocessing layers.
+
+Augmentation (rotation, flip, zoom, brightness) is for training only and lives in `augment.py`.
+This module needs only NumPy and OpenCV: no TensorFlow on serving nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_SIZE = 32
+DEFAULT_SIZE = 224
+# Extra context around a detector's box, as a fraction of the box side: detectors box the inner
+# face tightly, while FER-style training crops include forehead and chin.
+DEFAULT_MARGIN = 0.2
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixels of the source image."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def check_size(size: int) -> int:
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"image size must be an integer >= {MIN_SIZE}, got {size!r}")
+    return size
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Greyscale (H×W or H×W×1) or RGBA becomes 3-channel RGB uint8; RGB passes through."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+def square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """A square crop centred on `box`, grown by `margin`; edges outside the image are replicated."""
+    side = max(box.width, box.height) * (1.0 + 2.0 * margin)
+    cx, cy = box.x + box.width / 2.0, box.y + box.height / 2.0
+    x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
+    s = max(1, round(side))
+    h, w = image.shape[:2]
+    pad = [max(0, -y0), max(0, y0 + s - h), max(0, -x0), max(0, x0 + s - w)]
+    if any(pad):
+        image = cv2.copyMakeBorder(image, *pad, borderType=cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad[2], y0 + pad[0]
+    return image[y0:y0 + s, x0:x0 + s]
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size×size: area averaging when shrinking (no aliasing), bilinear when growing."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    interpolation = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def face_pixels(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = None,
+                margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """RGB uint8 size×size×3 face: cropped around `box` if given (pre-cropped images pass through)."""
+    check_size(size)
+    rgb = to_rgb(image)
+    if box is not None:
+        rgb = square_crop(rgb, box, margin)
+    return np.ascontiguousarray(resize(rgb, size))
+
+
+def normalize(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] → float32 [0, 1], the paper's normalisation (exactly x / 255)."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
+def prepare_face(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = None,
+                 margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The model input for one face: float32 size×size×3 in [0, 1]."""
+    return normalize(face_pixels(image, size, box, margin))
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode JPEG/PNG/WebP/BMP bytes to RGB uint8; raise ValueError if they are not an image."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ValueError("empty image data")
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("bytes are not a decodable image (JPEG, PNG, WebP or BMP)")
+    if image.dtype != np.uint8:  # 16-bit PNGs
+        image = (image / 257).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return to_rgb(image)
+
+
+_HAAR: cv2.CascadeClassifier | None = None
+
+
+def largest_face(image: np.ndarray, min_size: int = 24) -> Box | None:
+    """The largest frontal face that OpenCV's Haar cascade finds, or None.
+
+    Training uses it to crop uncropped datasets (`ferlite train --crop-faces`); images with no
+    detection pass through whole, which is right for datasets that are already face crops.
+    """
+    global _HAAR
+    if _HAAR is None:
+        _HAAR = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    grey = cv2.cvtColor(to_rgb(image), cv2.COLOR_RGB2GRAY)
+    found = _HAAR.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
+    if len(found) == 0:
+        return None
+    x, y, w, h = max(found, key=lambda r: r[2] * r[3])
+    return Box(float(x), float(y), float(w), float(h))
