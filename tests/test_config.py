@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from ferlite.services.common.config import ConfigError, load_config
 
+from ferlite.services.common.config import ConfigError, load_config
 from tests.support.procs import ROOT
 from tests.support.sleepy import SleepyConfig
 

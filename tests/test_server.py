@@ -14,10 +14,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from ferlite.services.common.channels import ChannelSecurity, open_channel
-from ferlite.services.common.logs import JsonFormatter
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferlite.services.common.channels import ChannelSecurity, open_channel
+from ferlite.services.common.logs import JsonFormatter
 from tests.support.procs import ROOT, ServiceProcess, require_tool
 from tests.support.sleepy import SLEEP_METHOD, SleepyConfig, build
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import grpc
+
 from ferlite.services.common.config import ServerConfig
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.server import GrpcServer, Mount
