@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("ferlite.training.commands:export_main",
                "export for serving: SavedModel, ONNX, TFLite fp32/int8, metadata, model card"),
     "synth": ("ferlite.training.commands:synth_main", "write a synthetic expression dataset (tests, demo)"),
+    "triton-repo": ("ferlite.services.classifier.repository:main",
+                    "write a Triton model repository (embedded or cluster flavour) from exported models"),
+    "serve": ("ferlite.serve:main", "run one service: facedetect, classifier or aggregator"),
 }
 
 

@@ -1,0 +1,87 @@
+"""Triton access for the classifier: inference per architecture and a readiness watcher."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+log = logging.getLogger("ferlite.classifier.backend")
+
+
+class BackendUnavailable(RuntimeError):
+    """Triton or the model cannot answer now."""
+
+
+@dataclass(frozen=True)
+class Inference:
+    probabilities: np.ndarray  # N x 7
+    model_version: str
+
+
+class TritonBackend:
+    def __init__(self, url: str, architectures: Iterable[str], interval: float = 0.5,
+                 on_change: Callable[[set[str]], None] = lambda ready: None) -> None:
+        self.url = url
+        self.architectures = list(architectures)
+        self.interval = interval
+        self.on_change = on_change
+        self.client = triton.InferenceServerClient(url)
+        self._ready: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> set[str]:
+        return set(self._ready)
+
+    def check(self) -> set[str]:
+        """Ask Triton which architectures are ready now; update and return the set."""
+        ready: set[str] = set()
+        try:
+            if self.client.is_server_live(client_timeout=1.0):
+                ready = {a for a in self.architectures if self.client.is_model_ready(a, client_timeout=1.0)}
+        except InferenceServerException:
+            ready = set()
+        if ready != self._ready:
+            log.warning("ready architectures changed", extra={"ready": sorted(ready), "was": sorted(self._ready)})
+            self._ready = ready
+            self.on_change(ready)
+        return ready
+
+    def start(self) -> TritonBackend:
+        self.check()
+        self._thread = threading.Thread(target=self._watch, name="triton-readiness", daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        self.client.close()
+
+    def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
+        """Run one batch; fail fast (BackendUnavailable) rather than hang past `timeout`."""
+        if architecture not in self._ready:
+            raise BackendUnavailable(f"{architecture} is not ready on Triton")
+        tensor = triton.InferInput("image", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        try:
+            result = self.client.infer(architecture, [tensor], outputs=[triton.InferRequestedOutput("probs")],
+                                       client_timeout=max(0.05, timeout))
+        except InferenceServerException as exc:
+            status = (exc.status() or "").upper()
+            if "DEADLINE" in status or "UNAVAILABLE" in status or "NOT READY" in str(exc).upper():
+                self._ready.discard(architecture)
+            raise BackendUnavailable(f"Triton failed for {architecture}: {exc.message()}") from exc
+        return Inference(result.as_numpy("probs"), result.get_response().model_version)

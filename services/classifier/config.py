@@ -1,0 +1,43 @@
+"""Classifier configuration (flags or FERLITE_CLASSIFIER_* variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ferlite.services.common.config import ConfigError, ServerConfig, setting
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(ServerConfig):
+    """The classification service: routes crops to the four architectures hosted on Triton."""
+
+    SERVICE: ClassVar[str] = "classifier"
+
+    port: int = setting(50052, "gRPC port")
+    metrics_port: int = setting(9102, "Prometheus /metrics port; -1 disables")
+    model_dir: str = setting("models", "exported models (ferlite export): one folder per architecture")
+    triton_url: str = setting("", "host:port of an external Triton's gRPC endpoint; empty starts the embedded one")
+    triton_http_port: int = setting(8000, "embedded Triton HTTP port (0 picks a free one)")
+    triton_grpc_port: int = setting(8001, "embedded Triton gRPC port (0 picks a free one)")
+    triton_metrics_port: int = setting(8002, "embedded Triton metrics port (0 picks a free one)")
+    repository_dir: str = setting("var/triton", "where the embedded model repository is written")
+    runtime: str = setting("onnxruntime", "embedded models run on onnxruntime or litert")
+    policy_file: str = setting("", "A/B policy JSON, hot-reloaded (a mounted ConfigMap in Kubernetes)")
+    max_batch: int = setting(64, "most crops in one Classify call")
+    timeout_seconds: float = setting(5.0, "longest wait for Triton when the caller set no deadline")
+    readiness_interval: float = setting(0.5, "seconds between Triton readiness checks")
+    seed: int = setting(0, "seed of the weighted random routing (0: from the OS)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.runtime not in {"onnxruntime", "litert"}:
+            raise ConfigError(f"runtime={self.runtime!r} must be onnxruntime or litert")
+        for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{name}={value} is not a port number (0..65535)")
+        if not 1 <= self.max_batch <= 1024:
+            raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
+        if self.timeout_seconds <= 0 or self.readiness_interval <= 0:
+            raise ConfigError("timeout_seconds and readiness_interval must be > 0")

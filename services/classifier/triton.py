@@ -1,0 +1,156 @@
+"""Launch the real Triton Inference Server bundled in the nvidia-pytriton wheel, on loopback.
+
+Running the bundled `tritonserver` binary directly (rather than through PyTriton's proxy) was
+2-3x faster here. What it needs, learned the hard way:
+  * the Python-backend stub built for THIS interpreter's version, copied next to the backend;
+  * LD_LIBRARY_PATH with the wheel's bundled libs AND this interpreter's LIBDIR, or every model
+    fails to load with an `_recursion_count` error;
+  * PATH reaching this venv's python, so the stub imports this venv's onnxruntime.
+Stopping sends SIGTERM to the process group and waits, so no stub processes are orphaned, and
+removes any Python-backend shared-memory region of ours left in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("ferlite.classifier.triton")
+
+SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def _dist() -> tuple[Path, Path]:
+    try:
+        import pytriton
+    except ImportError as exc:  # pragma: no cover - the serve extra installs it
+        raise RuntimeError("the embedded Triton needs nvidia-pytriton: pip install 'ferlite[serve]'") from exc
+    root = Path(pytriton.__file__).parent
+    return root / "tritonserver", root.parent / "nvidia_pytriton.libs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedTriton:
+    """The bundled tritonserver on 127.0.0.1, serving `repository`."""
+
+    def __init__(self, repository: str | Path, workspace: str | Path, http_port: int = 8000,
+                 grpc_port: int = 8001, metrics_port: int = 8002, log_file: str | Path | None = None) -> None:
+        self.repository = Path(repository).resolve()
+        self.workspace = Path(workspace).resolve()
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.log_file = Path(log_file) if log_file else self.workspace / "tritonserver.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._shm_before: set[str] = set()
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def _prepare(self) -> Path:
+        dist, _ = _dist()
+        server_dir = self.workspace / "tritonserver"
+        if not (server_dir / "bin" / "tritonserver").exists():
+            shutil.copytree(dist, server_dir, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("python_backend_stubs"))
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.exists():
+            raise RuntimeError(f"the bundled Triton has no Python-backend stub for Python {version}")
+        shutil.copy2(stub, server_dir / "backends" / "python" / "triton_python_backend_stub")
+        return server_dir
+
+    def environment(self) -> dict[str, str]:
+        _, libs = _dist()
+        env = dict(os.environ)
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        paths = [str(libs), libdir, env.get("LD_LIBRARY_PATH", "")]
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        return env
+
+    def start(self, timeout: float = 120.0) -> EmbeddedTriton:
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        server_dir = self._prepare()
+        self._shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+        args = [
+            str(server_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={server_dir / 'backends'}",
+            f"--cache-directory={server_dir / 'caches'}",
+            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",
+        ]
+        log.info("starting tritonserver", extra={"grpc_port": self.grpc_port, "http_port": self.http_port,
+                                                   "metrics_port": self.metrics_port})
+        with self.log_file.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.environment(),
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with code {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.2)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.http_port}/v2/health/ready"
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (fault tests)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:  # stubs are in the group too: make sure none outlives the server
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.clean_shm()
+
+    def clean_shm(self) -> list[str]:
+        """Remove Python-backend shared-memory regions that appeared since start and were left behind."""
+        if not os.path.isdir("/dev/shm"):
+            return []
+        left = [n for n in set(os.listdir("/dev/shm")) - self._shm_before if n.startswith(SHM_PREFIX)]
+        for name in left:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join("/dev/shm", name))
+        return left

@@ -1,0 +1,65 @@
+"""Triton Python-backend model: one ferlite architecture on ONNX Runtime (or LiteRT).
+
+This file is copied into every version folder of the embedded model repository as `model.py`.
+Triton's dynamic batcher hands `execute` several concurrent requests at once; they are
+concatenated into ONE inference call and split back, so concurrent faces share a batch.
+The model's parameters (`runtime`, `model_file`) come from config.pbtxt.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        path = os.path.join(folder, params.get("model_file", "model.onnx"))
+        threads = int(params.get("intra_op_threads", "1"))
+        self.runtime = params.get("runtime", "onnxruntime")
+        if self.runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            self.input_name = self.session.get_inputs()[0].name
+            self._run = lambda x: self.session.run(None, {self.input_name: x})[0]
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            self.interpreter = Interpreter(model_path=path, num_threads=threads)
+            self._in = self.interpreter.get_input_details()[0]["index"]
+            self._out = self.interpreter.get_output_details()[0]["index"]
+            self._run = self._run_litert
+
+    def _run_litert(self, x):
+        self.interpreter.resize_tensor_input(self._in, list(x.shape))
+        self.interpreter.allocate_tensors()
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out).copy()
+
+    def execute(self, requests):
+        batches = [pb_utils.get_input_tensor_by_name(r, "image").as_numpy() for r in requests]
+        sizes = [len(b) for b in batches]
+        try:
+            probs = self._run(np.ascontiguousarray(np.concatenate(batches).astype(np.float32, copy=False)))
+        except Exception as exc:  # a bad batch must fail its requests, not the model
+            error = pb_utils.TritonError(f"inference failed: {exc}")
+            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        responses, start = [], 0
+        for n in sizes:
+            out = pb_utils.Tensor("probs", probs[start:start + n].astype(np.float32))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            start += n
+        return responses
+
+    def finalize(self):
+        self.session = None
+        self.interpreter = None

@@ -1,0 +1,35 @@
+"""Shared fixtures: small models exported by the real `ferlite train` + `ferlite export` path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def exported_models(tmp_path_factory) -> Path:
+    """All four architectures, trained briefly at 32 px on synthetic faces and exported to ONNX.
+
+    Barely trained models give near-uniform probabilities: tests using them check routing,
+    shapes and plumbing, never accuracy.
+    """
+    pytest.importorskip("tensorflow")
+    root = tmp_path_factory.mktemp("exported")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = [sys.executable, "-m", "ferlite"]
+    subprocess.run([*run, "synth", str(root / "data"), "--per-class", "6", "--size", "40", "--subjects", "6"],
+                   check=True, capture_output=True, env=env)
+    result = subprocess.run(
+        [*run, "train", "--data", str(root / "data"), "--out", str(root / "run"), "--image-size", str(TINY_SIZE),
+         "--weights", "none", "--head-epochs", "1", "--finetune-epochs", "0", "--no-latency",
+         "--export", str(root / "models"), "--formats", "onnx"],
+        capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "models"
