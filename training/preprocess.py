@@ -17,6 +17,7 @@ This module needs only NumPy and OpenCV: no TensorFlow on serving nodes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -74,6 +75,34 @@ def square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN) -> 
     return image[y0:y0 + s, x0:x0 + s]
 
 
+Point = tuple[float, float]
+
+
+def aligned_square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN,
+                        eyes: tuple[Point, Point] | None = None) -> np.ndarray:
+    """Like `square_crop`, but rotated about the face centre so the eyes are level.
+
+    `eyes` are the image-left and image-right eye centres (BlazeFace gives them). A larger square
+    is cut first so the rotation never pulls in the frame's border, then rotated, then the
+    centre taken. Without eyes, or for a tilt under one degree, this is `square_crop`.
+    """
+    if eyes is None:
+        return square_crop(image, box, margin)
+    (lx, ly), (rx, ry) = eyes
+    angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    if abs(angle) < 1.0 or abs(angle) > 60.0:  # level already, or landmarks not to be trusted
+        return square_crop(image, box, margin)
+    side = max(1, round(max(box.width, box.height) * (1.0 + 2.0 * margin)))
+    big = math.ceil(side * math.sqrt(2)) + 2
+    cx, cy = box.x + box.width / 2.0, box.y + box.height / 2.0
+    region = square_crop(image, Box(cx - big / 2.0, cy - big / 2.0, big, big), margin=0.0)
+    big = region.shape[0]
+    matrix = cv2.getRotationMatrix2D((big / 2.0, big / 2.0), angle, 1.0)
+    rotated = cv2.warpAffine(region, matrix, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    off = (big - side) // 2
+    return rotated[off:off + side, off:off + side]
+
+
 def resize(image: np.ndarray, size: int) -> np.ndarray:
     """Resize to size×size: area averaging when shrinking (no aliasing), bilinear when growing."""
     h, w = image.shape[:2]
@@ -84,12 +113,13 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def face_pixels(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = None,
-                margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """RGB uint8 size×size×3 face: cropped around `box` if given (pre-cropped images pass through)."""
+                margin: float = DEFAULT_MARGIN, eyes: tuple[Point, Point] | None = None) -> np.ndarray:
+    """RGB uint8 size×size×3 face: cropped (and eye-aligned) around `box` if given; pre-cropped
+    images pass through."""
     check_size(size)
     rgb = to_rgb(image)
     if box is not None:
-        rgb = square_crop(rgb, box, margin)
+        rgb = aligned_square_crop(rgb, box, margin, eyes)
     return np.ascontiguousarray(resize(rgb, size))
 
 
@@ -99,9 +129,9 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
 
 
 def prepare_face(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = None,
-                 margin: float = DEFAULT_MARGIN) -> np.ndarray:
+                 margin: float = DEFAULT_MARGIN, eyes: tuple[Point, Point] | None = None) -> np.ndarray:
     """The model input for one face: float32 size×size×3 in [0, 1]."""
-    return normalize(face_pixels(image, size, box, margin))
+    return normalize(face_pixels(image, size, box, margin, eyes))
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -1,0 +1,5 @@
+import sys
+
+from ferlite.services.facedetect.server import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""Frame decoding with bounded memory and precise errors.
+
+Encoded frames are sniffed (JPEG, PNG, WebP) and their dimensions read from the header BEFORE
+decoding, so a small file that would decode to a huge image is refused without allocating it.
+Raw frames are checked against their declared size, format and stride.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ferlite.training import preprocess
+
+
+class FrameError(ValueError):
+    """The frame cannot be used; `reason` is a short label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+RAW_FORMATS = {  # name -> (bytes per pixel, OpenCV conversion to RGB or None)
+    "gray8": (1, cv2.COLOR_GRAY2RGB),
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+}
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    width: int
+    height: int
+    format: str   # a RAW_FORMATS key, or "" when unspecified
+    row_stride: int
+    data: bytes
+
+
+def sniff(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from the file header, or None if it cannot be read."""
+    try:
+        if kind == "png":
+            return struct.unpack(">II", data[16:24])
+        if kind == "webp":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                h = int.from_bytes(data[27:30], "little") + 1
+                return w, h
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+        if kind == "jpeg":
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                length = struct.unpack(">H", data[i + 2:i + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                i += 2 + length
+    except struct.error:
+        return None
+    return None
+
+
+def _check_size(width: int, height: int, max_megapixels: float) -> None:
+    if width <= 0 or height <= 0:
+        raise FrameError("empty", f"frame has no pixels ({width}x{height})")
+    mp = width * height / 1e6
+    if mp > max_megapixels:
+        raise FrameError("too_large", f"frame is {width}x{height} = {mp:.1f} MP, above the {max_megapixels:g} MP limit")
+
+
+def decode_encoded(data: bytes, max_megapixels: float) -> np.ndarray:
+    if not data:
+        raise FrameError("empty", "frame is empty (0 bytes)")
+    kind = sniff(data)
+    if kind is None:
+        raise FrameError("unsupported_format", "encoded frame is not JPEG, PNG or WebP (unrecognised header)")
+    size = header_size(data, kind)
+    if size is None:
+        raise FrameError("undecodable", f"{kind.upper()} header is truncated or corrupt")
+    _check_size(*size, max_megapixels)
+    try:
+        image = preprocess.decode_image(data)
+    except ValueError:
+        raise FrameError("undecodable", f"{kind.upper()} data could not be decoded (truncated or corrupt)") from None
+    if image.shape[0] * image.shape[1] > max_megapixels * 1e6:  # header lied
+        raise FrameError("too_large", f"decoded frame exceeds the {max_megapixels:g} MP limit")
+    return image
+
+
+def decode_raw(raw: RawFrame, max_megapixels: float) -> np.ndarray:
+    if raw.format not in RAW_FORMATS:
+        raise FrameError("unsupported_format", f"raw pixel format {raw.format or 'unspecified'!r} is not supported; "
+                         f"use one of {', '.join(f.upper() for f in RAW_FORMATS)}")
+    _check_size(raw.width, raw.height, max_megapixels)
+    bpp, conversion = RAW_FORMATS[raw.format]
+    row = raw.width * bpp
+    stride = raw.row_stride or row
+    if stride < row:
+        raise FrameError("bad_dimensions", f"row_stride {stride} is smaller than width x {bpp} bytes = {row}")
+    expected = raw.height * stride
+    if len(raw.data) not in (expected, expected - (stride - row)):
+        raise FrameError("bad_dimensions", f"raw frame has {len(raw.data)} bytes; {raw.width}x{raw.height} "
+                         f"{raw.format.upper()} with stride {stride} needs {expected}")
+    buffer = np.frombuffer(raw.data.ljust(expected, b"\x00"), np.uint8).reshape(raw.height, stride)
+    pixels = buffer[:, :row].reshape(raw.height, raw.width, bpp)
+    if conversion is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(pixels[:, :, 0] if bpp == 1 else np.ascontiguousarray(pixels), conversion)

@@ -1,0 +1,131 @@
+"""gRPC transport of face detection and the pipeline: protobuf <-> arrays, errors -> codes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from ferlite.services.common.channels import ChannelSecurity
+from ferlite.services.common.config import ConfigError
+from ferlite.services.common.metrics import ServiceMetrics
+from ferlite.services.common.runner import run_service
+from ferlite.services.common.server import GrpcServer, Mount
+from ferlite.v1 import common_pb2
+from ferlite.v1 import facedetect_pb2 as pb
+from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+from .clients import AggregatorClient, ClassifierClient, DownstreamError
+from .config import FaceDetectConfig
+from .detectors import DetectorUnavailable, Face, make_detector
+from .frames import FrameError, RawFrame, decode_encoded, decode_raw
+from .pipeline import Classify, FaceService, FrameInfo, Record
+from .tracking import Track
+
+SERVICE_NAME = "ferlite.v1.FaceDetection"
+PIXEL_FORMATS = {pb.PIXEL_FORMAT_GRAY8: "gray8", pb.PIXEL_FORMAT_RGB8: "rgb8", pb.PIXEL_FORMAT_BGR8: "bgr8",
+                 pb.PIXEL_FORMAT_RGBA8: "rgba8", pb.PIXEL_FORMAT_BGRA8: "bgra8"}
+
+
+def _box(b: tuple[float, float, float, float]) -> common_pb2.BoundingBox:
+    return common_pb2.BoundingBox(x=b[0], y=b[1], width=b[2], height=b[3])
+
+
+def _points(face: Face) -> list[common_pb2.Point]:
+    return [common_pb2.Point(x=x, y=y) for x, y in face.landmarks]
+
+
+class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
+    def __init__(self, core: FaceService, classify: Classify, record: Record) -> None:
+        self.core = core
+        self.classify = classify
+        self.record = record
+
+    def _frame(self, frame: pb.Frame, context: grpc.ServicerContext) -> np.ndarray:
+        limit = self.core.config.max_megapixels
+        try:
+            kind = frame.WhichOneof("payload")
+            if kind == "encoded":
+                return decode_encoded(frame.encoded, limit)
+            if kind == "raw":
+                r = frame.raw
+                return decode_raw(RawFrame(r.width, r.height, PIXEL_FORMATS.get(r.format, ""), r.row_stride, r.data),
+                                  limit)
+            raise FrameError("empty", "frame is missing: set frame.encoded or frame.raw")
+        except FrameError as exc:
+            self.core.reject(exc.reason)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    def Detect(self, request: pb.DetectRequest, context: grpc.ServicerContext) -> pb.DetectResponse:
+        rgb = self._frame(request.frame, context)
+        if request.crop_size and not 32 <= request.crop_size <= 1024:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"crop_size {request.crop_size} must be 0 or 32..1024")
+        detections, ms = self.core.detect(rgb, request.crop_size, request.include_crops)
+        faces = []
+        for d in detections:
+            crop = None
+            if d.crop is not None:
+                s = d.crop.shape[0]
+                crop = common_pb2.FaceCrop(height=s, width=s, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
+                                           data=d.crop.astype("<f4").tobytes())
+            faces.append(pb.DetectedFace(box=_box(d.face.box), score=d.face.score, landmarks=_points(d.face),
+                                         crop=crop))
+        return pb.DetectResponse(faces=faces, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
+                                 detector=self.core.detector.name, detect_ms=ms)
+
+    def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
+        problems = []
+        if not request.classroom_id:
+            problems.append("classroom_id is required")
+        if not request.stream_id:
+            problems.append("stream_id is required")
+        if request.frame_index < 0:
+            problems.append("frame_index must be >= 0")
+        if problems:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        rgb = self._frame(request.frame, context)
+        info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
+                         [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))
+                          for t in request.previous_tracks], request.record)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            result = self.core.process(rgb, info, self.classify, self.record, deadline)
+        except DownstreamError as exc:
+            context.abort(exc.code, str(exc))
+        return pb.ProcessResponse(
+            faces=[pb.LabelledFace(box=_box(f.face.box), score=f.face.score, landmarks=_points(f.face),
+                                   track_id=f.track_id, event_id=f.event_id, uncertain=f.uncertain,
+                                   classification=common_pb2.Classification(
+                                       probabilities=[float(p) for p in f.probabilities], label=f.label,
+                                       confidence=f.confidence)) for f in result.faces],
+            model=common_pb2.ModelRef(architecture=result.architecture, model_version=result.model_version),
+            recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
+            detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
+
+
+def build(config: FaceDetectConfig) -> GrpcServer:
+    try:
+        detector = make_detector(config.detector, config.blazeface_model, config.score_threshold, config.nms_iou,
+                                 config.min_face_px, config.max_faces)
+    except DetectorUnavailable as exc:
+        raise ConfigError(str(exc)) from exc
+    metrics = ServiceMetrics(config.SERVICE)
+    core = FaceService(config, detector, metrics)
+    security = ChannelSecurity(config.tls_ca, config.tls_client_cert, config.tls_client_key)
+    classifier = ClassifierClient(config.classifier_url, security)
+    aggregator = AggregatorClient(config.aggregator_url, security)
+    servicer = FaceDetectionServicer(core, classifier, aggregator)
+    return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
+                      metrics=metrics, on_stop=[classifier.close, aggregator.close])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_service(FaceDetectConfig, build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
