@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "triton-repo": ("ferlite.services.classifier.repository:main",
                     "write a Triton model repository (embedded or cluster flavour) from exported models"),
     "serve": ("ferlite.serve:main", "run one service: facedetect, classifier or aggregator"),
+    "up": ("ferlite.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
+    "stream": ("ferlite.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
+    "demo": ("ferlite.demo:main", "bring the stack up, stream a sample clip of real faces, print the summary"),
 }
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set up, then run the demo.
-# Until the local stack lands (`ferlite up` / `ferlite demo`), it runs what exists.
+# `ferlite demo` trains small demo models on synthetic faces first if models/ is empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv=${FERLITE_VENV:-.venv}
-"$venv/bin/ferlite" --help
+"$venv/bin/ferlite" demo "$@"

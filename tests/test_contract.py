@@ -65,3 +65,9 @@ def test_canonical_label_order_is_the_documented_one() -> None:
     assert EMOTIONS == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     comment = (ROOT / "protos/ferlite/v1/common.proto").read_text()
     assert "[" + ", ".join(EMOTIONS) + "]" in comment
+
+
+def test_readme_environment_tables_match_the_config_classes() -> None:
+    result = subprocess.run([sys.executable, "scripts/gen_env_docs.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

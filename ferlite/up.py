@@ -1,0 +1,90 @@
+"""`ferlite up`: the whole stack on this machine, on embedded defaults, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .bootstrap import bootstrap_models, has_models
+from .stack import LocalStack, StackConfig, StackError
+
+NO_MODELS = ("no exported models in {dir}. Either\n"
+             "  ferlite up --bootstrap     # train small demo models on synthetic faces (a few minutes), or\n"
+             "  ferlite train --data FACES_DIR --image-size 96 --export {dir}   # real models from your data")
+
+
+def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--models", type=Path, default=Path("models"), help="exported model directory [models]")
+    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs [var]")
+    p.add_argument("--bootstrap", action="store_true", help="if there are no models, train small demo ones")
+    p.add_argument("--detector", default="blazeface_full", choices=["blazeface_full", "blazeface_short", "haar"])
+    p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
+    p.add_argument("--port-offset", type=int, default=0,
+                   help="add to every default port (run two stacks side by side)")
+    return p
+
+
+def make_config(args: argparse.Namespace) -> StackConfig:
+    o = args.port_offset
+    return StackConfig(model_dir=args.models, data_dir=args.data_dir, detector=args.detector,
+                       policy_file=args.policy_file, facedetect_port=50051 + o, classifier_port=50052 + o,
+                       aggregator_port=50053 + o, facedetect_metrics=9101 + o, classifier_metrics=9102 + o,
+                       aggregator_metrics=9103 + o, triton_ports=(8000 + o, 8001 + o, 8002 + o))
+
+
+def ensure_models(args: argparse.Namespace, prog: str) -> bool:
+    if has_models(args.models):
+        return True
+    if not args.bootstrap:
+        print(f"{prog}: error: " + NO_MODELS.format(dir=args.models), file=sys.stderr)
+        return False
+    bootstrap_models(args.models, args.data_dir / "bootstrap")
+    return True
+
+
+def start_stack(config: StackConfig) -> LocalStack:
+    stack = LocalStack(config)
+    print("starting aggregator (embedded Redis), classifier (embedded Triton, 4 models), face detection ...",
+          flush=True)
+    return stack.start()
+
+
+def print_addresses(stack: LocalStack) -> None:
+    width = max(len(k) for k in stack.addresses())
+    for name, address in stack.addresses().items():
+        print(f"  {name:<{width}}  {address}")
+
+
+def main(argv: Sequence[str]) -> int:
+    args = stack_parser("ferlite up", __doc__).parse_args(argv)
+    if not ensure_models(args, "ferlite up"):
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack = start_stack(make_config(args))
+    except (StackError, OSError) as exc:
+        print(f"ferlite up: error: {exc} (logs in {args.data_dir / 'logs'})", file=sys.stderr)
+        return 1
+    print("ferlite is up:")
+    print_addresses(stack)
+    print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
+          flush=True)
+    code = 0
+    while not stop.wait(0.5):
+        dead = stack.dead()
+        if dead:
+            svc = dead[0]
+            print(f"ferlite up: {svc.name} exited ({svc.proc.returncode}); stopping. Log tail:\n"
+                  f"{stack.log_tail(svc)}", file=sys.stderr)
+            code = 1
+            break
+    codes = stack.stop()
+    print("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()), flush=True)
+    return code

@@ -1,0 +1,108 @@
+"""End to end with real processes: `ferlite up`, a short clip through `ferlite stream`, events in
+Redis checked against the faces seen, then a clean shutdown that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from ferlite.sample_clip import make_clip
+from tests.support.procs import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_offset() -> int:
+    bases = (50051, 50052, 50053, 9101, 9102, 9103, 8000, 8001, 8002)
+    for _ in range(50):
+        offset = random.randint(1000, 6000)
+        if all(_port_free(b + offset) for b in bases):
+            return offset
+    raise RuntimeError("no free port range")
+
+
+def test_up_without_models_says_what_to_run(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "ferlite", "up", "--models", str(tmp_path / "none"),
+                             "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "ferlite up --bootstrap" in result.stderr and "ferlite train --data" in result.stderr
+
+
+def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
+    offset = _free_offset()
+    data_dir = tmp_path / "var"
+    shm_before = set(os.listdir("/dev/shm"))
+    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--models", str(exported_models), "--data-dir",
+                           str(data_dir), "--port-offset", str(offset)], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in up.stdout:
+            lines.append(line)
+            if line.startswith("ferlite is up"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        clip = make_clip(tmp_path / "clip.mp4", seconds=2.0)
+        summary_path = tmp_path / "summary.json"
+        stream = subprocess.run(
+            [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",
+             "--target", f"127.0.0.1:{50051 + offset}", "--aggregator", f"127.0.0.1:{50053 + offset}",
+             "--fps", "10", "--json", str(summary_path), "--output", str(tmp_path / "annotated.mp4")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert stream.returncode == 0, stream.stderr[-2000:]
+        summary = json.loads(summary_path.read_text())
+        assert summary["frames"] == 20 and summary["failed_frames"] == 0
+        assert summary["faces"] >= 10  # the portrait half alone has one face per frame
+        assert summary["recorded_faces"] == summary["faces"]
+        assert summary["aggregator_total_events"] == summary["faces"]
+        assert sum(summary["aggregator_distribution"].values()) == summary["faces"]
+        assert (tmp_path / "annotated.mp4").stat().st_size > 0
+
+        client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
+        assert client.xlen("ferlite:stream:e2e-room") == summary["faces"]
+        for key in client.scan_iter("ferlite:*"):  # no pixels anywhere: only small JSON/text values
+            kind = client.type(key)
+            if kind == b"stream":
+                for _, fields in client.xrange(key):
+                    assert set(fields) == {b"event"} and len(fields[b"event"]) < 1000
+                    event = json.loads(fields[b"event"])
+                    assert set(event) >= {"event_id", "label", "probabilities", "box", "track_id"}
+                    assert not {"crop", "pixels", "image", "frame"} & set(event)
+            elif kind == b"hash":
+                assert all(len(v) < 200 for v in client.hgetall(key).values())
+        client.close()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(90)
+    assert code == 0, "".join(lines[-30:])
+    assert any(line.startswith("stopped:") for line in lines)
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left: {left}"
+    for base in (50051, 50052, 50053, 9101, 9102, 9103, 8000, 8001, 8002):
+        assert _port_free(base + offset), f"port {base + offset} still bound"
+    assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == set()
