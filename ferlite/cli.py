@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("ferlite.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
     "stream": ("ferlite.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
     "demo": ("ferlite.demo:main", "bring the stack up, stream a sample clip of real faces, print the summary"),
+    "ab": ("ferlite.ab:main", "show or set the classifier's A/B weights in a Kubernetes cluster (ConfigMap)"),
 }
 
 

@@ -1,0 +1,124 @@
+{{/* Names, labels and the pieces every ferlite pod shares. */}}
+{{- define "ferlite.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "ferlite.name" -}}{{ include "ferlite.fullname" .root }}-{{ .component }}{{- end -}}
+
+{{- define "ferlite.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "ferlite.labels" -}}
+{{ include "ferlite.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "ferlite.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
+
+{{- define "ferlite.redisSecret" -}}{{ .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "ferlite.fullname" .)) }}{{- end -}}
+{{- define "ferlite.authSecret" -}}{{ .Values.auth.existingSecret | default (printf "%s-auth" (include "ferlite.fullname" .)) }}{{- end -}}
+
+{{/* Env + volumes for TLS on the gRPC server and its client channels. */}}
+{{- define "ferlite.tlsEnv" -}}
+{{- if .root.Values.tls.enabled }}
+- {name: FERLITE_{{ .service }}_TLS_CERT, value: /etc/ferlite/tls/tls.crt}
+- {name: FERLITE_{{ .service }}_TLS_KEY, value: /etc/ferlite/tls/tls.key}
+{{- if .root.Values.tls.mtls }}
+- {name: FERLITE_{{ .service }}_TLS_CLIENT_CA, value: /etc/ferlite/tls/ca.crt}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "ferlite.tlsVolumeMount" -}}
+{{- if .Values.tls.enabled }}
+- {name: tls, mountPath: /etc/ferlite/tls, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "ferlite.tlsVolume" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret: {secretName: {{ required "tls.existingSecret is required when tls.enabled" .Values.tls.existingSecret }}}
+{{- end }}
+{{- end -}}
+
+{{/* Native gRPC probes (Kubernetes >= 1.27) against grpc.health.v1. */}}
+{{- define "ferlite.probes" -}}
+{{- if not .root.Values.tls.enabled }}
+readinessProbe:
+  grpc: {port: {{ .port }}}
+  periodSeconds: 5
+  failureThreshold: 2
+livenessProbe:
+  grpc: {port: {{ .port }}}
+  initialDelaySeconds: {{ .initialDelay | default 10 }}
+  periodSeconds: 10
+  failureThreshold: 6
+{{- else }}
+# kubelet's gRPC probe cannot speak TLS: probe the TCP port instead.
+readinessProbe:
+  tcpSocket: {port: {{ .port }}}
+  periodSeconds: 5
+livenessProbe:
+  tcpSocket: {port: {{ .port }}}
+  initialDelaySeconds: {{ .initialDelay | default 10 }}
+  periodSeconds: 10
+{{- end }}
+{{- end -}}
+
+{{- define "ferlite.hpa" -}}
+{{- $cfg := index .root.Values .component -}}
+{{- if $cfg.autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "ferlite.name" . }}
+  labels: {{- include "ferlite.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: {{ include "ferlite.name" . }}}
+  minReplicas: {{ $cfg.autoscaling.minReplicas }}
+  maxReplicas: {{ $cfg.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target: {type: Utilization, averageUtilization: {{ $cfg.autoscaling.targetCPUUtilizationPercentage }}}
+{{- end }}
+{{- end -}}
+
+{{- define "ferlite.pdb" -}}
+{{- $cfg := index .root.Values .component -}}
+{{- if $cfg.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "ferlite.name" . }}
+  labels: {{- include "ferlite.labels" . | nindent 4 }}
+spec:
+  minAvailable: {{ $cfg.pdb.minAvailable }}
+  selector:
+    matchLabels: {{- include "ferlite.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{- define "ferlite.service" -}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ferlite.name" . }}
+  labels: {{- include "ferlite.labels" . | nindent 4 }}
+spec:
+  selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
+  ports:
+    - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
+    - {name: metrics, port: {{ .metricsPort }}, targetPort: metrics}
+{{- end -}}

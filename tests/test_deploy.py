@@ -1,0 +1,245 @@
+"""Deployment artefacts: the Helm chart (lint, render, Kubernetes 1.32 schemas), Prometheus rules
+(promtool), the Grafana dashboard against real /metrics, and `ferlite ab` against an in-memory
+Kubernetes API double."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+
+import pytest
+import yaml
+
+from ferlite.ab import main as ab_main
+from tests.support.k8s_double import InMemoryKubernetesApi
+from tests.support.procs import ROOT, require_tool
+
+CHART = ROOT / "helm" / "ferlite"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: no upstream schema to validate against
+
+VALUE_SETS = {
+    "defaults": {},
+    "external-redis-monitoring-tls": {
+        "redis": {"enabled": False, "externalUrl": "rediss://redis.example.internal:6380/0",
+                  "auth": {"existingSecret": "managed-redis"}},
+        "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True},
+        "auth": {"existingSecret": "ferlite-auth"}},
+    "gpu-pvc-no-autoscaling": {
+        "triton": {"gpus": 1, "modelRepository": {"source": "pvc", "pvcName": "models", "kind": "KIND_GPU"}},
+        "facedetect": {"autoscaling": {"enabled": False, "minReplicas": 1, "maxReplicas": 1,
+                                       "targetCPUUtilizationPercentage": 70}},
+        "aggregator": {"spool": {"persistence": {"enabled": True, "size": "5Gi"}}},
+        "networkPolicy": {"enabled": False}},
+}
+
+
+def render(values: dict) -> list[dict]:
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name="ferlite", namespace="ferlite")
+    docs = []
+    for text in out.values():
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def test_chart_lints_clean() -> None:
+    helm = pytest.importorskip("helm_python")
+    for values in VALUE_SETS.values():
+        report = helm.lint(str(CHART), values)
+        assert report["errors"] == [], report
+        assert not [m for m in report["messages"] if m["severity"] > 1], report
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_rendered_manifests_validate_against_kubernetes_1_32(name: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    docs = render(VALUE_SETS[name])
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]
+            continue
+        kv.validate(doc, "1.32", strict=True)  # raises on any schema error or removed API
+
+
+def _by(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_default_chart_wiring() -> None:
+    docs = render({})
+    deployments = _by(docs, "Deployment")
+    assert set(deployments) == {"ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton",
+                                "ferlite-redis"}
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert "resources" in c and c["resources"]["limits"], name
+    for svc in ("facedetect", "classifier", "aggregator"):
+        c = deployments[f"ferlite-{svc}"]["spec"]["template"]["spec"]["containers"][0]
+        assert c["readinessProbe"]["grpc"]["port"] == c["ports"][0]["containerPort"]
+        assert c["livenessProbe"]["grpc"]
+    classifier = deployments["ferlite-classifier"]["spec"]["template"]["spec"]
+    assert {"name": "ab-policy", "mountPath": "/etc/ferlite/ab", "readOnly": True} in classifier["containers"][0][
+        "volumeMounts"]
+    policy = json.loads(_by(docs, "ConfigMap")["ferlite-ab-policy"]["data"]["policy.json"])
+    assert set(policy["weights"]) == {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"}
+    triton = deployments["ferlite-triton"]["spec"]["template"]["spec"]
+    assert triton["initContainers"][0]["args"][:2] == ["triton-repo", "--models"]
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Secret"} <= {d["kind"] for d in docs}
+    aggregator_env = {e["name"]: e for e in deployments["ferlite-aggregator"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert aggregator_env["FERLITE_AGGREGATOR_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+
+
+def test_network_policies_allow_only_the_pipeline() -> None:
+    policies = _by(render({}), "NetworkPolicy")
+    def sources(name: str) -> list[str]:
+        rule = policies[name]["spec"]["ingress"][0]
+        return sorted(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component", "clients")
+                      for f in rule["from"])
+    assert sources("ferlite-classifier") == ["clients", "facedetect"]
+    assert sources("ferlite-triton") == ["classifier"]
+    assert sources("ferlite-redis") == ["aggregator"]
+    assert sources("ferlite-aggregator") == ["clients", "facedetect"]
+
+
+def test_schema_rejects_bad_values() -> None:
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        bad_arch = {"classifier": {"abPolicy": {"weights": {"resnet50": 1}}}}
+        for bad, where in ((bad_arch, "invalid propertyName 'resnet50'"),
+                           ({"facedetect": {"detector": "yolo"}}, "/facedetect/detector"),
+                           ({"redis": {"externalUrl": "http://nope"}}, "/redis/externalUrl"),
+                           ({"facedetect": {"replicas": 0}}, "/facedetect/replicas")):
+            with pytest.raises(Exception) as err:
+                chart.validate_schema(chart.merge_values(bad))
+            assert where in str(err.value)
+        chart.validate_schema(chart.merge_values({}))
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = require_tool("promtool")
+    check = subprocess.run([promtool, "check", "rules", str(CHART / "files" / "alerts.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tested = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=ROOT / "deploy" / "prometheus",
+                            capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    config = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=ROOT / "deploy" / "prometheus",
+                            capture_output=True, text=True)
+    assert config.returncode == 0, config.stdout + config.stderr
+    alerts = {r["alert"] for g in yaml.safe_load((CHART / "files" / "alerts.yml").read_text())["groups"]
+              for r in g["rules"]}
+    tests = (ROOT / "deploy" / "prometheus" / "alerts_test.yml").read_text()
+    assert all(f"alertname: {a}" in tests for a in alerts), "every alert needs a promtool test"
+
+
+def _exported_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()[:4]
+            names.add(name)
+            if kind == "counter":
+                names |= {name + "_total", name + "_created"}
+            if kind == "histogram":
+                names |= {name + s for s in ("_bucket", "_sum", "_count", "_created")}
+    return names
+
+
+@pytest.mark.slow
+def test_dashboard_queries_only_metrics_the_services_export(exported_models, tmp_path) -> None:
+    from ferlite.services.aggregator.config import AggregatorConfig
+    from ferlite.services.aggregator.server import build as build_aggregator
+    from ferlite.services.classifier.config import ClassifierConfig
+    from ferlite.services.classifier.server import build as build_classifier
+    from ferlite.services.facedetect.config import FaceDetectConfig
+    from ferlite.services.facedetect.server import build as build_facedetect
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "ferlite-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queried = {m for e in exprs for m in re.findall(r"\b((?:ferlite|nv)_[a-z0-9_]+)", e)}
+    assert len(dashboard["panels"]) >= 10 and len(queried) >= 20
+    servers = [
+        build_aggregator(AggregatorConfig(port=0, metrics_port=0, data_dir=str(tmp_path / "a"))),
+        build_classifier(ClassifierConfig(port=0, metrics_port=0, model_dir=str(exported_models),
+                                          triton_http_port=0, triton_grpc_port=0, triton_metrics_port=0,
+                                          repository_dir=str(tmp_path / "t"))),
+        build_facedetect(FaceDetectConfig(port=0, metrics_port=0)),
+    ]
+    exported: set[str] = set()
+    try:
+        for server in servers:
+            server.start()
+            exported |= _exported_names(urllib.request.urlopen(
+                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode())
+        triton_port = servers[1].triton.metrics_port
+        exported |= _exported_names(urllib.request.urlopen(f"http://127.0.0.1:{triton_port}/metrics",
+                                                           timeout=10).read().decode())
+    finally:
+        for server in servers:
+            server.stop(0)
+    assert queried - exported == set(), f"the dashboard queries metrics nobody exports: {queried - exported}"
+
+
+@pytest.fixture
+def k8s(tmp_path):
+    double = InMemoryKubernetesApi()
+    double.configmaps[("ferlite", "ferlite-ab-policy")] = {
+        "policy.json": json.dumps({"weights": {"mobilenet_v2": 1, "efficientnet_b0": 1}, "sticky": True})}
+    yield double, str(double.kubeconfig(tmp_path / "kubeconfig"))
+    double.close()
+
+
+def test_ab_show_and_set_against_the_kubernetes_api_double(k8s, capsys) -> None:
+    double, kubeconfig = k8s
+    base = ["--kubeconfig", kubeconfig, "--namespace", "ferlite"]
+    assert ab_main([*base, "show"]) == 0
+    assert "mobilenet_v2         weight 1  (50% of traffic)" in capsys.readouterr().out
+    assert ab_main([*base, "set", "mobilenet_v2=3", "mobilenet_v3_small=1", "--shadow", "0.1"]) == 0
+    stored = json.loads(double.configmaps[("ferlite", "ferlite-ab-policy")]["policy.json"])
+    assert stored == {"weights": {"mobilenet_v2": 3.0, "mobilenet_v3_small": 1.0}, "sticky": True,
+                      "shadow_fraction": 0.1}
+    assert any(method == "PATCH" for method, _, _ in double.requests)
+    assert ab_main([*base, "set", "efficientnet_b0=2", "--merge", "--no-sticky"]) == 0
+    stored = json.loads(double.configmaps[("ferlite", "ferlite-ab-policy")]["policy.json"])
+    assert stored["weights"] == {"mobilenet_v2": 3.0, "mobilenet_v3_small": 1.0, "efficientnet_b0": 2.0}
+    assert stored["sticky"] is False
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["set", "resnet50=1"], "unknown architecture 'resnet50'"),
+    (["set", "mobilenet_v2=-2"], "must be a non-negative number"),
+    (["set", "mobilenet_v2=0"], "at least one weight must be > 0"),
+    (["set", "mobilenet_v2"], "write ARCHITECTURE=WEIGHT"),
+    (["--configmap", "missing", "show"], "ConfigMap ferlite/missing not found"),
+])
+def test_ab_errors_are_clear_and_write_nothing(k8s, capsys, args, needle) -> None:
+    double, kubeconfig = k8s
+    before = dict(double.configmaps[("ferlite", "ferlite-ab-policy")])
+    assert ab_main(["--kubeconfig", kubeconfig, "--namespace", "ferlite", *args]) == 2
+    assert needle in capsys.readouterr().err
+    assert double.configmaps[("ferlite", "ferlite-ab-policy")] == before
+    assert not any(method == "PATCH" for method, _, _ in double.requests)
+
+
+def test_ab_without_a_cluster(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert ab_main(["show"]) == 2
+    assert "no Kubernetes cluster configured" in capsys.readouterr().err
+    unreachable = tmp_path / "kc"
+    double = InMemoryKubernetesApi()
+    double.kubeconfig(unreachable)
+    double.close()
+    assert ab_main(["--kubeconfig", str(unreachable), "show"]) == 2
+    assert "cannot reach the Kubernetes API" in capsys.readouterr().err
