@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Benchmark: each architecture through the classifier service (gRPC -> real Triton) vs the same
+ONNX model in-process (ONNX Runtime), in the same run; plus perf_analyzer against Triton directly.
+
+Aim: service latency <= 1.5x in-process. Writes benchmarks/results/classifier.{json,md}.
+Usage: python benchmarks/classifier_bench.py --models models [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import perf_analyzer
+from benchmarks.common import percentiles, timed, write_results
+from ferlite.services.classifier.config import ClassifierConfig
+from ferlite.services.classifier.server import build
+from ferlite.v1 import classifier_pb2 as pb
+from ferlite.v1 import classifier_pb2_grpc as pb_grpc
+from ferlite.v1 import common_pb2
+
+
+def request(batch: np.ndarray, arch: str) -> pb.ClassifyRequest:
+    n, s = batch.shape[0], batch.shape[1]
+    return pb.ClassifyRequest(architecture=arch, crops=[common_pb2.FaceCrop(
+        height=s, width=s, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32, data=batch[i].tobytes()) for i in range(n)])
+
+
+def throughput(fn, workers: int, total: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda _: fn(), range(total)))
+    return total / (time.perf_counter() - start)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--no-perf-analyzer", dest="perf", action="store_false")
+    args = p.parse_args()
+    metas = {m.parent.name: json.loads(m.read_text()) for m in sorted(args.models.glob("*/metadata.json"))}
+    if not metas:
+        raise SystemExit(f"no exported models in {args.models}")
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = build(ClassifierConfig(port=0, metrics_port=-1, model_dir=str(args.models), triton_http_port=0,
+                                        triton_grpc_port=0, triton_metrics_port=0, repository_dir=tmp,
+                                        max_batch=64)).start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = pb_grpc.ClassifierStub(channel)
+        try:
+            for arch, meta in metas.items():
+                s = meta["input"]["size"]
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1  # as inside Triton (one instance, one thread)
+                session = ort.InferenceSession(str(args.models / arch / "model.onnx"), options,
+                                               providers=["CPUExecutionProvider"])
+                row: dict = {"input_size": s}
+                for batch in (1, 8):
+                    x = np.random.default_rng(0).random((batch, s, s, 3), dtype=np.float32)
+                    req = request(x, arch)
+                    stub.Classify(req)
+                    session.run(None, {"image": x})
+                    service = percentiles(timed(lambda r=req: stub.Classify(r), args.requests))
+                    local = percentiles(timed(lambda x=x, s=session: s.run(None, {"image": x}), args.requests))
+                    tput_service = throughput(lambda r=req: stub.Classify(r), 4, args.requests) * batch
+                    tput_local = throughput(lambda x=x, s=session: s.run(None, {"image": x}), 1, args.requests) * batch
+                    row[f"batch_{batch}"] = {
+                        "service": service, "in_process": local, "latency_ratio": service["p50_ms"] / local["p50_ms"],
+                        "service_faces_per_s": tput_service, "in_process_faces_per_s": tput_local}
+                    print(f"{arch:<20} b={batch}: service p50 {service['p50_ms']:.2f} ms, in-process "
+                          f"{local['p50_ms']:.2f} ms (x{service['p50_ms'] / local['p50_ms']:.2f}); "
+                          f"{tput_service:.0f} vs {tput_local:.0f} faces/s", flush=True)
+                if args.perf:
+                    rows = perf_analyzer.run(arch, server.triton.grpc_url, f"{s},{s},3", batch=1, concurrency="1:2")
+                    row["perf_analyzer"] = [{"concurrency": int(r["Concurrency"]),
+                                             "inferences_per_s": float(r["Inferences/Second"]),
+                                             "p99_us": float(r["p99 latency"])} for r in rows]
+                    print(f"{arch:<20} perf_analyzer: " + ", ".join(
+                        f"c={r['concurrency']} {r['inferences_per_s']:.0f} inf/s p99 {r['p99_us'] / 1000:.1f} ms"
+                        for r in row["perf_analyzer"]), flush=True)
+                results[arch] = row
+        finally:
+            channel.close()
+            server.stop(0)
+    lines = ["# Classifier benchmark", "",
+             "Each architecture's exported ONNX model through the classifier service (gRPC, A/B router, Triton "
+             "2.51 Python backend running ONNX Runtime, one instance) vs the same model in-process with ONNX "
+             "Runtime (one thread), same run, 2-core CPU. Aim: service p50 <= 1.5x in-process.", "",
+             "| architecture | input | batch | service p50 ms | in-process p50 ms | ratio "
+             "| service faces/s (4 clients) | in-process faces/s |", "|---|---|---|---|---|---|---|---|"]
+    for arch, row in results.items():
+        for b in (1, 8):
+            r = row[f"batch_{b}"]
+            lines.append(f"| {arch} | {row['input_size']} | {b} | {r['service']['p50_ms']:.2f} | "
+                         f"{r['in_process']['p50_ms']:.2f} | {r['latency_ratio']:.2f} | "
+                         f"{r['service_faces_per_s']:.0f} | {r['in_process_faces_per_s']:.0f} |")
+    if any("perf_analyzer" in r for r in results.values()):
+        lines += ["", "perf_analyzer (tritonclient 2.51.0) against Triton's gRPC endpoint, batch 1:", "",
+                  "| architecture | concurrency | inferences/s | p99 ms |", "|---|---|---|---|"]
+        for arch, row in results.items():
+            for r in row.get("perf_analyzer", []):
+                p99 = r["p99_us"] / 1000
+                lines.append(f"| {arch} | {r['concurrency']} | {r['inferences_per_s']:.0f} | {p99:.1f} |")
+    md = "\n".join([*lines, ""])
+    js, mdp = write_results("classifier", {"models": str(args.models), "results": results}, md)
+    print(md)
+    print(f"written: {js}, {mdp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
