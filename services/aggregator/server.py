@@ -10,6 +10,7 @@ import grpc
 import redis
 
 from ferlite.labels import EMOTIONS
+from ferlite.services.common.config import ConfigError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.server import GrpcServer, Mount
@@ -26,6 +27,9 @@ from .store import RedisStore
 
 SERVICE_NAME = "ferlite.v1.Aggregator"
 REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
+# Reads of classroom data and teacher feedback need the bearer token; RecordEvents is the
+# pipeline's internal write path (protected by mTLS and NetworkPolicy in a cluster).
+PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
 
 
 def event_from_pb(m: pb.EmotionEvent) -> Event:
@@ -114,7 +118,7 @@ class AggregatorServer(GrpcServer):
                  on_stop: list) -> None:
         servicer = AggregatorServicer(core)
         super().__init__(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_AggregatorServicer_to_server(servicer, s))],
-                         metrics=metrics, on_stop=[core.stop, *on_stop])
+                         metrics=metrics, on_stop=[core.stop, *on_stop], protected=PROTECTED)
         self.core = core
         core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
 
@@ -130,6 +134,19 @@ def build(config: AggregatorConfig, client: redis.Redis | None = None) -> Aggreg
     embedded = None
     if client is None:
         client, embedded = connect(config)
+    try:  # a wrong password is a configuration error, not an outage to spool through
+        client.ping()
+    except redis.AuthenticationError as exc:
+        client.close()
+        if embedded:
+            embedded.stop()
+        raise ConfigError(f"Redis refused the credentials (redis_password): {exc}") from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc):
+            raise ConfigError("Redis requires a password: set redis_password") from None
+        raise
+    except redis.ConnectionError:
+        pass  # Redis may come up later: events are spooled until it does
     metrics = ServiceMetrics(config.SERVICE)
     store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen,
                        config.feedback_window)

@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ferlite.services.common.processes import die_with_parent
+
 log = logging.getLogger("ferlite.classifier.triton")
 
 SHM_PREFIX = "triton_python_backend_shm_region_"
@@ -104,7 +106,7 @@ class EmbeddedTriton:
                                                    "metrics_port": self.metrics_port})
         with self.log_file.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.environment(),
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent())
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.proc.poll() is not None:

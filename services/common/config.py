@@ -60,6 +60,8 @@ class ServerConfig:
     tls_cert: str = setting("", "server certificate (PEM); enables TLS with tls_key")
     tls_key: str = setting("", "server private key (PEM)")
     tls_client_ca: str = setting("", "CA (PEM) that client certificates must chain to: mTLS")
+    auth_token: str = setting("", "bearer token required on this service's protected RPCs; empty disables")
+    auth_token_file: str = setting("", "file holding the bearer token (a mounted Secret); overrides auth_token")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = setting("json", "json (one object a line) or text")
 
@@ -81,7 +83,7 @@ class ServerConfig:
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
             _check_file(name, getattr(self, name))
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"log_level={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
@@ -91,6 +93,13 @@ class ServerConfig:
     @property
     def max_message_bytes(self) -> int:
         return int(self.max_message_mb * 1024 * 1024)
+
+    @property
+    def token(self) -> str:
+        """The bearer token in force ("" when auth is off)."""
+        if self.auth_token_file:
+            return Path(self.auth_token_file).read_text().strip()
+        return self.auth_token
 
     @property
     def tls_enabled(self) -> bool:

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import ServerConfig
 from .metrics import MetricsInterceptor, ServiceMetrics, serve_metrics
+from .security import TokenAuthInterceptor
 
 log = logging.getLogger("ferlite.server")
 
@@ -49,11 +50,12 @@ class GrpcServer:
 
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
-                 on_stop: Sequence[Callable[[], None]] = ()) -> None:
+                 on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = ()) -> None:
         self.config = config
         self.mounts = list(mounts)
         self.metrics = metrics or ServiceMetrics(config.SERVICE)
         self.on_stop = list(on_stop)
+        self.protected = list(protected)  # full method names that need the bearer token
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.port = 0
         self.metrics_port = -1
@@ -71,7 +73,7 @@ class GrpcServer:
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix=cfg.SERVICE),
-            interceptors=[MetricsInterceptor(self.metrics)],
+            interceptors=self._interceptors(),
             options=options,
         )
         for mount in self.mounts:
@@ -97,8 +99,15 @@ class GrpcServer:
             self.set_serving(name, True)
         log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                    "tls": cfg.tls_enabled, "mtls": bool(cfg.tls_client_ca),
-                                   "services": names})
+                                   "auth": bool(cfg.token and self.protected), "services": names})
         return self
+
+    def _interceptors(self) -> list[grpc.ServerInterceptor]:
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        token = self.config.token
+        if token and self.protected:
+            interceptors.append(TokenAuthInterceptor(token, self.protected))
+        return interceptors
 
     def set_serving(self, name: str, serving: bool) -> None:
         """Report a (sub)service's health; "" is the whole server."""

@@ -13,6 +13,7 @@ from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
+from ferlite.services.common.security import RateLimiter
 from ferlite.services.common.server import GrpcServer, Mount
 from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as pb
@@ -38,11 +39,26 @@ def _points(face: Face) -> list[common_pb2.Point]:
     return [common_pb2.Point(x=x, y=y) for x, y in face.landmarks]
 
 
+def client_key(context: grpc.ServicerContext, stream_id: str = "") -> str:
+    """The rate-limit key: the peer's address without its port, plus the stream for Process."""
+    peer = context.peer() or ""
+    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    return f"{host}/{stream_id}"
+
+
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
     def __init__(self, core: FaceService, classify: Classify, record: Record) -> None:
         self.core = core
         self.classify = classify
         self.record = record
+        rate = core.config.max_fps_per_client
+        self.limiter = RateLimiter(rate, burst=max(2.0, 2 * rate))
+
+    def _limit(self, context: grpc.ServicerContext, stream_id: str = "") -> None:
+        if not self.limiter.allow(client_key(context, stream_id)):
+            self.core.reject("rate_limited")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.core.config.max_fps_per_client:g} frames/s from this client; slow down")
 
     def _frame(self, frame: pb.Frame, context: grpc.ServicerContext) -> np.ndarray:
         limit = self.core.config.max_megapixels
@@ -60,6 +76,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     def Detect(self, request: pb.DetectRequest, context: grpc.ServicerContext) -> pb.DetectResponse:
+        self._limit(context)
         rgb = self._frame(request.frame, context)
         if request.crop_size and not 32 <= request.crop_size <= 1024:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"crop_size {request.crop_size} must be 0 or 32..1024")
@@ -86,6 +103,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             problems.append("frame_index must be >= 0")
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        self._limit(context, request.stream_id)
         rgb = self._frame(request.frame, context)
         info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
                          [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))

@@ -1,0 +1,82 @@
+"""Request-level protections shared by the services: bearer-token auth and per-client rate limits.
+
+Tokens are compared with `hmac.compare_digest` (constant time), so response timing does not leak
+how much of a guessed token was right. Rate limits are token buckets keyed by client, kept in a
+bounded LRU so a flood of distinct client ids cannot grow memory without limit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+
+AUTH_HEADER = "authorization"
+
+
+def bearer(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    for key, value in metadata or ():
+        if key.lower() == AUTH_HEADER and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):]
+    return ""
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on the listed methods (full names, /pkg.Svc/Method)."""
+
+    def __init__(self, token: str, protected: Iterable[str]) -> None:
+        self.token = token.encode()
+        self.protected = set(protected)
+
+    def _allowed(self, details: Any) -> bool:
+        return hmac.compare_digest(bearer(details.invocation_metadata).encode(), self.token)
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method not in self.protected or self._allowed(details):
+            return handler
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required for this call")
+
+        if handler.unary_stream:
+            def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
+                deny(request, context)
+                yield  # pragma: no cover
+
+            return handler._replace(unary_stream=deny_stream)
+        if handler.unary_unary:
+            return handler._replace(unary_unary=deny)
+        return handler._replace(stream_unary=deny) if handler.stream_unary else handler
+
+
+def token_metadata(token: str) -> list[tuple[str, str]]:
+    return [(AUTH_HEADER, f"Bearer {token}")] if token else []
+
+
+class RateLimiter:
+    """Token bucket per client key: `rate` events per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.max_clients, self.clock = rate, burst, max_clients, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+            return allowed

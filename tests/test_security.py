@@ -1,0 +1,182 @@
+"""Security: bearer tokens on queries, feedback and A/B admin; per-client frame rate limits; TLS
+and mTLS on every hop of the pipeline; the Redis password; secrets wired by the chart."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import grpc
+import pytest
+import redis
+from skimage import data
+
+from ferlite.services.aggregator.config import AggregatorConfig
+from ferlite.services.aggregator.server import build as build_aggregator
+from ferlite.services.aggregator.server import event_to_pb
+from ferlite.services.classifier.config import ClassifierConfig
+from ferlite.services.classifier.server import build as build_classifier
+from ferlite.services.common.channels import ChannelSecurity, open_channel
+from ferlite.services.common.config import ConfigError
+from ferlite.services.common.security import RateLimiter, token_metadata
+from ferlite.services.facedetect.config import FaceDetectConfig
+from ferlite.services.facedetect.server import build as build_facedetect
+from ferlite.v1 import aggregator_pb2 as apb
+from ferlite.v1 import aggregator_pb2_grpc as apb_grpc
+from ferlite.v1 import classifier_pb2 as cpb
+from ferlite.v1 import classifier_pb2_grpc as cpb_grpc
+from ferlite.v1 import facedetect_pb2 as fpb
+from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
+from tests.conftest import TINY_SIZE
+from tests.support.redis import free_port
+from tests.test_aggregator import event
+from tests.test_deploy import _by, render
+from tests.test_server import certs  # noqa: F401  (fixture)
+
+TOKEN = "correct-horse-battery-staple"
+
+
+def _jpeg() -> bytes:
+    return cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+@pytest.fixture
+def aggregator(tmp_path):
+    server = build_aggregator(AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"),
+                                               auth_token=TOKEN)).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield apb_grpc.AggregatorStub(channel)
+    channel.close()
+    server.stop(0)
+
+
+def test_aggregator_queries_and_feedback_need_the_token(aggregator) -> None:
+    stub = aggregator
+    ev = event_to_pb(event(1, ts=time.time()))
+    assert stub.RecordEvents(apb.RecordEventsRequest(events=[ev])).accepted == 1  # pipeline write path: open
+    calls = {
+        "GetSummary": lambda md: stub.GetSummary(apb.SummaryRequest(classroom_id="room-1", window_seconds=60),
+                                                 metadata=md),
+        "SubmitFeedback": lambda md: stub.SubmitFeedback(apb.FeedbackRequest(event_id=ev.event_id, true_label="sad"),
+                                                         metadata=md),
+        "StreamEvents": lambda md: next(iter(stub.StreamEvents(apb.StreamEventsRequest(
+            classroom_id="room-1", since=1.0), metadata=md, timeout=5))),
+    }
+    for name, call in calls.items():
+        for metadata in ([], token_metadata("wrong-token"), [("authorization", TOKEN)]):
+            with pytest.raises(grpc.RpcError) as err:
+                call(metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+        assert call(token_metadata(TOKEN)) is not None, name
+
+
+def test_rate_limiter_buckets_and_bounded_memory() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=4.0, max_clients=100, clock=lambda: now[0])
+    assert [limiter.allow("cam") for _ in range(6)] == [True] * 4 + [False] * 2
+    now[0] += 1.0  # two more tokens a second
+    assert [limiter.allow("cam") for _ in range(3)] == [True, True, False]
+    assert limiter.allow("other")  # buckets are per client
+    for i in range(1000):
+        limiter.allow(f"flood-{i}")
+    assert len(limiter._buckets) == 100
+
+
+def test_facedetect_refuses_frames_above_the_per_client_rate(tmp_path) -> None:
+    server = build_facedetect(FaceDetectConfig(port=0, metrics_port=-1, max_fps_per_client=5)).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = fpb_grpc.FaceDetectionStub(channel)
+            frame = fpb.Frame(encoded=_jpeg())
+            codes = []
+            for _ in range(20):
+                try:
+                    stub.Detect(fpb.DetectRequest(frame=frame))
+                    codes.append("OK")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code().name)
+                    assert "frames/s from this client" in exc.details()
+        assert codes[:10].count("OK") >= 10 - 1 and "RESOURCE_EXHAUSTED" in codes  # burst of 10, then limited
+    finally:
+        server.stop(0)
+
+
+def test_wrong_redis_password_stops_startup(tmp_path) -> None:
+    from ferlite.services.aggregator.embedded import EmbeddedRedis
+
+    secured = EmbeddedRedis(tmp_path / "r", port=free_port(), password="s3cret").start()
+    try:
+        url = f"redis://127.0.0.1:{secured.port}/0"
+        with pytest.raises(ConfigError, match=r"requires a password|refused the credentials"):
+            build_aggregator(AggregatorConfig(port=0, metrics_port=-1, redis_url=url, data_dir=str(tmp_path / "a")))
+        with pytest.raises(ConfigError, match="refused the credentials"):
+            build_aggregator(AggregatorConfig(port=0, metrics_port=-1, redis_url=url, redis_password="nope",
+                                              data_dir=str(tmp_path / "a")))
+        server = build_aggregator(AggregatorConfig(port=0, metrics_port=-1, redis_url=url, redis_password="s3cret",
+                                                   data_dir=str(tmp_path / "a"))).start()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = apb_grpc.AggregatorStub(channel).RecordEvents(
+                apb.RecordEventsRequest(events=[event_to_pb(event(3, ts=time.time()))]))
+        server.stop(0)
+        assert reply.accepted == 1 and not reply.spooled
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=secured.port, password="nope").ping()
+    finally:
+        secured.stop()
+
+
+@pytest.mark.slow
+def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, certs) -> None:  # noqa: F811
+    tls = {"tls_cert": str(certs / "server.pem"), "tls_key": str(certs / "server.key"),
+           "tls_client_ca": str(certs / "ca.pem")}
+    client_files = {"tls_ca": str(certs / "ca.pem"), "tls_client_cert": str(certs / "client.pem"),
+                    "tls_client_key": str(certs / "client.key")}
+    aggregator = build_aggregator(AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"),
+                                                   auth_token=TOKEN, **tls)).start()
+    classifier = build_classifier(ClassifierConfig(
+        port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
+        triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), auth_token=TOKEN, **tls)).start()
+    facedetect = build_facedetect(FaceDetectConfig(
+        port=0, metrics_port=-1, crop_size=TINY_SIZE, classifier_url=f"localhost:{classifier.port}",
+        aggregator_url=f"localhost:{aggregator.port}", **tls, **client_files)).start()
+    mutual = ChannelSecurity(ca=str(certs / "ca.pem"), cert=str(certs / "client.pem"), key=str(certs / "client.key"))
+    try:
+        with open_channel(f"localhost:{facedetect.port}", mutual) as channel:
+            reply = fpb_grpc.FaceDetectionStub(channel).Process(fpb.ProcessRequest(
+                frame=fpb.Frame(encoded=_jpeg()), classroom_id="tls-room", stream_id="cam", record=True))
+        assert len(reply.faces) == 1 and reply.recorded  # camera -> facedetect -> classifier, aggregator: all TLS
+        with grpc.insecure_channel(f"localhost:{facedetect.port}") as plain, pytest.raises(grpc.RpcError):
+            fpb_grpc.FaceDetectionStub(plain).Process(fpb.ProcessRequest(), timeout=3)
+        no_client_cert = ChannelSecurity(ca=str(certs / "ca.pem"))
+        with open_channel(f"localhost:{aggregator.port}", no_client_cert) as channel, pytest.raises(grpc.RpcError):
+            apb_grpc.AggregatorStub(channel).RecordEvents(apb.RecordEventsRequest(), timeout=3)
+        with open_channel(f"localhost:{classifier.port}", mutual) as channel:
+            admin = cpb_grpc.ABAdminStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                admin.GetPolicy(cpb.GetPolicyRequest())
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert admin.GetPolicy(cpb.GetPolicyRequest(), metadata=token_metadata(TOKEN)).weights
+        with open_channel(f"localhost:{aggregator.port}", mutual) as channel:
+            summary = apb_grpc.AggregatorStub(channel).GetSummary(
+                apb.SummaryRequest(classroom_id="tls-room", window_seconds=600), metadata=token_metadata(TOKEN))
+        assert summary.total_events == 1
+    finally:
+        for server in (facedetect, classifier, aggregator):
+            server.stop(0)
+
+
+def test_chart_wires_the_secrets() -> None:
+    docs = render({"tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True}})
+    deployments = _by(docs, "Deployment")
+    for name, var in (("ferlite-aggregator", "FERLITE_AGGREGATOR_AUTH_TOKEN"),
+                      ("ferlite-classifier", "FERLITE_CLASSIFIER_AUTH_TOKEN")):
+        env = {e["name"]: e for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "ferlite-auth", "key": "auth-token"}
+        assert env[var.replace("AUTH_TOKEN", "TLS_CLIENT_CA")]["value"] == "/etc/ferlite/tls/ca.crt"
+    redis_env = {e["name"]: e for e in deployments["ferlite-redis"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+    fd_env = {e["name"]: e["value"] for e in deployments["ferlite-facedetect"]["spec"]["template"]["spec"][
+        "containers"][0]["env"] if "value" in e}
+    assert fd_env["FERLITE_FACEDETECT_TLS_CA"] == "/etc/ferlite/tls/ca.crt"
+    assert fd_env["FERLITE_FACEDETECT_TLS_CLIENT_CERT"] == "/etc/ferlite/tls/tls.crt"
+    assert {"ferlite-auth", "ferlite-redis"} <= set(_by(docs, "Secret"))
