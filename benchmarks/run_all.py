@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Run the benchmarks and refresh BENCHMARKS.md from benchmarks/results/*.md.
+
+Every figure in BENCHMARKS.md is copied from a results file that a script in this folder wrote;
+nothing is typed by hand. `--only NAME,...` runs a subset; `--collect` only rebuilds the page.
+
+Usage: python benchmarks/run_all.py --models models [--data-root ../shared/data] [--only e2e,roofline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+ORDER = ["e2e", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
+
+
+def commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    py = [sys.executable]
+    b = ROOT / "benchmarks"
+    return {
+        "facedetect": [*py, str(b / "facedetect_bench.py")],
+        "aggregator": [*py, str(b / "aggregator_bench.py")],
+        "classifier": [*py, str(b / "classifier_bench.py"), "--models", str(args.models)],
+        "e2e": [*py, str(b / "e2e_bench.py"), "--models", str(args.models)],
+        "roofline": [*py, str(b / "roofline.py")],
+        "soak": [*py, str(b / "soak.py"), "--models", str(args.models), "--duration", str(args.soak_seconds)],
+        "training": [*py, str(b / "train_compare.py"), "--data-root", str(args.data_root)],
+    }
+
+
+def collect() -> Path:
+    parts = ["# ferlite benchmarks", "",
+             f"Assembled by `benchmarks/run_all.py` on {time.strftime('%Y-%m-%d')} from `benchmarks/results/`; "
+             "each section is the Markdown its script wrote (JSON beside it). Machine: 2-core CPU, no GPU.", ""]
+    for name in ORDER:
+        path = RESULTS / f"{name}.md"
+        if path.exists():
+            text = path.read_text().strip().splitlines()
+            parts += ["#" + text[0] if text[0].startswith("# ") else text[0], *text[1:], ""]
+        else:
+            parts += [f"## {name}", "", f"Not run yet: `python benchmarks/run_all.py --only {name}`.", ""]
+    out = ROOT / "BENCHMARKS.md"
+    out.write_text("\n".join(parts))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))
+    p.add_argument("--soak-seconds", type=float, default=600)
+    p.add_argument("--collect", action="store_true", help="only rebuild BENCHMARKS.md")
+    args = p.parse_args()
+    if not args.collect:
+        chosen = [n for n in (args.only.split(",") if args.only else ORDER) if n]
+        unknown = set(chosen) - set(ORDER)
+        if unknown:
+            p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+        cmds = commands(args)
+        for name in chosen:
+            print(f"== {name}: {' '.join(cmds[name][1:])}", flush=True)
+            subprocess.run(cmds[name], check=True, cwd=ROOT)
+    print(f"wrote {collect()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
