@@ -78,11 +78,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.json"
         policy.write_text(json.dumps({"weights": {a: 1 for a in ARCHITECTURES}}))
-        stack = LocalStack(StackConfig(
-            model_dir=args.models, data_dir=Path(tmp) / "var", policy_file=str(policy),
-            facedetect_port=50051 + o, classifier_port=50052 + o, aggregator_port=50053 + o,
-            facedetect_metrics=9101 + o, classifier_metrics=9102 + o, aggregator_metrics=9103 + o,
-            triton_ports=(8000 + o, 8001 + o, 8002 + o))).start()
+        stack = LocalStack(StackConfig.with_port_offset(o, model_dir=args.models, data_dir=Path(tmp) / "var",
+                                                        policy_file=str(policy))).start()
         target = f"127.0.0.1:{50051 + o}"
         try:
             drive(target, 2, 3, jpegs)  # warm-up

@@ -66,11 +66,7 @@ def run(models: Path, streams: int = 8, duration: float = 600.0, fps: float = 5.
     warmup = min(30.0, duration * 0.2) if warmup is None else warmup
     jpegs = frames()
     with tempfile.TemporaryDirectory() as tmp:
-        config = StackConfig(model_dir=models, data_dir=Path(tmp), facedetect_port=50051 + port_offset,
-                             classifier_port=50052 + port_offset, aggregator_port=50053 + port_offset,
-                             facedetect_metrics=9101 + port_offset, classifier_metrics=9102 + port_offset,
-                             aggregator_metrics=9103 + port_offset,
-                             triton_ports=(8000 + port_offset, 8001 + port_offset, 8002 + port_offset))
+        config = StackConfig.with_port_offset(port_offset, model_dir=models, data_dir=Path(tmp))
         stack = LocalStack(config).start()
         target = f"127.0.0.1:{config.facedetect_port}"
         samples: list[tuple[float, float]] = []   # (seconds since start, latency ms)

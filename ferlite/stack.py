@@ -42,6 +42,14 @@ class StackConfig:
     policy_file: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def with_port_offset(cls, offset: int = 0, **fields: object) -> StackConfig:
+        """The default ports, each shifted by `offset`: run stacks side by side."""
+        o = offset
+        return cls(facedetect_port=50051 + o, classifier_port=50052 + o, aggregator_port=50053 + o,
+                   facedetect_metrics=9101 + o, classifier_metrics=9102 + o, aggregator_metrics=9103 + o,
+                   triton_ports=(8000 + o, 8001 + o, 8002 + o), **fields)  # type: ignore[arg-type]
+
 
 @dataclass
 class Service:

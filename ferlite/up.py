@@ -47,12 +47,9 @@ def auth_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def make_config(args: argparse.Namespace) -> StackConfig:
-    o = args.port_offset
-    return StackConfig(model_dir=args.models, data_dir=args.data_dir, detector=args.detector,
-                       policy_file=args.policy_file, facedetect_port=50051 + o, classifier_port=50052 + o,
-                       aggregator_port=50053 + o, facedetect_metrics=9101 + o, classifier_metrics=9102 + o,
-                       aggregator_metrics=9103 + o, triton_ports=(8000 + o, 8001 + o, 8002 + o),
-                       extra_env=auth_env(args))
+    return StackConfig.with_port_offset(args.port_offset, model_dir=args.models, data_dir=args.data_dir,
+                                        detector=args.detector, policy_file=args.policy_file,
+                                        extra_env=auth_env(args))
 
 
 def ensure_models(args: argparse.Namespace, prog: str) -> bool:
