@@ -34,7 +34,7 @@ from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
 
 def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_only: bool = False) -> dict:
     latencies: list[float] = []
-    errors = [0]
+    errors: dict[str, int] = {}
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
@@ -53,9 +53,9 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
                                                        frame_index=i, record=True), timeout=10)
                     with lock:
                         latencies.append((time.perf_counter() - t0) * 1000)
-                except grpc.RpcError:
+                except grpc.RpcError as exc:
                     with lock:
-                        errors[0] += 1
+                        errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
                 i += 1
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(streams)]
@@ -63,7 +63,8 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
         t.start()
     for t in threads:
         t.join()
-    return {**percentiles(latencies), "frames_per_s": len(latencies) / seconds, "errors": errors[0]}
+    return {**percentiles(latencies), "frames_per_s": len(latencies) / seconds, "errors": sum(errors.values()),
+            "error_codes": errors}
 
 
 def main() -> int:
@@ -78,8 +79,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.json"
         policy.write_text(json.dumps({"weights": {a: 1 for a in ARCHITECTURES}}))
+        # A throughput measurement: lift the per-client frame-rate limit (every client here is 127.0.0.1).
+        unlimited = {"FERLITE_FACEDETECT_MAX_FPS_PER_CLIENT": "0"}
         stack = LocalStack(StackConfig.with_port_offset(o, model_dir=args.models, data_dir=Path(tmp) / "var",
-                                                        policy_file=str(policy))).start()
+                                                        policy_file=str(policy), extra_env=unlimited)).start()
         target = f"127.0.0.1:{50051 + o}"
         try:
             drive(target, 2, 3, jpegs)  # warm-up

@@ -25,6 +25,7 @@ class ClassifierConfig(ServerConfig):
     runtime: str = setting("onnxruntime", "embedded models run on onnxruntime or litert")
     policy_file: str = setting("", "A/B policy JSON, hot-reloaded (a mounted ConfigMap in Kubernetes)")
     max_batch: int = setting(64, "most crops in one Classify call")
+    batch_delay_us: int = setting(500, "embedded Triton: longest wait for requests to share a batch, microseconds")
     timeout_seconds: float = setting(5.0, "longest wait for Triton when the caller set no deadline")
     readiness_interval: float = setting(0.5, "seconds between Triton readiness checks")
     seed: int = setting(0, "seed of the weighted random routing (0: from the OS)")
@@ -39,5 +40,7 @@ class ClassifierConfig(ServerConfig):
                 raise ConfigError(f"{name}={value} is not a port number (0..65535)")
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
+        if not 0 <= self.batch_delay_us <= 100_000:
+            raise ConfigError(f"batch_delay_us={self.batch_delay_us} must be in 0..100000")
         if self.timeout_seconds <= 0 or self.readiness_interval <= 0:
             raise ConfigError("timeout_seconds and readiness_interval must be > 0")

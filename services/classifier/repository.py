@@ -53,7 +53,8 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
     return found
 
 
-def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str) -> str:
+def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str,
+            batch_delay_us: int) -> str:
     s = info.input_size
     lines = [f'name: "{info.architecture}"']
     if flavour == "embedded":
@@ -69,7 +70,7 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
     if flavour == "embedded":
         model_file = "model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite"
         lines += [
-            "dynamic_batching { max_queue_delay_microseconds: 2000 }",
+            f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} }}",
             f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
             f'parameters {{ key: "runtime" value: {{ string_value: "{runtime}" }} }}',
             f'parameters {{ key: "model_file" value: {{ string_value: "{model_file}" }} }}',
@@ -79,7 +80,7 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
         preferred = [b for b in (4, 8, 16, 32) if b <= max_batch]
         lines += [
             f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] "
-            "max_queue_delay_microseconds: 1000 }",
+            f"max_queue_delay_microseconds: {batch_delay_us} }}",
             f"instance_group [ {{ count: {instances} kind: {kind} }} ]",
         ]
     return "\n".join(lines) + "\n"
@@ -87,7 +88,9 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
 
 def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "embedded", *, max_batch: int = 64,
                      instances: int = 1, kind: str = "KIND_CPU", runtime: str = "onnxruntime",
-                     require_all: bool = False) -> list[ModelInfo]:
+                     require_all: bool = False, batch_delay_us: int = 500) -> list[ModelInfo]:
+    """Write the repository. `batch_delay_us` is how long Triton's dynamic batcher may hold a
+    request waiting for others to share its batch: latency paid by a lone request."""
     if flavour not in {"embedded", "cluster"}:
         raise ValueError(f"flavour must be embedded or cluster, got {flavour!r}")
     if kind not in {"KIND_CPU", "KIND_GPU"}:
@@ -109,7 +112,8 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
         if flavour == "embedded":
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
-        (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime))
+        (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
+                                                     batch_delay_us))
     return models
 
 
@@ -125,11 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runtime", choices=["onnxruntime", "litert"], default="onnxruntime",
                    help="embedded flavour only: which runtime the Python backend uses")
     p.add_argument("--require-all", action="store_true", help="fail unless all four architectures exist")
+    p.add_argument("--batch-delay-us", type=int, default=500,
+                   help="dynamic batcher's longest wait for a fuller batch, microseconds [500]")
     args = p.parse_args(argv)
     try:
         models = build_repository(args.models, args.out, args.flavour, max_batch=args.max_batch,
                                   instances=args.instances, kind=args.kind, runtime=args.runtime,
-                                  require_all=args.require_all)
+                                  require_all=args.require_all, batch_delay_us=args.batch_delay_us)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ferlite triton-repo: error: {exc}", file=sys.stderr)
         return 2

