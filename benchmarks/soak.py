@@ -3,7 +3,8 @@
 
 Pass criteria (printed, and the exit code): 0 errors; p99 stable (last window's p99 at most 1.5x
 the first's); RSS of every service process grows under 5 % from the end of the warm-up to the end (Redis
-and Triton, their children, are reported beside them: Redis grows with the data it holds). Default 8 streams for 10 minutes; CI runs a 30-second version
+and Triton, their children, are reported beside them: Redis grows with the data it holds).
+Default 8 streams for 10 minutes; CI runs a 30-second version
 (tests/test_soak.py). Writes benchmarks/results/soak.{json,md}.
 
 Usage: python benchmarks/soak.py --models models [--streams 8] [--duration 600] [--fps 5]
