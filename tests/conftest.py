@@ -33,3 +33,11 @@ def exported_models(tmp_path_factory) -> Path:
         capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory) -> Path:
+    """A local CA, server and client certificates from scripts/make_certs.sh."""
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run(["bash", str(ROOT / "scripts/make_certs.sh"), str(out)], check=True, capture_output=True)
+    return out

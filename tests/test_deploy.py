@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from ferlite.ab import main as ab_main
+from tests.support.chart import CHART, by_kind, render
 from tests.support.k8s_double import InMemoryKubernetesApi
 from tests.support.procs import ROOT, require_tool
 
-CHART = ROOT / "helm" / "ferlite"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: no upstream schema to validate against
 
 VALUE_SETS = {
@@ -34,16 +34,6 @@ VALUE_SETS = {
         "aggregator": {"spool": {"persistence": {"enabled": True, "size": "5Gi"}}},
         "networkPolicy": {"enabled": False}},
 }
-
-
-def render(values: dict) -> list[dict]:
-    helm = pytest.importorskip("helm_python")
-    with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name="ferlite", namespace="ferlite")
-    docs = []
-    for text in out.values():
-        docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
 
 
 def test_chart_lints_clean() -> None:
@@ -67,13 +57,9 @@ def test_rendered_manifests_validate_against_kubernetes_1_32(name: str) -> None:
         kv.validate(doc, "1.32", strict=True)  # raises on any schema error or removed API
 
 
-def _by(docs: list[dict], kind: str) -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
 def test_default_chart_wiring() -> None:
     docs = render({})
-    deployments = _by(docs, "Deployment")
+    deployments = by_kind(docs, "Deployment")
     assert set(deployments) == {"ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton",
                                 "ferlite-redis"}
     for name, dep in deployments.items():
@@ -90,7 +76,7 @@ def test_default_chart_wiring() -> None:
     classifier = deployments["ferlite-classifier"]["spec"]["template"]["spec"]
     assert {"name": "ab-policy", "mountPath": "/etc/ferlite/ab", "readOnly": True} in classifier["containers"][0][
         "volumeMounts"]
-    policy = json.loads(_by(docs, "ConfigMap")["ferlite-ab-policy"]["data"]["policy.json"])
+    policy = json.loads(by_kind(docs, "ConfigMap")["ferlite-ab-policy"]["data"]["policy.json"])
     assert set(policy["weights"]) == {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"}
     triton = deployments["ferlite-triton"]["spec"]["template"]["spec"]
     assert triton["initContainers"][0]["args"][:2] == ["triton-repo", "--models"]
@@ -101,7 +87,7 @@ def test_default_chart_wiring() -> None:
 
 
 def test_network_policies_allow_only_the_pipeline() -> None:
-    policies = _by(render({}), "NetworkPolicy")
+    policies = by_kind(render({}), "NetworkPolicy")
     def sources(name: str) -> list[str]:
         rule = policies[name]["spec"]["ingress"][0]
         return sorted(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component", "clients")

@@ -16,9 +16,9 @@ from ferlite.labels import EMOTIONS
 from ferlite.services.aggregator.server import event_to_pb
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
+from tests.support.events import event
 from tests.support.procs import ServiceProcess
 from tests.support.redis import free_port
-from tests.test_aggregator import event
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as fpb
 from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
 from tests.conftest import TINY_SIZE
+from tests.support.events import event
 from tests.support.procs import ServiceProcess
-from tests.test_aggregator import event
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 1000

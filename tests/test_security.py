@@ -28,10 +28,9 @@ from ferlite.v1 import classifier_pb2_grpc as cpb_grpc
 from ferlite.v1 import facedetect_pb2 as fpb
 from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
 from tests.conftest import TINY_SIZE
+from tests.support.chart import by_kind, render
+from tests.support.events import event
 from tests.support.redis import free_port
-from tests.test_aggregator import event
-from tests.test_deploy import _by, render
-from tests.test_server import certs  # noqa: F401  (fixture)
 
 TOKEN = "correct-horse-battery-staple"
 
@@ -126,7 +125,7 @@ def test_wrong_redis_password_stops_startup(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, certs) -> None:  # noqa: F811
+def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, certs) -> None:
     tls = {"tls_cert": str(certs / "server.pem"), "tls_key": str(certs / "server.key"),
            "tls_client_ca": str(certs / "ca.pem")}
     client_files = {"tls_ca": str(certs / "ca.pem"), "tls_client_cert": str(certs / "client.pem"),
@@ -167,7 +166,7 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
 
 def test_chart_wires_the_secrets() -> None:
     docs = render({"tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True}})
-    deployments = _by(docs, "Deployment")
+    deployments = by_kind(docs, "Deployment")
     for name, var in (("ferlite-aggregator", "FERLITE_AGGREGATOR_AUTH_TOKEN"),
                       ("ferlite-classifier", "FERLITE_CLASSIFIER_AUTH_TOKEN")):
         env = {e["name"]: e for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -179,4 +178,4 @@ def test_chart_wires_the_secrets() -> None:
         "containers"][0]["env"] if "value" in e}
     assert fd_env["FERLITE_FACEDETECT_TLS_CA"] == "/etc/ferlite/tls/ca.crt"
     assert fd_env["FERLITE_FACEDETECT_TLS_CLIENT_CERT"] == "/etc/ferlite/tls/tls.crt"
-    assert {"ferlite-auth", "ferlite-redis"} <= set(_by(docs, "Secret"))
+    assert {"ferlite-auth", "ferlite-redis"} <= set(by_kind(docs, "Secret"))

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferlite.services.common.channels import ChannelSecurity, open_channel
 from ferlite.services.common.logs import JsonFormatter
-from tests.support.procs import ROOT, ServiceProcess, require_tool
+from tests.support.procs import ServiceProcess, require_tool
 from tests.support.sleepy import SLEEP_METHOD, SleepyConfig, build
 
 SLEEPY = [sys.executable, "-m", "tests.support.sleepy", "--port", "0", "--metrics-port", "0"]
@@ -95,14 +95,6 @@ def test_call_past_its_deadline_is_cut_at_the_deadline(sleepy) -> None:
             _sleep_call(channel, 3.0, timeout=0.3)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert time.monotonic() - start < 2.0
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(ROOT / "scripts/make_certs.sh"), str(out)], check=True,
-                   capture_output=True)
-    return out
 
 
 def _health(channel: grpc.Channel) -> int:

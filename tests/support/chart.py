@@ -1,0 +1,24 @@
+"""Rendering the Helm chart in tests (helm-python-sdk: Helm 4 as a library, no binary)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.support.procs import ROOT
+
+CHART = ROOT / "helm" / "ferlite"
+
+
+def render(values: dict) -> list[dict]:
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name="ferlite", namespace="ferlite")
+    docs = []
+    for text in out.values():
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
