@@ -32,6 +32,7 @@ import tensorflow as tf
 from ferlite import __version__
 from ferlite.labels import EMOTIONS
 
+from . import preprocess
 from .datasets import ImageSet
 from .metrics import reference_profile
 from .train import predict
@@ -43,7 +44,7 @@ NORMALISATION = ("RGB, float32 in [0, 1] (x / 255 after face crop and resize); N
 
 
 def _run_batches(fn: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    out = [fn(pixels[i:i + batch].astype(np.float32) / np.float32(255.0)) for i in range(0, len(pixels), batch)]
+    out = [fn(preprocess.normalize(pixels[i:i + batch])) for i in range(0, len(pixels), batch)]
     return np.concatenate(out)
 
 
@@ -68,7 +69,7 @@ def _tflite(model: keras.Model, path: Path, representative: np.ndarray | None
 
         def samples():
             for image in representative:
-                yield [image[None].astype(np.float32) / np.float32(255.0)]
+                yield [preprocess.normalize(image[None])]
 
         converter.representative_dataset = samples
     path.write_bytes(converter.convert())

@@ -12,6 +12,7 @@ import numpy as np
 
 from ferlite.labels import EMOTIONS
 from ferlite.services.common.metrics import ServiceMetrics
+from ferlite.training import preprocess
 
 from .backend import BackendUnavailable, Inference, TritonBackend
 from .policy import ABPolicy, PolicyStore, choose
@@ -66,7 +67,7 @@ def decode_crops(crops: list[tuple[int, int, int, str, bytes]], max_batch: int) 
             raise InvalidInput(f"crops[{i}]: {len(data)} bytes, expected {expected} for {h}x{w}x{c} {dtype}")
         array = np.frombuffer(data, dtype="<f4" if dtype == "float32" else np.uint8).reshape(h, w, c)
         if dtype == "uint8":
-            array = array.astype(np.float32) / np.float32(255.0)
+            array = preprocess.normalize(array)
         elif not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             raise InvalidInput(f"crops[{i}]: float32 values must be finite and in [0, 1]")
         out.append(array)
