@@ -7,13 +7,13 @@ from __future__ import annotations
 import struct
 import sys
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.soak import rss_kb
 from ferlite.labels import EMOTIONS
 from ferlite.services.aggregator.server import event_to_pb
 from ferlite.v1 import aggregator_pb2 as apb
@@ -31,13 +31,6 @@ pytestmark = pytest.mark.slow
 EXAMPLES = 1000
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class Fuzzed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ferlite.services.common.config import ConfigError, ServerConfig, setting
+from ferlite.services.common.config import ConfigError, ServerConfig, check_port, setting
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,7 @@ class ClassifierConfig(ServerConfig):
         if self.runtime not in {"onnxruntime", "litert"}:
             raise ConfigError(f"runtime={self.runtime!r} must be onnxruntime or litert")
         for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= 65535:
-                raise ConfigError(f"{name}={value} is not a port number (0..65535)")
+            check_port(name, getattr(self, name))
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
         if not 0 <= self.batch_delay_us <= 100_000:

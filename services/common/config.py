@@ -34,7 +34,7 @@ def setting(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-def _check_port(name: str, value: int, allow_zero: bool = True) -> None:
+def check_port(name: str, value: int, allow_zero: bool = True) -> None:
     low = 0 if allow_zero else 1
     if not low <= value <= 65535:
         raise ConfigError(f"{name}={value} is not a port number ({low}..65535)")
@@ -70,9 +70,9 @@ class ServerConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on the first invalid field. Subclasses extend, calling super()."""
-        _check_port("port", self.port)
+        check_port("port", self.port)
         if self.metrics_port != -1:
-            _check_port("metrics_port", self.metrics_port)
+            check_port("metrics_port", self.metrics_port)
         if self.max_workers < 1:
             raise ConfigError(f"max_workers={self.max_workers} must be at least 1")
         if not 0 < self.max_message_mb <= 1024:
