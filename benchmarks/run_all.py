@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-ORDER = ["e2e", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
+ORDER = ["e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -31,6 +31,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "roofline": [*py, str(b / "roofline.py")],
         "soak": [*py, str(b / "soak.py"), "--models", str(args.models), "--duration", str(args.soak_seconds)],
         "training": [*py, str(b / "train_compare.py"), "--data-root", str(args.data_root)],
+        # after "training": fer's accuracy is measured on the test splits that run wrote
+        "peer": [*py, str(b / "peer_fer.py"), "--models", str(args.models), "--runs", str(args.runs),
+                 *(["--setup"] if not (RESULTS / "tmp" / "fer-venv").exists() else [])],
     }
 
 
@@ -42,7 +45,7 @@ def collect() -> Path:
         path = RESULTS / f"{name}.md"
         if path.exists():
             text = path.read_text().strip().splitlines()
-            parts += ["#" + text[0] if text[0].startswith("# ") else text[0], *text[1:], ""]
+            parts += ["#" + line if line.startswith("#") else line for line in text] + [""]  # one level down
         else:
             parts += [f"## {name}", "", f"Not run yet: `python benchmarks/run_all.py --only {name}`.", ""]
     out = ROOT / "BENCHMARKS.md"
@@ -54,6 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=ROOT / "models")
     p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="train_compare.py run folders")
     p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))
     p.add_argument("--soak-seconds", type=float, default=600)
     p.add_argument("--collect", action="store_true", help="only rebuild BENCHMARKS.md")
@@ -63,6 +67,7 @@ def main() -> int:
         unknown = set(chosen) - set(ORDER)
         if unknown:
             p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+        chosen.sort(key=lambda n: n == "peer")  # runs last: it reads the test splits "training" wrote
         cmds = commands(args)
         for name in chosen:
             print(f"== {name}: {' '.join(cmds[name][1:])}", flush=True)

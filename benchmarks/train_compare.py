@@ -48,6 +48,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (early stopping on val loss)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="fine-tuning learning rate")
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True,
+                   help="balanced class weights (higher macro recall on rare classes, lower accuracy)")
     p.add_argument("--weights", default="none", help="imagenet where it can be downloaded; none here")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--extra", default="", help="extra arguments for ferlite train, space-separated")
@@ -61,7 +63,8 @@ def main() -> int:
                "--image-size", str(args.image_size), "--weights", args.weights,
                "--head-epochs", str(args.head_epochs), "--finetune-epochs", str(args.epochs),
                "--finetune-layers", "all", "--finetune-lr", str(args.lr), "--batch-size", str(args.batch_size),
-               "--patience", "8", "--class-weights", "--out", str(out), *args.extra.split()]
+               "--patience", "8", *(["--class-weights"] if args.class_weights else []), "--out", str(out),
+               *args.extra.split()]
         print("$ " + " ".join(cmd), flush=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -88,7 +91,9 @@ def budget_text(args: argparse.Namespace) -> str:
     return (f"image size {args.image_size}×{args.image_size}, weights `{args.weights}`, {args.head_epochs} head "
             f"epochs on cached features, then up to {args.epochs} fine-tuning epochs of the whole network (early "
             f"stopping on validation loss, patience 8), batch {args.batch_size}, AdamW with cosine decay from "
-            f"{args.lr}, label smoothing 0.1, balanced class weights, augmentation (rotation, flip, zoom, brightness)"
+            f"{args.lr}, label smoothing 0.1, "
+            f"{'balanced class weights' if args.class_weights else 'no class weights'}, "
+            "augmentation (rotation, flip, zoom, brightness)"
             f"{'; ' + args.extra if args.extra else ''}")
 
 
