@@ -52,6 +52,8 @@ def main() -> int:
                    help="balanced class weights (higher macro recall on rare classes, lower accuracy)")
     p.add_argument("--weights", default="none", help="imagenet where it can be downloaded; none here")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
+    p.add_argument("--tag", default="", help="suffix for the run and results folders, so a longer or "
+                   "different budget on one dataset sits beside the main table instead of replacing it")
     p.add_argument("--extra", default="", help="extra arguments for ferlite train, space-separated")
     p.add_argument("--collect", action="store_true",
                    help="only rebuild training.md (adding validation figures from the run folders when present)")
@@ -69,7 +71,8 @@ def main() -> int:
         raise SystemExit(f"data root not found: {args.data_root} (pass --data-root)")
     archs = [] if args.archs == "all" else [a for x in args.archs.split(",") for a in ("--arch", x)]
     for name in args.datasets.split(","):
-        out = args.runs / f"{name}-{args.image_size}px"
+        label = f"{name}-{args.tag}" if args.tag else name
+        out = args.runs / f"{label}-{args.image_size}px"
         cmd = [sys.executable, "-m", "ferlite", "train", *dataset_args(name, args.data_root), *archs,
                "--image-size", str(args.image_size), "--weights", args.weights,
                "--head-epochs", str(args.head_epochs), "--finetune-epochs", str(args.epochs),
@@ -80,7 +83,7 @@ def main() -> int:
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         seconds = time.perf_counter() - start
-        dest = RESULTS / "training" / name
+        dest = RESULTS / "training" / label
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("comparison.md", "comparison.csv", "comparison.json", "training_curves.png", "run.json"):
             if (out / f).exists():
@@ -91,7 +94,7 @@ def main() -> int:
                 shutil.copy(run / "evaluation_confusion.png", dest / f"{run.name}_confusion.png")
         rows = with_validation(json.loads((out / "comparison.json").read_text()), out)
         info = json.loads((out / "run.json").read_text())
-        entry = {"dataset": name, "seconds": round(seconds), "info": info, "rows": rows,
+        entry = {"dataset": label, "seconds": round(seconds), "info": info, "rows": rows,
                  "budget": budget_text(args)}
         (dest / "summary.json").write_text(json.dumps(entry, indent=1))
     write_summary()
