@@ -83,7 +83,7 @@ def main() -> int:
         unlimited = {"FERLITE_FACEDETECT_MAX_FPS_PER_CLIENT": "0"}
         stack = LocalStack(StackConfig.with_port_offset(o, model_dir=args.models, data_dir=Path(tmp) / "var",
                                                         policy_file=str(policy), extra_env=unlimited)).start()
-        target = f"127.0.0.1:{50051 + o}"
+        target = f"127.0.0.1:{stack.config.facedetect_port}"
         try:
             drive(target, 2, 3, jpegs)  # warm-up
             results["detect_only"] = {n: drive(target, n, args.seconds, jpegs, detect_only=True) for n in (1, 4, 8)}

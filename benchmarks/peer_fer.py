@@ -87,7 +87,7 @@ def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack(StackConfig.with_port_offset(offset, model_dir=models, data_dir=Path(tmp))).start()
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{50051 + offset}") as channel:
+            with grpc.insecure_channel(f"127.0.0.1:{stack.config.facedetect_port}") as channel:
                 stub = pb_grpc.FaceDetectionStub(channel)
                 index = [0]
 

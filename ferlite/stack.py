@@ -45,10 +45,16 @@ class StackConfig:
     @classmethod
     def with_port_offset(cls, offset: int = 0, **fields: object) -> StackConfig:
         """The default ports, each shifted by `offset`: run stacks side by side."""
-        o = offset
-        return cls(facedetect_port=50051 + o, classifier_port=50052 + o, aggregator_port=50053 + o,
-                   facedetect_metrics=9101 + o, classifier_metrics=9102 + o, aggregator_metrics=9103 + o,
-                   triton_ports=(8000 + o, 8001 + o, 8002 + o), **fields)  # type: ignore[arg-type]
+        d = cls()
+        return cls(facedetect_port=d.facedetect_port + offset, classifier_port=d.classifier_port + offset,
+                   aggregator_port=d.aggregator_port + offset, facedetect_metrics=d.facedetect_metrics + offset,
+                   classifier_metrics=d.classifier_metrics + offset, aggregator_metrics=d.aggregator_metrics + offset,
+                   triton_ports=tuple(t + offset for t in d.triton_ports), **fields)  # type: ignore[arg-type]
+
+    def ports(self) -> tuple[int, ...]:
+        """Every port the stack binds, for checks that they are free before and after."""
+        return (self.facedetect_port, self.classifier_port, self.aggregator_port, self.facedetect_metrics,
+                self.classifier_metrics, self.aggregator_metrics, *self.triton_ports)
 
 
 @dataclass

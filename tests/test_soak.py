@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.soak import run
-from tests.test_stack import _free_offset
+from tests.support.procs import free_stack_offset
 
 pytestmark = pytest.mark.slow
 
 
 def test_eight_streams_for_thirty_seconds(exported_models) -> None:
-    result = run(exported_models, streams=8, duration=30.0, fps=4.0, port_offset=_free_offset(), warmup=8.0)
+    result = run(exported_models, streams=8, duration=30.0, fps=4.0, port_offset=free_stack_offset(), warmup=8.0)
     assert result["errors"] == 0, result["error_examples"]
     assert all(n >= 60 for n in result["frames_per_stream"]), result["frames_per_stream"]  # ~4 fps x 30 s each
     assert result["services_alive"] and set(result["exit_codes"].values()) == {0}

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,30 +15,10 @@ import pytest
 import redis
 
 from ferlite.sample_clip import make_clip
-from tests.support.procs import ROOT
+from ferlite.stack import StackConfig
+from tests.support.procs import ROOT, free_stack_offset, port_free
 
 pytestmark = pytest.mark.slow
-
-
-def _port_free(port: int) -> bool:
-    """True when nobody listens on the port (TIME_WAIT leftovers of closed connections are fine)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            s.listen()
-        except OSError:
-            return False
-        return True
-
-
-def _free_offset() -> int:
-    bases = (50051, 50052, 50053, 9101, 9102, 9103, 8000, 8001, 8002)
-    for _ in range(50):
-        offset = random.randint(1000, 6000)
-        if all(_port_free(b + offset) for b in bases):
-            return offset
-    raise RuntimeError("no free port range")
 
 
 def test_up_without_models_says_what_to_run(tmp_path) -> None:
@@ -51,7 +29,8 @@ def test_up_without_models_says_what_to_run(tmp_path) -> None:
 
 
 def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
-    offset = _free_offset()
+    offset = free_stack_offset()
+    ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
     shm_before = set(os.listdir("/dev/shm"))
     up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--models", str(exported_models), "--data-dir",
@@ -73,7 +52,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         summary_path = tmp_path / "summary.json"
         stream = subprocess.run(
             [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",
-             "--target", f"127.0.0.1:{50051 + offset}", "--aggregator", f"127.0.0.1:{50053 + offset}",
+             "--target", f"127.0.0.1:{ports.facedetect_port}", "--aggregator", f"127.0.0.1:{ports.aggregator_port}",
              "--fps", "10", "--json", str(summary_path), "--output", str(tmp_path / "annotated.mp4"),
              "--token-file", str(data_dir / "auth-token")],
             cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -107,8 +86,8 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes left: {left}"
-    for base in (50051, 50052, 50053, 9101, 9102, 9103, 8000, 8001, 8002):
-        assert _port_free(base + offset), f"port {base + offset} still bound"
+    for port in ports.ports():
+        assert port_free(port), f"port {port} still bound"
     assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == set()
     # Privacy: no image bytes in any service log (raw JPEG/PNG, or their base64 forms).
     image_signatures = (b"\xff\xd8\xff", b"\x89PNG", b"/9j/", b"iVBORw0KGgo")

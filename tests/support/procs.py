@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
+from ferlite.stack import StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +89,24 @@ def _json(line: str) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def port_free(port: int) -> bool:
+    """True when nobody listens on the port (TIME_WAIT leftovers of closed connections are fine)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+        return True
+
+
+def free_stack_offset() -> int:
+    """A port offset at which every port of a local stack (StackConfig.ports) is free."""
+    for _ in range(50):
+        offset = random.randint(1000, 6000)
+        if all(port_free(p) for p in StackConfig.with_port_offset(offset).ports()):
+            return offset
+    raise RuntimeError("no free port range")
