@@ -103,9 +103,7 @@ def main() -> int:
           f"{v['p50_ms'] / results['redis_ping']['p50_ms']:.1f} |" for k, v in s.items()], "",
         "Summaries read per-minute counters, so their cost grows with the window (minutes), not the events.",
         ""])
-    js, mdp = write_results("aggregator", results, md)
-    print(md)
-    print(f"written: {js}, {mdp}")
+    write_results("aggregator", results, md)
     return 0
 
 

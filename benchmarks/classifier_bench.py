@@ -115,9 +115,7 @@ def main() -> int:
                 p99 = r["p99_us"] / 1000
                 lines.append(f"| {arch} | {r['concurrency']} | {r['inferences_per_s']:.0f} | {p99:.1f} |")
     md = "\n".join([*lines, ""])
-    js, mdp = write_results("classifier", {"models": str(args.models), "results": results}, md)
-    print(md)
-    print(f"written: {js}, {mdp}")
+    write_results("classifier", {"models": str(args.models), "results": results}, md)
     return 0
 
 

@@ -36,11 +36,14 @@ def machine() -> dict:
 
 
 def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    """Write `<name>.json` (with the machine) and `<name>.md`, and print the Markdown and both paths."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     js = RESULTS / f"{name}.json"
     md = RESULTS / f"{name}.md"
     js.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
     md.write_text(markdown)
+    print(markdown)
+    print(f"written: {js}, {md}")
     return js, md
 
 

@@ -118,7 +118,6 @@ def main() -> int:
               "| service | RSS MB |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in results["rss_mb"].items()], ""]
     md = "\n".join(lines)
     write_results("e2e", {"models": str(args.models), **results}, md)
-    print(md)
     return 0
 
 

@@ -67,9 +67,7 @@ def main() -> int:
                     "The classroom frame holds six tightly cropped 25x25 LFW faces enlarged to 170 px: hard for "
                     "every detector. BlazeFace full range is the default (fewest false positives on LFW "
                     "non-faces); short range finds more small faces at more false positives.", ""])
-    js, mdp = write_results("facedetect", results, md)
-    print(md)
-    print(f"written: {js}, {mdp}")
+    write_results("facedetect", results, md)
     return 0
 
 

@@ -164,7 +164,6 @@ def main() -> int:
     md = "\n".join(lines)
     write_results("peer", {"fer": peer, "ferlite_in_process": local, "ferlite_stack": stacked, "ferlite_accuracy": ours,
                            "speedup_in_process": speed_local, "speedup_stack": speed_stack}, md)
-    print(md)
     return 0
 
 

@@ -112,7 +112,6 @@ def main() -> int:
     md = "\n".join(lines)
     write_results("roofline", {"peak_gflops": peak, "gemm_gflops": gemm, "size": args.size, "models": rows,
                                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}, md)
-    print(md)
     return 0
 
 

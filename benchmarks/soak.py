@@ -167,7 +167,6 @@ def main() -> int:
         "with the events it stores (bounded by retention_seconds and stream_maxlen).", "",
         "Criteria: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in r["pass"].items()), ""])
     write_results("soak", r, md)
-    print(md)
     return 0 if all(r["pass"].values()) else 1
 
 

@@ -107,7 +107,8 @@ def with_validation(rows: list[dict], out: Path) -> list[dict]:
     for row in rows:
         history = out / row["architecture"] / "history.json"
         if history.exists():
-            h = json.loads(history.read_text()).get("finetune") or json.loads(history.read_text())["head"]
+            stages = json.loads(history.read_text())
+            h = stages.get("finetune") or stages["head"]
             best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
             row["val_accuracy"] = h["val_accuracy"][best]
     return rows
