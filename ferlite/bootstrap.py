@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ferlite.model_metadata import find_models
+
 BOOTSTRAP_SIZE = 64
 
 
@@ -22,7 +24,7 @@ def bootstrap_command(model_dir: Path, work: Path) -> list[list[str]]:
         [*py, "synth", str(work / "synthetic"), "--per-class", "50", "--size", "64", "--subjects", "10"],
         [*py, "train", "--data", str(work / "synthetic"), "--out", str(work / "run"), "--image-size",
          str(BOOTSTRAP_SIZE), "--weights", "none", "--head-epochs", "2", "--finetune-epochs", "6",
-         "--finetune-layers", "all", "--finetune-lr", "3e-3", "--batch-size", "16", "--no-latency",
+         "--finetune-layers", "all", "--finetune-lr", "3e-3", "--batch-size", "16", "--no-latency", "--demo-model",
          "--export", str(model_dir), "--formats", "onnx"],
     ]
 
@@ -36,4 +38,4 @@ def bootstrap_models(model_dir: Path, work: Path) -> None:
 
 
 def has_models(model_dir: Path) -> bool:
-    return any(model_dir.glob("*/metadata.json"))
+    return bool(find_models(model_dir))

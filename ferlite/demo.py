@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from .model_metadata import find_models
 from .sample_clip import make_clip
 from .stack import StackError
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
@@ -20,7 +21,6 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--classroom", default="demo-classroom")
     p.add_argument("--fps", type=float, default=5.0)
     p.add_argument("--output", default="", help="annotated video [DATA/demo/annotated.mp4]")
-    p.set_defaults(bootstrap=True)
     args = p.parse_args(argv)
     if not ensure_models(args, "ferlite demo"):
         return 2
@@ -50,8 +50,7 @@ def main(argv: Sequence[str]) -> int:
                 with urllib.request.urlopen(url, timeout=5) as reply:
                     lines = sum(1 for line in reply.read().decode().splitlines() if line and line[0] != "#")
                 print(f"  {name:<20} {url}  ({lines} samples)")
-        demo_models = (args.models / "mobilenet_v2" / "metadata.json")
-        if demo_models.exists() and "synthetic" in demo_models.read_text():
+        if any(m.synthetic for m in find_models(args.models)):
             print("note: these are demo models trained on synthetic cartoon faces; their labels for real faces "
                   "mean nothing. Train real ones with `ferlite train --data YOUR_FACES --export models`.")
         ok = stats.frames > 0 and summary.total_events == stats.recorded_faces

@@ -49,12 +49,15 @@ def _classroom_frames(n: int, seed: int = 0) -> list[np.ndarray]:
     return frames
 
 
-def make_clip(path: str | Path, seconds: float = 4.0) -> Path:
-    """Write the sample clip (half portrait, half classroom) and return its path."""
+def make_clip(path: str | Path, seconds: float = 4.0, scenes: str = "portrait,classroom") -> Path:
+    """Write the sample clip (by default half portrait, half classroom) and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = max(2, int(seconds * FPS))
-    frames = _astronaut_frames(n // 2) + _classroom_frames(n - n // 2)
+    makers = {"portrait": _astronaut_frames, "classroom": _classroom_frames}
+    names = scenes.split(",")
+    frames = [f for i, name in enumerate(names)
+              for f in makers[name](n // len(names) + (n % len(names) if i == len(names) - 1 else 0))]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path}")

@@ -11,7 +11,6 @@ and waits, so no process, port or /dev/shm region is left behind.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferlite.model_metadata import MetadataError, find_models
 from ferlite.services.common.processes import die_with_parent
 
 
@@ -72,15 +72,15 @@ class StackError(RuntimeError):
 
 
 def model_input_size(model_dir: Path) -> int:
-    """The input size shared by the exported models (the face crops must match it)."""
-    sizes = {}
-    for meta in sorted(model_dir.glob("*/metadata.json")):
-        sizes[meta.parent.name] = json.loads(meta.read_text())["input"]["size"]
-    if not sizes:
+    """The crop size face detection sends: the largest input size among the served models (each
+    model owns its size; the classifier resizes crops down for models that take smaller ones)."""
+    try:
+        models = find_models(model_dir)
+    except MetadataError as exc:
+        raise StackError(str(exc)) from exc
+    if not models:
         raise StackError(f"no exported models in {model_dir}")
-    if len(set(sizes.values())) != 1:
-        raise StackError(f"exported models disagree on input size: {sizes}")
-    return next(iter(sizes.values()))
+    return max(m.input_size for m in models)
 
 
 def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:

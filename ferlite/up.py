@@ -12,18 +12,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .bootstrap import bootstrap_models, has_models
+from .model_metadata import PACK_DIR
 from .stack import LocalStack, StackConfig, StackError
 
 NO_MODELS = ("no exported models in {dir}. Either\n"
-             "  ferlite up --bootstrap     # train small demo models on synthetic faces (a few minutes), or\n"
-             "  ferlite train --data FACES_DIR --image-size 96 --export {dir}   # real models from your data")
+             "  ferlite up                 # the model pack shipped in the repository ({pack}), or\n"
+             "  ferlite train --data FACES_DIR --image-size 96 --export {dir}   # real models from your data, or\n"
+             "  ferlite up --bootstrap     # small demo models trained on synthetic faces (tests only)")
 
 
 def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--models", type=Path, default=Path("models"), help="exported model directory [models]")
+    p.add_argument("--models", type=Path, default=None,
+                   help=f"exported model directory [the model pack, {PACK_DIR}]")
     p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs [var]")
-    p.add_argument("--bootstrap", action="store_true", help="if there are no models, train small demo ones")
+    p.add_argument("--bootstrap", action="store_true",
+                   help="serve small demo models trained on synthetic faces (DATA/demo-models; trained on first "
+                        "use, a few minutes): they exercise the system but cannot read real faces")
     p.add_argument("--detector", default="blazeface_full", choices=["blazeface_full", "blazeface_short", "haar"])
     p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
     p.add_argument("--port-offset", type=int, default=0,
@@ -53,10 +58,13 @@ def make_config(args: argparse.Namespace) -> StackConfig:
 
 
 def ensure_models(args: argparse.Namespace, prog: str) -> bool:
+    """Resolve `args.models`: the given folder, the demo models with --bootstrap, else the pack."""
+    if args.models is None:
+        args.models = args.data_dir / "demo-models" if args.bootstrap else PACK_DIR
     if has_models(args.models):
         return True
     if not args.bootstrap:
-        print(f"{prog}: error: " + NO_MODELS.format(dir=args.models), file=sys.stderr)
+        print(f"{prog}: error: " + NO_MODELS.format(dir=args.models, pack=PACK_DIR), file=sys.stderr)
         return False
     bootstrap_models(args.models, args.data_dir / "bootstrap")
     return True

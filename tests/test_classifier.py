@@ -59,7 +59,8 @@ def service(exported_models, tmp_path_factory):
     work = tmp_path_factory.mktemp("classifier")
     policy = work / "policy.json"
     policy.write_text(json.dumps({"weights": {a: 1 for a in ARCHITECTURES}, "sticky": True}))
-    config = ClassifierConfig(port=0, metrics_port=0, model_dir=str(exported_models), triton_http_port=0,
+    config = ClassifierConfig(min_val_accuracy=0.0,
+                              port=0, metrics_port=0, model_dir=str(exported_models), triton_http_port=0,
                               triton_grpc_port=0, triton_metrics_port=0, repository_dir=str(work / "triton"),
                               policy_file=str(policy), readiness_interval=0.2, timeout_seconds=3, max_batch=16)
     server = build(config)
@@ -137,7 +138,6 @@ def test_admin_rejects_bad_policies_and_file_hot_reloads(service) -> None:
     ([crop()] * 17, "17 crops exceed the limit of 16"),
     ([common_pb2.FaceCrop(height=TINY_SIZE, width=TINY_SIZE, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
                           data=b"\x00" * 10)], "10 bytes, expected"),
-    ([crop(size=48)], f"crops are 48x48, mobilenet_v2 expects {TINY_SIZE}x{TINY_SIZE}"),
     ([crop(), crop(size=48)], "differs from crops[0]"),
     ([common_pb2.FaceCrop(height=TINY_SIZE, width=TINY_SIZE, channels=3, data=b"")], "dtype must be"),
     ([common_pb2.FaceCrop(height=TINY_SIZE, width=TINY_SIZE, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
@@ -149,6 +149,13 @@ def test_bad_input_is_invalid_argument(service, crops, needle) -> None:
         pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(crops=crops, architecture="mobilenet_v2"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in err.value.details()
+
+
+def test_crops_of_another_size_are_resized_for_the_model(service) -> None:
+    _, channel, _ = service
+    reply = pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(crops=[crop(size=48)] * 2,
+                                                                        architecture="mobilenet_v2"))
+    assert len(reply.results) == 2 and len(reply.results[0].probabilities) == 7
 
 
 def _health(channel) -> int:
@@ -178,7 +185,8 @@ def test_triton_killed_then_restarted(service) -> None:
 
 
 def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> None:
-    config = ClassifierConfig(port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0,
+    config = ClassifierConfig(min_val_accuracy=0.0,
+                              port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0,
                               triton_grpc_port=0, triton_metrics_port=0, repository_dir=str(tmp_path / "t"))
     shm_before = set(os.listdir("/dev/shm"))
     server = build(config).start()

@@ -157,8 +157,8 @@ def test_dashboard_queries_only_metrics_the_services_export(exported_models, tmp
     assert len(dashboard["panels"]) >= 10 and len(queried) >= 20
     servers = [
         build_aggregator(AggregatorConfig(port=0, metrics_port=0, data_dir=str(tmp_path / "a"))),
-        build_classifier(ClassifierConfig(port=0, metrics_port=0, model_dir=str(exported_models),
-                                          triton_http_port=0, triton_grpc_port=0, triton_metrics_port=0,
+        build_classifier(ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=0,
+                                          model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0, triton_metrics_port=0,
                                           repository_dir=str(tmp_path / "t"))),
         build_facedetect(FaceDetectConfig(port=0, metrics_port=0)),
     ]
@@ -229,3 +229,23 @@ def test_ab_without_a_cluster(tmp_path, capsys, monkeypatch) -> None:
     double.close()
     assert ab_main(["--kubeconfig", str(unreachable), "show"]) == 2
     assert "cannot reach the Kubernetes API" in capsys.readouterr().err
+
+
+def test_chart_crops_at_the_size_the_shipped_pack_owns() -> None:
+    """The chart does not hard-code a crop size: face detection reads it from the models baked into
+    the image (the Dockerfile copies the model pack to the chart's modelDir)."""
+    from ferlite.model_metadata import PACK_DIR, find_models
+    from ferlite.services.facedetect.config import FaceDetectConfig
+
+    docs = render({})
+    pod = by_kind(docs, "Deployment")["ferlite-facedetect"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert env["FERLITE_FACEDETECT_CROP_SIZE"] == "0"
+    assert env["FERLITE_FACEDETECT_MODEL_DIR"] == values["modelDir"]
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert f"COPY {PACK_DIR.name} {values['modelDir']}" in dockerfile
+    pack = find_models(PACK_DIR)
+    assert len(pack) == 4
+    config = FaceDetectConfig(crop_size=0, model_dir=str(PACK_DIR))
+    assert config.resolved_crop_size() == max(m.input_size for m in pack)

@@ -34,6 +34,7 @@ def stack(exported_models, tmp_path_factory):
     aggregator = build_aggregator(AggregatorConfig(port=0, metrics_port=-1, data_dir=str(work / "agg"),
                                                    model_dir=str(exported_models))).start()
     classifier = build_classifier(ClassifierConfig(
+        min_val_accuracy=0.0,
         port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
         triton_metrics_port=0, repository_dir=str(work / "triton"))).start()
     facedetect = build_facedetect(FaceDetectConfig(

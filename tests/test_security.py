@@ -133,6 +133,7 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
     aggregator = build_aggregator(AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"),
                                                    auth_token=TOKEN, **tls)).start()
     classifier = build_classifier(ClassifierConfig(
+        min_val_accuracy=0.0,
         port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
         triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), auth_token=TOKEN, **tls)).start()
     facedetect = build_facedetect(FaceDetectConfig(

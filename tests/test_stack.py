@@ -97,3 +97,49 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         content = log.read_bytes()
         assert content and not any(sig in content for sig in image_signatures), log.name
         assert max(len(line) for line in content.splitlines()) < 4000, f"{log.name} has a suspiciously long line"
+
+
+def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
+    """The model pack in the repository, served by the whole local stack (no --models: the
+    default), labels scikit-image's smiling astronaut `happy`, not uncertain."""
+    from ferlite.model_metadata import PACK_DIR, find_models
+
+    if len(find_models(PACK_DIR)) != 4:
+        pytest.fail(f"the model pack in {PACK_DIR} is incomplete")
+    offset = free_stack_offset()
+    ports = StackConfig.with_port_offset(offset)
+    data_dir = tmp_path / "var"
+    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--data-dir", str(data_dir), "--port-offset",
+                           str(offset)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          env={**os.environ, "FERLITE_CLASSIFIER_MIN_VAL_ACCURACY": "0.3"})
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in up.stdout:
+            lines.append(line)
+            if line.startswith("ferlite is up"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        clip = make_clip(tmp_path / "astronaut.mp4", seconds=2.0, scenes="portrait")
+        summary_path = tmp_path / "summary.json"
+        stream = subprocess.run(
+            [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "smile-room",
+             "--target", f"127.0.0.1:{ports.facedetect_port}", "--aggregator", f"127.0.0.1:{ports.aggregator_port}",
+             "--fps", "10", "--json", str(summary_path), "--token-file", str(data_dir / "auth-token")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert stream.returncode == 0, stream.stderr[-2000:]
+        assert json.loads(summary_path.read_text())["faces"] >= 15
+        client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
+        events = [json.loads(f[b"event"]) for _, f in client.xrange("ferlite:stream:smile-room")]
+        client.close()
+        happy = [e for e in events if e["label"] == "happy" and not e["uncertain"]]
+        arms = {e["architecture"] for e in events}
+        assert len(happy) >= 0.8 * len(events), (len(happy), len(events), arms,
+                                                 sorted({(e["label"], round(e["confidence"], 2)) for e in events}))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(90) == 0, "".join(lines[-30:])

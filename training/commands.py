@@ -95,6 +95,9 @@ def train_parser() -> argparse.ArgumentParser:
     o.add_argument("--export", type=Path, metavar="MODEL_DIR", help="also export each model here")
     o.add_argument("--formats", default="savedmodel,onnx,tflite,tflite_int8", help="export formats")
     o.add_argument("--no-latency", dest="latency", action="store_false", help="skip latency timing")
+    o.add_argument("--demo-model", action="store_true",
+                   help="mark exported models as demo models (synthetic training data; labels for real faces mean "
+                        "nothing): the stack warns when it serves them")
     return p
 
 
@@ -176,7 +179,8 @@ def train_main(argv: Sequence[str]) -> int:
                   f"loss {report['loss']:.4f}  ({report['train_seconds']} s)")
             if args.export:
                 export_model(model, args.export, sets["val"], sets["test"],
-                             formats=tuple(args.formats.split(",")), run_info=info, evaluation=report)
+                             formats=tuple(args.formats.split(",")), run_info=info, evaluation=report,
+                             synthetic=args.demo_model)
                 print(f"   exported to {args.export / arch}")
         files = compare([args.out], args.out)
         print(files["markdown"].read_text())
@@ -258,7 +262,7 @@ def compare_main(argv: Sequence[str]) -> int:
 # --------------------------------------------------------------------------------------- export
 
 def export_main(argv: Sequence[str]) -> int:
-    from .export import FORMATS
+    from .export import DEFAULT_FORMATS, FORMATS
 
     p = argparse.ArgumentParser(prog="ferlite export", description="Export trained runs for serving "
                                 "(SavedModel, ONNX, TFLite fp32/int8), each checked against Keras, with "
@@ -266,7 +270,8 @@ def export_main(argv: Sequence[str]) -> int:
     p.add_argument("--run", required=True, action="append", type=Path,
                    help="a run's architecture folder (repeatable)")
     p.add_argument("--out", type=Path, default=Path("models"), help="model directory [models]")
-    p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of " + ",".join(FORMATS))
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help="comma-separated subset of " + ",".join(FORMATS))
     p.add_argument("--version", type=int, default=1, help="model version recorded (and used by Triton)")
     args = p.parse_args(argv)
     formats = tuple(f for f in args.formats.split(",") if f)
@@ -287,8 +292,8 @@ def export_main(argv: Sequence[str]) -> int:
                 if (run_dir.parent / "run.json").exists() else {}
             meta = export_model(model, args.out, sets["val"], sets["test"], formats=formats,
                                 version=args.version, run_info=info, evaluation=evaluation)
-            for fmt, check in meta["checks"].items():
-                print(f"{meta['architecture']:<20} {fmt:<12} accuracy {check['accuracy']:.4f}  "
+            for fmt, check in meta.checks.items():
+                print(f"{meta.architecture:<20} {fmt:<12} accuracy {check['accuracy']:.4f}  "
                       f"max|diff| {check['max_abs_diff']:.2e}")
         return 0
 

@@ -19,7 +19,6 @@ own accuracy are recorded, so a broken conversion cannot ship silently.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -30,17 +29,17 @@ import numpy as np
 import tensorflow as tf
 
 from ferlite import __version__
-from ferlite.labels import EMOTIONS
+from ferlite.model_metadata import ModelMetadata, apply_temperature
 
 from . import preprocess
+from .calibration import choose_threshold, fit_temperature
 from .datasets import ImageSet
-from .metrics import reference_profile
+from .metrics import expected_calibration_error, reference_profile
 from .train import predict
 
-FORMATS = ("savedmodel", "onnx", "tflite", "tflite_int8")
+FORMATS = ("savedmodel", "onnx", "tflite", "tflite_fp16", "tflite_int8")
+DEFAULT_FORMATS = ("savedmodel", "onnx", "tflite", "tflite_int8")
 ONNX_OPSET = 17
-NORMALISATION = ("RGB, float32 in [0, 1] (x / 255 after face crop and resize); NHWC; the model "
-                 "adapts [0, 1] to its backbone's range internally")
 
 
 def _run_batches(fn: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -61,9 +60,12 @@ def _onnx(model: keras.Model, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _tflite(model: keras.Model, path: Path, representative: np.ndarray | None
+def _tflite(model: keras.Model, path: Path, representative: np.ndarray | None, fp16: bool = False
             ) -> Callable[[np.ndarray], np.ndarray]:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if fp16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
     if representative is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -110,30 +112,39 @@ def _size(path: Path) -> int:
 
 
 def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set: ImageSet, *,
-                 formats: tuple[str, ...] = FORMATS, version: int = 1, run_info: dict | None = None,
-                 evaluation: dict | None = None) -> dict:
-    """Write every requested format into out_dir/<architecture>/ and return the metadata."""
+                 formats: tuple[str, ...] = DEFAULT_FORMATS, version: int = 1, run_info: dict | None = None,
+                 evaluation: dict | None = None, keep_keras: bool = True, flip_tta: bool = False,
+                 training: dict | None = None, synthetic: bool = False) -> ModelMetadata:
+    """Write every requested format into out_dir/<architecture>/ and return the metadata.
+
+    Calibration (temperature) and the abstention threshold are fitted here on the validation
+    split, so every exported model carries them."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     target = out_dir / model.name
     target.mkdir(parents=True, exist_ok=True)
-    model.save(target / "model.keras")
+    if keep_keras:
+        model.save(target / "model.keras")
     reference = predict(model, test_set.pixels, desc="keras/test")
     y_true = test_set.labels
     keras_accuracy = float((reference.argmax(1) == y_true).mean())
-    checks: dict[str, dict] = {"keras": {"file": "model.keras", "accuracy": keras_accuracy, "max_abs_diff": 0.0}}
+    checks: dict[str, dict] = {"keras": {"file": "model.keras" if keep_keras else "", "accuracy": keras_accuracy,
+                                         "max_abs_diff": 0.0}}
     builders: dict[str, tuple[str, Callable[[Path], Callable[[np.ndarray], np.ndarray]]]] = {
         "savedmodel": ("saved_model", lambda p: _savedmodel(model, p)),
         "onnx": ("model.onnx", lambda p: _onnx(model, p)),
         "tflite": ("model_fp32.tflite", lambda p: _tflite(model, p, None)),
+        "tflite_fp16": ("model_fp16.tflite", lambda p: _tflite(model, p, None, fp16=True)),
         "tflite_int8": ("model_int8.tflite", lambda p: _tflite(model, p, val_set.pixels[:200])),
     }
+    files = {}
     for fmt in formats:
         name, build = builders[fmt]
         start = time.perf_counter()
         run = build(target / name)
         probs = _run_batches(run, test_set.pixels)
+        files[fmt] = name
         checks[fmt] = {
             "file": name,
             "accuracy": float((probs.argmax(1) == y_true).mean()),
@@ -144,61 +155,83 @@ def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set:
             "export_seconds": round(time.perf_counter() - start, 2),
         }
     val_probs = predict(model, val_set.pixels, desc="keras/val")
-    metadata = {
-        "architecture": model.name,
-        "version": version,
-        "ferlite_version": __version__,
-        "labels": list(EMOTIONS),
-        "input": {"name": "image", "shape": [None, model.input_shape[1], model.input_shape[2], 3],
-                  "dtype": "float32", "layout": "NHWC", "color": "RGB", "range": [0.0, 1.0],
-                  "size": int(model.input_shape[1])},
-        "output": {"name": "probs", "shape": [None, len(EMOTIONS)], "dtype": "float32"},
-        "normalisation": NORMALISATION,
-        "reference": reference_profile(val_probs),
-        "checks": checks,
-        "evaluation": {k: v for k, v in (evaluation or {}).items()
-                       if k not in {"confusion", "confusion_normalised"}},
-        "run": run_info or {},
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (target / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    if flip_tta:
+        val_probs = (val_probs + predict(model, val_set.pixels[:, :, ::-1], desc="keras/val-flip")) / 2
+    temperature = fit_temperature(val_probs, val_set.labels)
+    calibrated = apply_temperature(val_probs, temperature)
+    abstention = choose_threshold(calibrated, val_set.labels)
+    validation = {"accuracy": float((val_probs.argmax(1) == val_set.labels).mean()), "n": len(val_set.labels),
+                  "ece_before": expected_calibration_error(val_probs, val_set.labels),
+                  "ece": expected_calibration_error(calibrated, val_set.labels), **abstention.as_dict()}
+    metadata = ModelMetadata(
+        architecture=model.name, input_size=int(model.input_shape[1]), version=version,
+        reference=reference_profile(calibrated), temperature=temperature, abstain_below=abstention.threshold,
+        flip_tta=flip_tta, validation=validation,
+        test={k: v for k, v in (evaluation or {}).items() if k not in {"confusion_normalised"}},
+        training=training or dict(run_info or {}), synthetic=synthetic, files=files, checks=checks,
+        extra={"ferlite_version": __version__,
+               "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    metadata.save(target)
     (target / "model_card.md").write_text(model_card(metadata))
     return metadata
 
 
-def model_card(meta: dict) -> str:
-    ev = meta.get("evaluation") or {}
-    run = meta.get("run") or {}
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def model_card(meta: ModelMetadata) -> str:
+    ev, run, val = meta.test, meta.training, meta.validation
     lines = [
-        f"# Model card: {meta['architecture']} v{meta['version']}",
+        f"# Model card: {meta.architecture} v{meta.version}",
         "",
         "Facial-expression classifier for ferlite: seven classes "
-        f"({', '.join(meta['labels'])}) from one aligned face crop.",
+        f"({', '.join(meta.labels)}) from one aligned face crop.",
         "",
         "## Input",
-        f"- {meta['input']['size']}×{meta['input']['size']} face crop; {meta['normalisation']}.",
+        f"- {meta.input_size}×{meta.input_size} face crop; {meta.normalisation}.",
+        f"- Served with calibration temperature {meta.temperature:.3f}"
+        f"{', averaged with the mirrored face' if meta.flip_tta else ''}; faces below confidence "
+        f"{meta.abstain_below:.2f} are reported uncertain.",
         "",
-        "## Data and split",
-        f"- Training data: `{run.get('data', 'unknown')}`; test data: `{run.get('test_data') or 'held-out split'}`.",
-        f"- Split: {run.get('split', 'unknown')}; seed {run.get('seed', '?')}. Subjects and byte-identical "
-        "images never straddle splits. The test split was used once, for this report.",
-        f"- Images: {json.dumps(run.get('counts', {}))}",
-        "",
-        "## Metrics (test split)",
+        "## Training data and licence",
     ]
+    lines += [f"- {k}: {v}" for k, v in run.items() if not isinstance(v, dict | list)] or ["- unknown"]
+    if meta.synthetic:
+        lines.append("- **Demo model trained on synthetic cartoon faces: its labels for real faces mean nothing.**")
+    lines += ["", "## Validation (model selection, calibration, threshold)",
+              f"- accuracy {_pct(val.get('accuracy'))} (n={val.get('n')}); ECE {val.get('ece_before', 0):.3f} "
+              f"before and {val.get('ece', 0):.3f} after temperature scaling",
+              f"- at threshold {meta.abstain_below:.2f}: coverage {_pct(val.get('coverage'))}, selective "
+              f"accuracy {_pct(val.get('selective_accuracy'))}", "", "## Test (computed once)"]
     if ev:
         lines += [
-            f"- accuracy {ev.get('accuracy', 0):.4f}, loss {ev.get('loss', 0):.4f}, macro precision "
-            f"{ev.get('precision_macro', 0):.4f}, recall {ev.get('recall_macro', 0):.4f}, "
-            f"F1 {ev.get('f1_macro', 0):.4f}, ECE {ev.get('ece', 0):.4f} (n={ev.get('n')})",
+            f"- accuracy {_pct(ev.get('accuracy'))}, macro F1 {ev.get('f1_macro', 0):.3f}, macro recall "
+            f"{ev.get('recall_macro', 0):.3f}, loss {ev.get('loss', 0):.3f}, ECE {ev.get('ece', 0):.3f} "
+            f"(n={ev.get('n')})",
             "- per-class recall: " + ", ".join(f"{k} {v['recall']:.2f} (n={v['support']})"
                                                for k, v in ev.get("per_class", {}).items()),
         ]
+        if "coverage" in ev:
+            lines.append(f"- at the validation threshold: coverage {_pct(ev['coverage'])}, selective accuracy "
+                         f"{_pct(ev['selective_accuracy'])}")
+        if "confusion" in ev:
+            lines += ["", "Confusion matrix (rows true, columns predicted):", "",
+                      "| | " + " | ".join(meta.labels) + " |", "|---" * (len(meta.labels) + 1) + "|"]
+            lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+                      for name, row in zip(meta.labels, ev["confusion"], strict=True)]
+        if "latency_ms" in ev:
+            lines.append(f"\n- latency: {ev['latency_ms']}")
     else:
         lines.append("- not evaluated")
+    for name, cd in meta.cross_dataset.items():
+        lines += ["", f"## Cross-dataset: {name} (never trained on)",
+                  f"- accuracy {_pct(cd.get('accuracy'))}, macro F1 {cd.get('f1_macro', 0):.3f} (n={cd.get('n')}); "
+                  + ", ".join(f"{k} {v['recall']:.2f}" for k, v in cd.get("per_class", {}).items()
+                              if v.get("support"))]
     lines += ["", "## Exports (checked on the test split)", "",
               "| format | file | accuracy | max abs diff vs Keras | bytes |", "|---|---|---|---|---|"]
-    for fmt, c in meta["checks"].items():
+    for fmt, c in meta.checks.items():
         lines.append(f"| {fmt} | {c['file']} | {c['accuracy']:.4f} | {c['max_abs_diff']:.2e} | {c.get('bytes', '')} |")
     lines += [
         "",

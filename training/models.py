@@ -149,3 +149,22 @@ def set_trainable_top(model: keras.Model, layers: int | None, freeze_batchnorm: 
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = i >= cut and not (freeze_batchnorm and is_bn)
     return int(sum(keras.ops.size(w) for w in model.trainable_weights))
+
+
+def save_weights_npz(model: keras.Model, path: Path) -> None:
+    """All weights as one compressed NumPy file: smaller than `.weights.h5` and any backend can write
+    it (the model pack's training machine runs Keras on PyTorch)."""
+    import numpy as np
+
+    np.savez_compressed(path, *model.get_weights())
+
+
+def load_weights_npz(model: keras.Model, path: Path) -> None:
+    import numpy as np
+
+    with np.load(path) as f:
+        weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+    expected = len(model.get_weights())
+    if len(weights) != expected:
+        raise WeightsError(f"{path} holds {len(weights)} arrays; {model.name} has {expected}")
+    model.set_weights(weights)

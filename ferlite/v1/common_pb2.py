@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65rlite/v1/common.proto\x12\nferlite.v1\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"o\n\x08\x46\x61\x63\x65\x43rop\x12\x0e\n\x06height\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12$\n\x05\x64type\x18\x04 \x01(\x0e\x32\x15.ferlite.v1.CropDType\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"J\n\x0e\x43lassification\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"7\n\x08ModelRef\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t*U\n\tCropDType\x12\x1a\n\x16\x43ROP_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ROP_DTYPE_FLOAT32\x10\x01\x12\x14\n\x10\x43ROP_DTYPE_UINT8\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65rlite/v1/common.proto\x12\nferlite.v1\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"o\n\x08\x46\x61\x63\x65\x43rop\x12\x0e\n\x06height\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12$\n\x05\x64type\x18\x04 \x01(\x0e\x32\x15.ferlite.v1.CropDType\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"]\n\x0e\x43lassification\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x11\n\tuncertain\x18\x04 \x01(\x08\"7\n\x08ModelRef\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t*U\n\tCropDType\x12\x1a\n\x16\x43ROP_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ROP_DTYPE_FLOAT32\x10\x01\x12\x14\n\x10\x43ROP_DTYPE_UINT8\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ferlite.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CROPDTYPE']._serialized_start=384
-  _globals['_CROPDTYPE']._serialized_end=469
+  _globals['_CROPDTYPE']._serialized_start=403
+  _globals['_CROPDTYPE']._serialized_end=488
   _globals['_BOUNDINGBOX']._serialized_start=39
   _globals['_BOUNDINGBOX']._serialized_end=105
   _globals['_POINT']._serialized_start=107
@@ -40,7 +40,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FACECROP']._serialized_start=138
   _globals['_FACECROP']._serialized_end=249
   _globals['_CLASSIFICATION']._serialized_start=251
-  _globals['_CLASSIFICATION']._serialized_end=325
-  _globals['_MODELREF']._serialized_start=327
-  _globals['_MODELREF']._serialized_end=382
+  _globals['_CLASSIFICATION']._serialized_end=344
+  _globals['_MODELREF']._serialized_start=346
+  _globals['_MODELREF']._serialized_end=401
 # @@protoc_insertion_point(module_scope)

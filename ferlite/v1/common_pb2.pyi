@@ -51,14 +51,16 @@ class FaceCrop(_message.Message):
     def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., dtype: _Optional[_Union[CropDType, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Classification(_message.Message):
-    __slots__ = ("probabilities", "label", "confidence")
+    __slots__ = ("probabilities", "label", "confidence", "uncertain")
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
     label: str
     confidence: float
-    def __init__(self, probabilities: _Optional[_Iterable[float]] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+    uncertain: bool
+    def __init__(self, probabilities: _Optional[_Iterable[float]] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., uncertain: _Optional[bool] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("architecture", "model_version")

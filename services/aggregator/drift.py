@@ -14,14 +14,14 @@ it. The window lives in this process: each aggregator replica reports on the eve
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from ferlite.labels import EMOTIONS, INDEX, NUM_CLASSES
+from ferlite.labels import INDEX, NUM_CLASSES
+from ferlite.model_metadata import MetadataError, ModelMetadata
 from ferlite.services.common.metrics import ServiceMetrics
 
 from .events import Event
@@ -72,14 +72,13 @@ class DriftMonitor:
 
     def reference(self, architecture: str) -> dict | None:
         if architecture not in self._references:
-            path = self.model_dir / architecture / "metadata.json"
+            path = self.model_dir / architecture
             ref = None
             try:
-                meta = json.loads(path.read_text())
-                ref = meta["reference"]
-                if len(ref["class_distribution"]) != NUM_CLASSES or meta.get("labels") != list(EMOTIONS):
-                    raise ValueError("label order differs from the canonical one")
-            except (OSError, ValueError, KeyError) as exc:
+                ref = ModelMetadata.load(path).reference
+                if len(ref["class_distribution"]) != NUM_CLASSES:
+                    raise ValueError("the reference class distribution does not have seven classes")
+            except (MetadataError, ValueError, KeyError) as exc:
                 log.warning("no drift reference for %s at %s: %s", architecture, path, exc)
                 ref = None
             self._references[architecture] = ref

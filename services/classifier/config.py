@@ -29,6 +29,8 @@ class ClassifierConfig(ServerConfig):
     timeout_seconds: float = setting(5.0, "longest wait for Triton when the caller set no deadline")
     readiness_interval: float = setting(0.5, "seconds between Triton readiness checks")
     seed: int = setting(0, "seed of the weighted random routing (0: from the OS)")
+    min_val_accuracy: float = setting(0.3, "quality gate: a model whose validation accuracy (metadata.json) is "
+                                      "below this never takes traffic (chance is 0.14 over seven classes)")
 
     def validate(self) -> None:
         super().validate()
@@ -40,5 +42,7 @@ class ClassifierConfig(ServerConfig):
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
         if not 0 <= self.batch_delay_us <= 100_000:
             raise ConfigError(f"batch_delay_us={self.batch_delay_us} must be in 0..100000")
+        if not 0.0 <= self.min_val_accuracy <= 1.0:
+            raise ConfigError(f"min_val_accuracy={self.min_val_accuracy} must be in [0, 1]")
         if self.timeout_seconds <= 0 or self.readiness_interval <= 0:
             raise ConfigError("timeout_seconds and readiness_interval must be > 0")

@@ -13,7 +13,6 @@ model names, metrics labels and the A/B policy all use the same strings.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferlite.architectures import ARCHITECTURES
+from ferlite.model_metadata import ModelMetadata, find_models
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 
@@ -34,11 +34,8 @@ class ModelInfo:
 
     @classmethod
     def load(cls, folder: Path) -> ModelInfo:
-        meta_path = folder / "metadata.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path} is missing: export the model with `ferlite export`")
-        meta = json.loads(meta_path.read_text())
-        return cls(meta["architecture"], int(meta.get("version", 1)), int(meta["input"]["size"]), folder)
+        meta = ModelMetadata.load(folder)
+        return cls(meta.architecture, meta.version, meta.input_size, folder)
 
 
 def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo]:
@@ -46,7 +43,7 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
     root = Path(model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"model directory not found: {root} (make one with `ferlite export`)")
-    found = [ModelInfo.load(root / a) for a in ARCHITECTURES if (root / a / "metadata.json").exists()]
+    found = [ModelInfo(m.architecture, m.version, m.input_size, root / m.architecture) for m in find_models(root)]
     missing = [a for a in ARCHITECTURES if a not in {m.architecture for m in found}]
     if not found or (require_all and missing):
         raise FileNotFoundError(f"{root} lacks exported models for: {', '.join(missing)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from ferlite.labels import EMOTIONS
+from ferlite.model_metadata import find_models
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.server import GrpcServer, Mount
@@ -29,12 +30,12 @@ PROTECTED = [f"/{ADMIN}/GetPolicy", f"/{ADMIN}/SetPolicy"]  # A/B control is for
 DTYPES = {common_pb2.CROP_DTYPE_FLOAT32: "float32", common_pb2.CROP_DTYPE_UINT8: "uint8"}
 
 
-def _results(probabilities) -> list[common_pb2.Classification]:
+def _results(arm: ArmResult) -> list[common_pb2.Classification]:
     out = []
-    for row in probabilities:
+    for row, uncertain in zip(arm.probabilities, arm.uncertain, strict=True):
         k = int(row.argmax())
         out.append(common_pb2.Classification(probabilities=[float(p) for p in row], label=EMOTIONS[k],
-                                             confidence=float(row[k])))
+                                             confidence=float(row[k]), uncertain=bool(uncertain)))
     return out
 
 
@@ -57,8 +58,8 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         primary = result.primary
         return pb.ClassifyResponse(
-            results=_results(primary.probabilities), model=_ref(primary), shadow_scored=bool(result.shadow),
-            shadow=[pb.ShadowResult(model=_ref(s), results=_results(s.probabilities), latency_ms=s.latency_ms)
+            results=_results(primary), model=_ref(primary), shadow_scored=bool(result.shadow),
+            shadow=[pb.ShadowResult(model=_ref(s), results=_results(s), latency_ms=s.latency_ms)
                     for s in result.shadow],
             latency_ms=primary.latency_ms)
 
@@ -133,8 +134,10 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     metrics = ServiceMetrics(config.SERVICE)
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval)
     policies = PolicyStore(config.policy_file or None)
+    metadata = {m.architecture: m for m in find_models(config.model_dir)}
     core = Classifier(backend, policies, {m.architecture: m.input_size for m in models}, metrics,
-                      config.max_batch, config.timeout_seconds, config.seed)
+                      config.max_batch, config.timeout_seconds, config.seed, metadata=metadata,
+                      min_val_accuracy=config.min_val_accuracy)
     return ClassifierServer(config, core, policies, backend, metrics, triton)
 
 

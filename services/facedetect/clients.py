@@ -38,7 +38,8 @@ class ClassifierClient:
         except grpc.RpcError as exc:
             raise DownstreamError(exc.code(), f"classifier: {exc.details()}") from None
         probs = np.array([list(r.probabilities) for r in reply.results], dtype=np.float64)
-        return ClassifierAnswer(probs, reply.model.architecture, reply.model.model_version)
+        uncertain = np.array([r.uncertain for r in reply.results], dtype=bool)
+        return ClassifierAnswer(probs, reply.model.architecture, reply.model.model_version, uncertain)
 
     def close(self) -> None:
         self.channel.close()

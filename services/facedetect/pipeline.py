@@ -32,6 +32,7 @@ class ClassifierAnswer:
     probabilities: np.ndarray   # N x 7
     architecture: str
     model_version: str
+    uncertain: np.ndarray | None = None   # N booleans: below the model's own threshold
 
 
 Classify = Callable[[np.ndarray, str, float], ClassifierAnswer]   # crops, routing key, timeout
@@ -121,9 +122,12 @@ class FaceService:
         tracks = assign([d.face.box for d in detections], info.previous_tracks, info.stream_id, info.frame_index,
                         self.config.track_iou)
         faces = []
-        for det, track, probs in zip(detections, tracks, answer.probabilities, strict=True):
+        model_says = answer.uncertain if answer.uncertain is not None else np.zeros(len(detections), bool)
+        for det, track, probs, flagged in zip(detections, tracks, answer.probabilities, model_says, strict=True):
             k = int(np.argmax(probs))
-            uncertain = float(probs[k]) < self.config.uncertain_below
+            # The model's validated threshold, unless the service sets one of its own.
+            below = self.config.uncertain_below
+            uncertain = float(probs[k]) < below if below > 0 else bool(flagged)
             self.c_uncertain.labels("uncertain" if uncertain else "certain").inc()
             faces.append(LabelledFace(det.face, track, event_id(info.stream_id, info.frame_index, track),
                                       probs, EMOTIONS[k], float(probs[k]), uncertain))

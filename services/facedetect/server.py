@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -131,6 +132,7 @@ def build(config: FaceDetectConfig) -> GrpcServer:
                                  config.min_face_px, config.max_faces)
     except DetectorUnavailable as exc:
         raise ConfigError(str(exc)) from exc
+    config = dataclasses.replace(config, crop_size=config.resolved_crop_size())
     metrics = ServiceMetrics(config.SERVICE)
     core = FaceService(config, detector, metrics)
     security = ChannelSecurity(config.tls_ca, config.tls_client_cert, config.tls_client_key)

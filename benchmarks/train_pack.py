@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""The model pack's training run: ImageNet-initialised fine-tuning, then distillation.
+
+Two steps, so the heavy one can run on a machine that has neither the data folder nor TensorFlow:
+
+  prepare  (here, TensorFlow-free: NumPy/OpenCV)  FER2013 train split 85/15 into train/validation
+           by `training.splits` (seed 42, byte duplicates on one side), PublicTest with images
+           byte-identical to a training image removed, CK+48 (contempt dropped) for the
+           cross-dataset row; written as one compressed file of 48×48 grey faces.
+  train    (any Keras 3 backend; KERAS_BACKEND=torch on a GPU)  the jobs below, each writing its
+           metrics to results.json as it ends, the pack's weights to OUT/<arch>.weights.h5.
+
+The training graph is the exported model behind a TensorFlow-free input stage: 48×48 grey →
+bilinear resize to the model size (the half-pixel rule of preprocess.resize's cv2.INTER_LINEAR)
+→ grey to RGB → x/255 (preprocess.normalize) → training-only augmentation (`training.augment`) →
+the registry's model (`training.models.build_model`, unchanged, so the weights load into it).
+
+Jobs (`--jobs`):
+  sweep    MobileNetV2 from ImageNet weights at each `--sizes` for a short equal budget; the size
+           validation picks (the smallest within `--size-tolerance` of the best) is used after.
+  pack     MobileNetV2 and MobileNetV3-Small from ImageNet weights (stage 1: head on cached
+           features; stage 2: all layers), the teacher (both, flip-averaged) cached once, then
+           MobileNetV3-Large and EfficientNetB0 distilled from it.
+  ablation the same students without distillation, and MobileNetV2/MobileNetV3-Small from scratch,
+           each at the epoch count its counterpart used.
+
+Epochs: each job has a time budget; after one warm-up epoch the epoch count that fits is fixed and
+a cosine schedule runs over it (`results.json` records the epochs, so a rerun can pass them with
+`--epochs`). Selection: the epoch with the best validation accuracy; test computed once at the end.
+
+Usage:
+  python benchmarks/train_pack.py prepare --data-root ../shared/data --out .pack/fer2013.npz
+  KERAS_BACKEND=torch python benchmarks/train_pack.py train --data .pack/fer2013.jpeg.npz \
+      --weights-dir ../shared/weights --jobs sweep,pack --out runs/pack
+  python benchmarks/train_pack.py build --run runs/pack --out modelpack
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+NUM_CLASSES = 7
+T0 = time.perf_counter()
+WEIGHT_FILES = {"mobilenet_v2": "mobilenet_v2_imagenet_notop.weights.h5",
+                "mobilenet_v3_small": "mobilenet_v3_small_imagenet_notop.weights.h5"}
+
+
+# ---------------------------------------------------------------- prepare (no Keras needed)
+def prepare(data_root: Path, out: Path) -> None:
+    """Two files: OUT (decoded 48×48 grey arrays of every split, for evaluation here) and
+    OUT with suffix `.jpeg.npz` (the train and validation images as their original JPEG bytes,
+    the smallest form to send to a training machine: 47 MB instead of 67 MB decoded)."""
+    from ferlite.labels import EMOTIONS
+    from training.datasets import load_folder, parse_class_map
+    from training.splits import exclude_duplicates, split_indices
+
+    fer = load_folder(data_root / "fer2013" / "train", 48)
+    idx = split_indices(fer.samples, (0.85, 0.15), seed=42)
+    train, val = fer.subset(idx["train"]), fer.subset(idx["val"])
+    test, removed = exclude_duplicates(load_folder(data_root / "fer2013" / "publictest", 48), fer)
+    ck = load_folder(data_root / "ck48", 48, class_map=parse_class_map(["contempt=drop"]))
+    arrays = {}
+    for name, part in (("train", train), ("val", val), ("test", test), ("ck48", ck)):
+        arrays[f"x_{name}"] = part.pixels[..., 0]
+        arrays[f"y_{name}"] = part.labels.astype(np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    blobs = {}
+    for name, part in (("train", train), ("val", val)):
+        raw = [Path(s.source).read_bytes() for s in part.samples]
+        blobs[f"jpeg_{name}"] = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        blobs[f"offsets_{name}"] = np.cumsum([0] + [len(r) for r in raw]).astype(np.int64)
+        blobs[f"y_{name}"] = part.labels.astype(np.uint8)
+    np.savez(out.with_suffix(".jpeg.npz"), **blobs)
+    manifest = {"labels": list(EMOTIONS), "split": "fer2013/train 85/15 by training.splits seed 42",
+                "test_duplicates_removed": removed,
+                "counts": {k[2:]: int(v.shape[0]) for k, v in arrays.items() if k.startswith("y_")},
+                "val_files": sorted(Path(s.source).name for s in val.samples)}
+    out.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
+    print(json.dumps({k: v for k, v in manifest.items() if k != "val_files"}, indent=1))
+
+
+def load_data(path: Path, limit: int = 0) -> dict[str, np.ndarray]:
+    """The arrays `prepare` wrote; JPEG blobs are decoded (cv2, as training.datasets does)."""
+    raw = dict(np.load(path))
+    data = {k: v for k, v in raw.items() if k.startswith(("x_", "y_"))}
+    for name in ("train", "val"):
+        if f"jpeg_{name}" in raw:
+            import cv2
+
+            blob, off = raw[f"jpeg_{name}"], raw[f"offsets_{name}"]
+            data[f"x_{name}"] = np.stack([cv2.imdecode(blob[off[i]:off[i + 1]], cv2.IMREAD_GRAYSCALE)
+                                          for i in range(len(off) - 1)])
+    if limit:
+        data = {k: v[:limit] for k, v in data.items()}
+    return data
+
+
+# ---------------------------------------------------------------- train (Keras, any backend)
+def _keras():
+    import keras
+    return keras
+
+
+def training_graph(model, size: int, augment: bool, seed: int):
+    """48×48 grey faces in [0, 255] → the model's [0, 1] RGB input at `size` → the model."""
+    keras = _keras()
+    from training.augment import augmenter
+
+    inputs = keras.Input((48, 48, 1), name="grey48")
+    x = keras.layers.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
+    x = keras.layers.Concatenate(name="rgb")([x, x, x])
+    x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(x)
+    if augment:
+        x = augmenter(seed=seed)(x)
+    return keras.Model(inputs, model(x), name=f"train_{model.name}")
+
+
+class CosineWithWarmup:
+    """Per-batch learning rate: linear warm-up over the first epoch, then cosine to 1 % over the
+    epochs fixed after it (`total_epochs` is set once the first epoch's time is known)."""
+
+    def __init__(self, peak: float, steps_per_epoch: int) -> None:
+        self.peak, self.steps, self.total_epochs = peak, steps_per_epoch, 1
+
+    def __call__(self, epoch: int, batch: int) -> float:
+        if epoch == 0:
+            return self.peak * (batch + 1) / self.steps
+        t = ((epoch - 1) * self.steps + batch) / max(1, (self.total_epochs - 1) * self.steps)
+        return self.peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def predict_probs(model, x: np.ndarray, flip: bool, batch: int = 512) -> np.ndarray:
+    """Softmax outputs of the training graph in inference mode; with `flip`, averaged with the
+    horizontally mirrored faces (test-time augmentation)."""
+    p = model.predict(x, batch_size=batch, verbose=0)
+    if flip:
+        p = (p + model.predict(x[:, :, ::-1], batch_size=batch, verbose=0)) / 2
+    return p
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float((probs.argmax(1) == labels).mean())
+
+
+class Job:
+    def __init__(self, name: str, arch: str, size: int, weights: str | None, budget_s: float,
+                 epochs: int | None = None, teacher: np.ndarray | None = None, lr: float = 1e-3,
+                 head_epochs: int = 4) -> None:
+        self.name, self.arch, self.size, self.weights = name, arch, size, weights
+        self.budget_s, self.epochs, self.teacher, self.lr, self.head_epochs = budget_s, epochs, teacher, lr, head_epochs
+
+
+def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, object]:
+    keras = _keras()
+    from training import models
+    from training.distill import distillation_loss, targets
+
+    keras.utils.set_random_seed(args.seed)
+    start = time.perf_counter()
+    weights = "none" if job.weights is None else job.weights
+    model = models.build_model(job.arch, job.size, weights, dropout=args.dropout)
+    x_tr = data["x_train"][..., None].astype("float32")
+    x_va = data["x_val"][..., None].astype("float32")
+    y_tr = keras.utils.to_categorical(data["y_train"], NUM_CLASSES).astype("float32")
+    record: dict = {"job": job.name, "architecture": job.arch, "size": job.size,
+                    "init": "imagenet" if job.weights else "none", "distilled": job.teacher is not None}
+
+    # Stage 1 (pretrained only): the head on features computed once, as in training/train.py.
+    if job.weights is not None and job.head_epochs:
+        plain = training_graph(models.feature_extractor(model), job.size, augment=False, seed=args.seed)
+        feats = plain.predict(x_tr, batch_size=512, verbose=0)
+        head = models.build_head(feats.shape[1], args.dropout)
+        head.compile(keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
+                     keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing))
+        head.fit(feats, y_tr, batch_size=256, epochs=job.head_epochs, verbose=0)
+        model.get_layer("probs").set_weights(head.get_layer("probs").get_weights())
+        record["stage1_s"] = round(time.perf_counter() - start, 1)
+
+    # Stage 2: every layer, BatchNorm in training mode (the converted weights' BN was set up so
+    # batch statistics restore the source network's scale and shift; see shared/weights/SOURCES.md).
+    for layer in model.get_layer(models.BACKBONE_LAYER).layers:
+        layer.trainable = True
+    graph = training_graph(model, job.size, augment=True, seed=args.seed)
+    if job.teacher is not None:
+        y_fit, loss = targets(y_tr, job.teacher), distillation_loss(
+            NUM_CLASSES, args.alpha, args.temperature, args.label_smoothing)
+    else:
+        y_fit, loss = y_tr, keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+    steps = math.ceil(len(x_tr) / args.batch_size)
+    schedule = CosineWithWarmup(job.lr, steps)
+    optimizer = keras.optimizers.AdamW(job.lr, weight_decay=args.weight_decay)
+    graph.compile(optimizer, loss)
+    best = {"val_accuracy": -1.0}
+    history: list[dict] = []
+    stage2_start = time.perf_counter()
+
+    class Control(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            optimizer.learning_rate.assign(schedule(self.epoch, batch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = predict_probs(graph, x_va, flip=False)
+            acc = accuracy(probs, data["y_val"])
+            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_accuracy": acc,
+                            "seconds": round(time.perf_counter() - stage2_start, 1)})
+            print(f"  {job.name} epoch {epoch + 1}/{schedule.total_epochs} loss {logs['loss']:.4f} "
+                  f"val_acc {acc:.4f}", flush=True)
+            if acc > best["val_accuracy"]:
+                best.update(val_accuracy=acc, epoch=epoch + 1, weights=model.get_weights())
+            if epoch == 0:
+                if job.epochs:
+                    schedule.total_epochs = job.epochs
+                else:
+                    per_epoch = time.perf_counter() - stage2_start
+                    left = job.budget_s - (time.perf_counter() - start)
+                    schedule.total_epochs = max(2, min(args.max_epochs, 1 + int(left / per_epoch)))
+            if epoch + 1 >= schedule.total_epochs:
+                self.model.stop_training = True
+
+    graph.fit(x_tr, y_fit, batch_size=args.batch_size, epochs=args.max_epochs, shuffle=True,
+              callbacks=[Control()], verbose=0)
+    model.set_weights(best["weights"])
+    plain = training_graph(model, job.size, augment=False, seed=args.seed)
+    val_plain = predict_probs(plain, x_va, flip=False)
+    val_flip = predict_probs(plain, x_va, flip=True)
+    use_flip = accuracy(val_flip, data["y_val"]) > accuracy(val_plain, data["y_val"])
+    if "x_test" in data:  # the one test evaluation (else it happens after export, on the pack)
+        x_te = data["x_test"][..., None].astype("float32")
+        test = predict_probs(plain, x_te, flip=use_flip)
+        record.update(test_accuracy=accuracy(test, data["y_test"]), test_n=len(x_te))
+    record.update(epochs=schedule.total_epochs, best_epoch=best["epoch"],
+                  val_accuracy=accuracy(val_plain, data["y_val"]),
+                  val_accuracy_flip=accuracy(val_flip, data["y_val"]), flip_tta=bool(use_flip),
+                  seconds=round(time.perf_counter() - start, 1), history=history,
+                  params=int(model.count_params()))
+    print(f"== {job.name}: val {record['val_accuracy']:.4f} (flip {record['val_accuracy_flip']:.4f}) "
+          f"test {record.get('test_accuracy', '-')} in {record['seconds']} s, {record['epochs']} epochs", flush=True)
+    return record, model
+
+
+def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
+    """Flip-averaged ensemble probabilities on the clean training faces, softened, computed once."""
+    from training.distill import soften
+
+    x_tr = data["x_train"][..., None].astype("float32")
+    probs = np.mean([predict_probs(t, x_tr, flip=True) for t in teachers], axis=0)
+    return soften(probs, temperature)
+
+
+def save_results(out: Path, results: dict) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def train(args: argparse.Namespace) -> None:
+    from training import models
+
+    if _keras().backend.backend() == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}", flush=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(args.data, args.limit)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
+    results.update(backend=_keras().backend.backend(), batch_size=args.batch_size, dropout=args.dropout,
+                   label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
+                   alpha=args.alpha, temperature=args.temperature)
+    jobs = args.jobs.split(",")
+    wfile = {a: str(args.weights_dir / f) for a, f in WEIGHT_FILES.items()}
+    size = args.size
+    if "sweep" in jobs:
+        for s in args.sizes:
+            rec, _ = run_job(Job(f"sweep_mobilenet_v2_{s}", "mobilenet_v2", s, wfile["mobilenet_v2"],
+                                 args.sweep_budget, epochs=args.sweep_epochs), data, args)
+            results["jobs"][rec["job"]] = rec
+            save_results(out, results)
+        sweep = {s: results["jobs"][f"sweep_mobilenet_v2_{s}"]["val_accuracy"] for s in args.sizes}
+        top = max(sweep.values())
+        size = min(s for s, v in sweep.items() if v >= top - args.size_tolerance)
+        results["size_choice"] = {"val_accuracy": sweep, "tolerance": args.size_tolerance, "chosen": size}
+        save_results(out, results)
+        print(f"== size chosen on validation: {size}", flush=True)
+    size = size or results.get("size_choice", {}).get("chosen") or 96
+    results["size"] = size
+    budgets = dict(zip(("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"),
+                       args.budgets, strict=True))
+    if "pack" in jobs:
+        # Scale the budgets to what is left of --deadline-s (the training machine's time limit).
+        left = args.deadline_s - (time.perf_counter() - T0) - 30
+        planned = sum(budgets.values())
+        if "ablation" in jobs:  # the students again, without distillation, at the same epochs
+            planned += budgets["mobilenet_v3_large"] + budgets["efficientnet_b0"]
+        scale = min(1.0, left / planned)
+        budgets = {a: b * scale for a, b in budgets.items()}
+        results["budgets_s"] = {a: round(b) for a, b in budgets.items()}
+        teachers = []
+        for arch in ("mobilenet_v2", "mobilenet_v3_small"):
+            rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], lr=args.lr), data, args)
+            results["jobs"][arch] = rec
+            save_results(out, results)
+            models.save_weights_npz(model, out / f"{arch}.weights.npz")
+            teachers.append(training_graph(model, size, augment=False, seed=args.seed))
+        soft = teacher_probs(teachers, data, args.temperature)
+        np.save(args.cache / "teacher_soft.npy", soft)  # kept for reruns, not part of the results
+        for arch in ("mobilenet_v3_large", "efficientnet_b0"):
+            rec, model = run_job(Job(arch, arch, args.student_size or size, None, budgets[arch], teacher=soft,
+                                     lr=args.scratch_lr),
+                                 data, args)
+            results["jobs"][arch] = rec
+            save_results(out, results)
+            models.save_weights_npz(model, out / f"{arch}.weights.npz")
+    reference = json.loads(args.reference.read_text()) if args.reference else {}
+    if "ablation" in jobs:
+        archs = ("mobilenet_v3_large", "efficientnet_b0")
+        if args.ablation_scratch:
+            archs += ("mobilenet_v2", "mobilenet_v3_small")
+        for arch in archs:
+            ref = reference.get("jobs", {}).get(arch) or results["jobs"].get(arch, {})
+            epochs = ref.get("epochs") or args.ablation_epochs
+            name = f"{arch}_{'no_kd' if arch in ('mobilenet_v3_large', 'efficientnet_b0') else 'scratch'}"
+            student = ref.get("size") or args.student_size or size
+            rec, model = run_job(Job(name, arch, student, None, 1e9, epochs=epochs, lr=args.scratch_lr), data, args)
+            results["jobs"][name] = rec
+            save_results(out, results)
+            models.save_weights_npz(model, out / f"{name}.weights.npz")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pr = sub.add_parser("prepare", help="write the data file the train step reads")
+    pr.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    pr.add_argument("--out", type=Path, default=ROOT / ".pack" / "fer2013.npz")
+    t = sub.add_parser("train", help="run the training jobs")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--weights-dir", type=Path, default=ROOT.parent / "shared" / "weights")
+    t.add_argument("--out", type=Path, default=ROOT / "runs" / "pack")
+    t.add_argument("--jobs", default="sweep,pack")
+    t.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[96, 128, 160])
+    t.add_argument("--size", type=int, default=0, help="model input size when no sweep runs")
+    t.add_argument("--student-size", type=int, default=0, help="input size of the distilled students (0: --size)")
+    t.add_argument("--size-tolerance", type=float, default=0.005,
+                   help="the smallest size within this validation accuracy of the best wins (serving cost)")
+    t.add_argument("--sweep-epochs", type=int, default=3)
+    t.add_argument("--sweep-budget", type=float, default=90)
+    t.add_argument("--budgets", type=lambda s: [float(v) for v in s.split(",")], default=[150, 90, 110, 120],
+                   help="seconds for mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0")
+    t.add_argument("--max-epochs", type=int, default=60)
+    t.add_argument("--ablation-epochs", type=int, default=20)
+    t.add_argument("--ablation-scratch", action="store_true",
+                   help="ablation also trains MobileNetV2 and MobileNetV3-Small from scratch")
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate from ImageNet weights")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--dropout", type=float, default=0.3)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--scratch-lr", type=float, default=2e-3)
+    t.add_argument("--alpha", type=float, default=0.5, help="weight of the hard-label term in distillation")
+    t.add_argument("--temperature", type=float, default=2.0)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--cache", type=Path, default=Path("/tmp"), help="where the teacher's soft targets are kept")
+    t.add_argument("--deadline-s", type=float, default=1e9, help="scale the pack budgets to end before this")
+    t.add_argument("--reference", type=Path, help="an earlier results.json: ablations use its epoch counts")
+    t.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
+    b = sub.add_parser("build", help="export a train run as the model pack (ONNX, TFLite, metadata, cards)")
+    b.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train step's --out")
+    b.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
+    b.add_argument("--out", type=Path, default=ROOT / "modelpack")
+    b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
+    args = p.parse_args()
+    if args.cmd == "prepare":
+        prepare(args.data_root, args.out)
+    elif args.cmd == "build":
+        from training.pack import build_pack
+
+        build_pack(args.run, args.data, args.out, args.limit)
+    else:
+        train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Build the model pack (`modelpack/`) from a `benchmarks/train_pack.py` run.
+
+Per architecture, `modelpack/<architecture>/` receives:
+
+    model.onnx         for Triton (embedded and cluster flavours); weights stored as float16 and
+                       cast to float32 inside the graph (ONNX Runtime folds the casts at load), so
+                       the file is half the size and serving runs in float32
+    model_int8.tflite  for the edge, when its validation accuracy is within 0.5 pt of float;
+    or model_fp16.tflite  otherwise
+    metadata.json      `ModelMetadata`: input size, calibration temperature, abstention threshold,
+                       test-time flips, drift reference, validation/test/CK+ figures, data, licence
+    model_card.md      the figures a user needs before trusting the model
+
+Evaluation runs on the shipped ONNX file with the serving arithmetic (flip averaging and
+temperature as metadata says), so the card describes what is served. Test and CK+ are computed
+once here; everything chosen (epoch, flips, temperature, threshold, edge format) was chosen on
+validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ferlite.model_metadata import ModelMetadata, apply_temperature
+
+from . import models, preprocess
+from .calibration import selective
+from .datasets import ImageSet, Sample
+from .metrics import classification_report
+
+EDGE_TOLERANCE = 0.005
+FER_LICENCE = ("FER2013 (Goodfellow et al., 2013), released for the ICML 2013 representation-learning "
+               "challenge: research and evaluation use")
+CK_LICENCE = "CK+ (Lucey et al., 2010): academic, non-commercial research use"
+
+
+def faces(grey48: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
+    """48×48 grey faces through the shared preprocessing (grey→RGB, resize) at `size`."""
+    pixels = np.stack([preprocess.face_pixels(g, size) for g in grey48])
+    return ImageSet([Sample("", int(y), "", "") for y in labels], pixels)
+
+
+def onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(pixels: np.ndarray, batch: int = 256) -> np.ndarray:
+        return np.concatenate([session.run(None, {name: preprocess.normalize(pixels[i:i + batch])})[0]
+                               for i in range(0, len(pixels), batch)])
+    return run
+
+
+def tflite_runner(path: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=2)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run(pixels: np.ndarray, batch: int = 64) -> np.ndarray:
+        outs = []
+        for i in range(0, len(pixels), batch):
+            x = preprocess.normalize(pixels[i:i + batch])
+            interpreter.resize_tensor_input(inp, list(x.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(inp, x)
+            interpreter.invoke()
+            outs.append(interpreter.get_tensor(out).copy())
+        return np.concatenate(outs)
+    return run
+
+
+def served(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """Probabilities as the classifier serves them: flip-averaged if chosen, then calibrated."""
+    probs = run(pixels)
+    if meta.flip_tta:
+        probs = (probs + run(pixels[:, :, ::-1])) / 2
+    return apply_temperature(probs, meta.temperature)
+
+
+def store_weights_fp16(path: Path) -> dict:
+    """Rewrite an ONNX file with float16 initializers, each followed by a Cast back to float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        if init.data_type == TensorProto.FLOAT and array.size >= 16:
+            half = numpy_helper.from_array(array.astype(np.float16), init.name + "__fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=init.name + "__cast"))
+        else:
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    before = path.stat().st_size
+    onnx.save(model, str(path))
+    return {"bytes_fp32": before, "bytes": path.stat().st_size, "casts": len(casts)}
+
+
+def latency_ms(run, size: int, repeats: int = 30) -> dict:
+    one = np.zeros((1, size, size, 3), np.uint8)
+    eight = np.zeros((8, size, size, 3), np.uint8)
+    out = {}
+    for name, batch in (("batch1", one), ("batch8", eight)):
+        run(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(batch)
+            times.append((time.perf_counter() - start) * 1000)
+        out[name] = round(float(np.median(times)), 3)
+    return out
+
+
+def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Path, recipe: dict) -> ModelMetadata:
+    from .export import export_model, model_card
+
+    size = int(job["size"])
+    model = models.build_model(arch, size, "none", dropout=recipe.get("dropout", 0.3))
+    models.load_weights_npz(model, weights)
+    val = faces(data["x_val"], data["y_val"], size)
+    test = faces(data["x_test"], data["y_test"], size)
+    training = {
+        "data": "FER2013 train (fer2013/train), 85/15 train/validation split by training.splits, seed 42",
+        "test_data": "FER2013 PublicTest with images byte-identical to a training image removed",
+        "licence": FER_LICENCE,
+        "init": "ImageNet (converted TFLite classifier, see shared/weights/SOURCES.md)" if job["init"] == "imagenet"
+        else "random",
+        "distilled": "from the flip-averaged MobileNetV2 + MobileNetV3-Small ensemble" if job["distilled"] else "no",
+        "recipe": "benchmarks/train_pack.py", "epochs": job["epochs"], "best_epoch": job["best_epoch"],
+        "train_seconds": job["seconds"], "backend": recipe.get("backend", ""),
+    }
+    meta = export_model(model, out, val, test, formats=("onnx", "tflite_int8", "tflite_fp16"), keep_keras=False,
+                        flip_tta=bool(job["flip_tta"]), training=training)
+    folder = out / arch
+    onnx_path = folder / "model.onnx"
+    before = onnx_runner(onnx_path)(val.pixels)
+    storage = store_weights_fp16(onnx_path)
+    run = onnx_runner(onnx_path)
+    after = run(val.pixels)
+    storage.update(max_abs_diff=float(np.abs(after - before).max()),
+                   agreement=float((after.argmax(1) == before.argmax(1)).mean()))
+    # Edge format: int8 when its validation accuracy is within 0.5 pt of float, else fp16.
+    float_acc = float((after.argmax(1) == val.labels).mean())
+    int8_acc = float((tflite_runner(folder / "model_int8.tflite")(val.pixels).argmax(1) == val.labels).mean())
+    edge = "model_int8.tflite" if float_acc - int8_acc <= EDGE_TOLERANCE else "model_fp16.tflite"
+    (folder / ({"model_int8.tflite", "model_fp16.tflite"} - {edge}).pop()).unlink()
+    # The one test evaluation, and CK+ (never trained on), as served.
+    test_probs = served(run, test.pixels, meta)
+    report = classification_report(test.labels, test_probs)
+    report.update(selective(test_probs, test.labels, meta.abstain_below).as_dict())
+    report.pop("threshold")
+    report["latency_ms"] = {"onnxruntime_2_threads": latency_ms(run, size)}
+    ck = faces(data["x_ck48"], data["y_ck48"], size)
+    ck_report = classification_report(ck.labels, served(run, ck.pixels, meta))
+    ck_report = {k: v for k, v in ck_report.items() if k != "confusion_normalised"}
+    ck_report["licence"] = CK_LICENCE
+    checks = dict(meta.checks)
+    checks["onnx"] = {**checks["onnx"], "storage": storage}
+    checks["edge"] = {"file": edge, "val_accuracy_float": float_acc, "val_accuracy_int8": int8_acc,
+                      "accuracy": checks["tflite_int8" if "int8" in edge else "tflite_fp16"]["accuracy"],
+                      "max_abs_diff": checks["tflite_int8" if "int8" in edge else "tflite_fp16"]["max_abs_diff"]}
+    for dropped in ("tflite_int8", "tflite_fp16"):
+        checks.pop(dropped)
+    meta = dataclasses.replace(
+        meta, test={k: v for k, v in report.items() if k != "confusion_normalised"},
+        cross_dataset={"CK+48 (contempt dropped)": ck_report}, checks=checks,
+        files={"onnx": "model.onnx", "edge": edge},
+        validation={**meta.validation, "flip": {"plain": job["val_accuracy"], "flipped": job["val_accuracy_flip"]}})
+    meta.save(folder)
+    (folder / "model_card.md").write_text(model_card(meta))
+    return meta
+
+
+def build_pack(run_dir: Path, data_path: Path, out: Path, limit: int = 0) -> list[ModelMetadata]:
+    results = json.loads((run_dir / "results.json").read_text())
+    data = dict(np.load(data_path))
+    if limit:  # a smoke test: a few images of each split
+        data = {k: v[:limit] for k, v in data.items()}
+    metas = []
+    for arch in models.REGISTRY:
+        job = results["jobs"].get(arch)
+        if job is None:
+            print(f"{arch}: not in {run_dir / 'results.json'}, skipped")
+            continue
+        meta = build_model_folder(arch, job, run_dir / f"{arch}.weights.npz", data, out, results)
+        metas.append(meta)
+        print(f"{arch}: val {meta.validation['accuracy']:.4f}  test {meta.test['accuracy']:.4f}  "
+              f"CK+ {next(iter(meta.cross_dataset.values()))['accuracy']:.4f}  T={meta.temperature:.3f}  "
+              f"uncertain<{meta.abstain_below:.2f}  edge {meta.files['edge']}", flush=True)
+    return metas
+
