@@ -35,7 +35,7 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 @dataclass
 class TrackState:
     probabilities: np.ndarray
-    frames: int = 1
+    uncertain: float = 0.0   # moving average of the service's per-face "uncertain" flag
 
 
 @dataclass
@@ -59,21 +59,24 @@ class StreamStats:
 class Smoother:
     """Per-track exponential moving average of class probabilities."""
 
-    def __init__(self, alpha: float = 0.6, uncertain_below: float = 0.45) -> None:
+    def __init__(self, alpha: float = 0.6, uncertain_below: float = 0.0) -> None:
         self.alpha, self.uncertain_below = alpha, uncertain_below
         self.tracks: dict[str, TrackState] = {}
 
-    def update(self, track_id: str, probabilities: Sequence[float]) -> tuple[str, float]:
+    def update(self, track_id: str, probabilities: Sequence[float], uncertain: bool = False) -> tuple[str, float]:
+        """The track's smoothed label. Uncertain when most recent faces were (the service applies the
+        served model's own validated threshold), or below `uncertain_below` if that is set."""
         p = np.asarray(probabilities, dtype=np.float64)
         state = self.tracks.get(track_id)
         if state is None:
-            state = self.tracks[track_id] = TrackState(p)
+            state = self.tracks[track_id] = TrackState(p, float(uncertain))
         else:
             state.probabilities = self.alpha * state.probabilities + (1 - self.alpha) * p
-            state.frames += 1
+            state.uncertain = self.alpha * state.uncertain + (1 - self.alpha) * float(uncertain)
         k = int(state.probabilities.argmax())
         confidence = float(state.probabilities[k])
-        return ("uncertain" if confidence < self.uncertain_below else EMOTIONS[k]), confidence
+        doubtful = confidence < self.uncertain_below if self.uncertain_below > 0 else state.uncertain > 0.5
+        return ("uncertain" if doubtful else EMOTIONS[k]), confidence
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -133,7 +136,7 @@ def process_with_retry(stub: pb_grpc.FaceDetectionStub, request: pb.ProcessReque
 
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
-               uncertain_below: float = 0.45, progress: bool = True) -> StreamStats:
+               uncertain_below: float = 0.0, progress: bool = True) -> StreamStats:
     capture = open_source(source)
     live = source.isdigit() or "://" in source
     stream_id = stream_id or f"{classroom}-{Path(source).stem if not live else 'live'}"
@@ -169,7 +172,8 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
             tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
             shown = []
             for face in reply.faces:
-                label, confidence = smoother.update(face.track_id, face.classification.probabilities)
+                label, confidence = smoother.update(face.track_id, face.classification.probabilities,
+                                                    face.uncertain)
                 stats.labels[label] += 1
                 stats.tracks.add(face.track_id)
                 shown.append((face, label, confidence))
@@ -226,7 +230,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--output", default="", help="write an annotated video (MP4) here")
     p.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0..1 [0.6]")
-    p.add_argument("--uncertain-below", type=float, default=0.45, help="smoothed confidence under this: uncertain")
+    p.add_argument("--uncertain-below", type=float, default=0.0,
+                   help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
     p.add_argument("--token", default="", help="bearer token for the aggregator summary [env FERLITE_TOKEN]")
