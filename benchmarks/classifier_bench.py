@@ -9,7 +9,6 @@ Usage: python benchmarks/classifier_bench.py --models models [--requests 200]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+
+from ferlite.model_metadata import PACK_DIR, find_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,11 +47,11 @@ def throughput(fn, workers: int, total: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--no-perf-analyzer", dest="perf", action="store_false")
     args = p.parse_args()
-    metas = {m.parent.name: json.loads(m.read_text()) for m in sorted(args.models.glob("*/metadata.json"))}
+    metas = {m.architecture: m for m in find_models(args.models)}
     if not metas:
         raise SystemExit(f"no exported models in {args.models}")
     results: dict = {}
@@ -62,7 +63,7 @@ def main() -> int:
         stub = pb_grpc.ClassifierStub(channel)
         try:
             for arch, meta in metas.items():
-                s = meta["input"]["size"]
+                s = meta.input_size
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = 1  # as inside Triton (one instance, one thread)
                 session = ort.InferenceSession(str(args.models / arch / "model.onnx"), options,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import grpc
 
+from ferlite.model_metadata import PACK_DIR
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, write_results
@@ -69,7 +71,7 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--port-offset", type=int, default=3100)
     args = p.parse_args()

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ferlite.model_metadata import PACK_DIR, ModelMetadata
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -58,8 +60,7 @@ def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str) -> dict:
     from ferlite.services.facedetect.detectors import make_detector
     from ferlite.training import preprocess
 
-    meta = json.loads((models / arch / "metadata.json").read_text())
-    size = meta["input"]["size"]
+    size = ModelMetadata.load(models / arch).input_size
     session = ort.InferenceSession(str(models / arch / "model.onnx"), providers=["CPUExecutionProvider"])
     detector = make_detector("blazeface_full")
     images = [preprocess.decode_image(j) for j in jpegs]
@@ -106,7 +107,7 @@ def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int) -> dict
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="train_compare.py run folders")
     p.add_argument("--arch", default="mobilenet_v3_small")
     p.add_argument("--limit", type=int, default=4000, help="most labelled images per set")

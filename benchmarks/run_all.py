@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from ferlite.model_metadata import PACK_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = ["e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
@@ -55,7 +57,7 @@ def collect() -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="train_compare.py run folders")
     p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))

@@ -23,6 +23,8 @@ import cv2
 import grpc
 import numpy as np
 
+from ferlite.model_metadata import PACK_DIR
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
@@ -143,7 +145,7 @@ def run(models: Path, streams: int = 8, duration: float = 600.0, fps: float = 5.
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--duration", type=float, default=600.0, help="seconds [600]")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second per stream; 0 = as fast as possible")
