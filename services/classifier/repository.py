@@ -51,7 +51,7 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
 
 
 def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str,
-            batch_delay_us: int) -> str:
+            batch_delay_us: int, model_file: str = "") -> str:
     s = info.input_size
     lines = [f'name: "{info.architecture}"']
     if flavour == "embedded":
@@ -65,7 +65,7 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
         "version_policy: { latest: { num_versions: 1 } }",
     ]
     if flavour == "embedded":
-        model_file = "model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite"
+        model_file = model_file or ("model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite")
         lines += [
             f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} }}",
             f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
@@ -102,7 +102,7 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             shutil.rmtree(target)
         version_dir = target / str(info.version)
         version_dir.mkdir(parents=True)
-        source = "model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite"
+        source = "model.onnx" if runtime == "onnxruntime" else _tflite_file(info.folder)
         if not (info.folder / source).exists():
             raise FileNotFoundError(f"{info.folder / source} is missing: export with that format")
         shutil.copy2(info.folder / source, version_dir / source)
@@ -110,8 +110,15 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
         (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
-                                                     batch_delay_us))
+                                                     batch_delay_us, source))
     return models
+
+
+def _tflite_file(folder: Path) -> str:
+    """model_fp32.tflite when exported, else the pack's edge file (int8 or fp16, per metadata)."""
+    if (folder / "model_fp32.tflite").exists():
+        return "model_fp32.tflite"
+    return ModelMetadata.load(folder).files.get("edge", "model_fp32.tflite")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

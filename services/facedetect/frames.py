@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ferlite.training import preprocess
-
 
 class FrameError(ValueError):
     """The frame cannot be used; `reason` is a short label for metrics."""
@@ -31,6 +29,10 @@ RAW_FORMATS = {  # name -> (bytes per pixel, OpenCV conversion to RGB or None)
     "rgba8": (4, cv2.COLOR_RGBA2RGB),
     "bgra8": (4, cv2.COLOR_BGRA2RGB),
 }
+
+
+# Row padding real cameras use is alignment (a few to 64 bytes); more is a malformed frame.
+MAX_ROW_PADDING = 4096
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,21 @@ def decode_encoded(data: bytes, max_megapixels: float) -> np.ndarray:
         raise FrameError("undecodable", f"{kind.upper()} header is truncated or corrupt")
     _check_size(*size, max_megapixels)
     try:
-        image = preprocess.decode_image(data)
+        image = _decode_8bit_rgb(data)
     except ValueError:
         raise FrameError("undecodable", f"{kind.upper()} data could not be decoded (truncated or corrupt)") from None
     if image.shape[0] * image.shape[1] > max_megapixels * 1e6:  # header lied
         raise FrameError("too_large", f"decoded frame exceeds the {max_megapixels:g} MP limit")
     return image
+
+
+def _decode_8bit_rgb(data: bytes) -> np.ndarray:
+    """Decode straight to 8-bit colour: the decoder reduces 16-bit and drops alpha itself, so a
+    small 16-bit RGBA PNG never expands into a 16-bit (let alone float) image in memory."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
 
 def decode_raw(raw: RawFrame, max_megapixels: float) -> np.ndarray:
@@ -122,12 +133,15 @@ def decode_raw(raw: RawFrame, max_megapixels: float) -> np.ndarray:
     stride = raw.row_stride or row
     if stride < row:
         raise FrameError("bad_dimensions", f"row_stride {stride} is smaller than width x {bpp} bytes = {row}")
+    if stride > row + MAX_ROW_PADDING:
+        raise FrameError("bad_dimensions", f"row_stride {stride} pads each {row}-byte row by more than "
+                         f"{MAX_ROW_PADDING} bytes")
     expected = raw.height * stride
     if len(raw.data) not in (expected, expected - (stride - row)):
         raise FrameError("bad_dimensions", f"raw frame has {len(raw.data)} bytes; {raw.width}x{raw.height} "
                          f"{raw.format.upper()} with stride {stride} needs {expected}")
-    buffer = np.frombuffer(raw.data.ljust(expected, b"\x00"), np.uint8).reshape(raw.height, stride)
-    pixels = buffer[:, :row].reshape(raw.height, raw.width, bpp)
+    # A strided view of the caller's bytes: nothing is allocated before the (bounded) RGB copy.
+    pixels = np.ndarray((raw.height, raw.width, bpp), np.uint8, buffer=raw.data, strides=(stride, bpp, 1))
     if conversion is None:
         return np.ascontiguousarray(pixels)
     return cv2.cvtColor(pixels[:, :, 0] if bpp == 1 else np.ascontiguousarray(pixels), conversion)

@@ -102,6 +102,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             problems.append("stream_id is required")
         if request.frame_index < 0:
             problems.append("frame_index must be >= 0")
+        if len(request.previous_tracks) > MAX_TRACKS:
+            problems.append(f"previous_tracks has {len(request.previous_tracks)} tracks; at most {MAX_TRACKS} "
+                            "(the faces of one frame)")
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         self._limit(context, request.stream_id)
@@ -124,6 +127,11 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             model=common_pb2.ModelRef(architecture=result.architecture, model_version=result.model_version),
             recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
             detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
+
+
+# A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
+# tracker's O(tracks x faces) matching, not a camera.
+MAX_TRACKS = 256
 
 
 def build(config: FaceDetectConfig) -> GrpcServer:
