@@ -23,6 +23,7 @@ import grpc
 import numpy as np
 from tqdm import tqdm
 
+from ferlite.event_rules import safe_name
 from ferlite.labels import EMOTIONS
 from ferlite.services.common.security import token_metadata
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
@@ -139,7 +140,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
                uncertain_below: float = 0.0, progress: bool = True) -> StreamStats:
     capture = open_source(source)
     live = source.isdigit() or "://" in source
-    stream_id = stream_id or f"{classroom}-{Path(source).stem if not live else 'live'}"
+    stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
     smoother = Smoother(alpha, uncertain_below)
     stats = StreamStats()
     writer = None

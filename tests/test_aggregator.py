@@ -3,7 +3,6 @@ drift, feedback, streaming, embedded Redis, and a kill -9 of Redis with zero los
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -13,6 +12,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferlite.labels import EMOTIONS
+from ferlite.model_metadata import ModelMetadata
 from ferlite.services.aggregator.config import AggregatorConfig
 from ferlite.services.aggregator.core import Aggregator, NotFound
 from ferlite.services.aggregator.events import Event, InvalidEvent
@@ -37,10 +37,8 @@ def redis_server(tmp_path):
 def model_dir(tmp_path):
     """A drift reference as `ferlite export` writes it: mostly neutral and happy."""
     ref = [0.05, 0.0, 0.05, 0.3, 0.1, 0.1, 0.4]
-    folder = tmp_path / "models" / "mobilenet_v2"
-    folder.mkdir(parents=True)
-    (folder / "metadata.json").write_text(json.dumps({"labels": list(EMOTIONS), "reference": {
-        "class_distribution": ref, "mean_confidence": 0.8}}))
+    ModelMetadata("mobilenet_v2", 48, reference={"class_distribution": ref, "mean_confidence": 0.8}).save(
+        tmp_path / "models" / "mobilenet_v2")
     return tmp_path / "models"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ferlite.event_rules import MAX_FUTURE_SECONDS, RETENTION_SECONDS
 from ferlite.services.common.config import ConfigError, ServerConfig, setting
 
 
@@ -21,10 +22,10 @@ class AggregatorConfig(ServerConfig):
     redis_tls_ca: str = setting("", "CA (PEM) for a rediss:// server")
     data_dir: str = setting("var/aggregator", "embedded Redis data and the outage spool live here")
     key_prefix: str = setting("ferlite:", "prefix of every Redis key")
-    retention_seconds: float = setting(7 * 24 * 3600.0, "events and counters older than this are deleted")
+    retention_seconds: float = setting(RETENTION_SECONDS, "events and counters older than this are deleted")
     stream_maxlen: int = setting(200_000, "most events kept per classroom stream")
     max_batch: int = setting(512, "most events in one RecordEvents call")
-    max_future_seconds: float = setting(300.0, "reject timestamps further in the future than this")
+    max_future_seconds: float = setting(MAX_FUTURE_SECONDS, "reject timestamps further in the future than this")
     model_dir: str = setting("models", "exported models: reference distributions for drift")
     drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
     feedback_window: int = setting(200, "recent teacher feedbacks in the rolling accuracy")

@@ -8,14 +8,12 @@ for pixels: an event cannot carry a face.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 
 from ferlite.architectures import ARCHITECTURES
+from ferlite.event_rules import ID_RULE, NAME_RULE, is_id, is_name, timestamp_problem
 from ferlite.labels import EMOTIONS, NUM_CLASSES
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 SUM_TOLERANCE = 0.01
 
 
@@ -50,19 +48,16 @@ def validate_event(e: Event, index: int, now: float, max_future: float, retentio
     def bad(field: str, why: str) -> InvalidEvent:
         return InvalidEvent(f"events[{index}] (id {e.event_id!r}): {field} {why}")
 
-    if not ID_PATTERN.match(e.event_id):
-        raise bad("event_id", "must be 1-128 characters of letters, digits and . _ : -")
+    if not is_id(e.event_id):
+        raise bad("event_id", f"must be {ID_RULE}")
     for name in ("classroom_id", "stream_id"):
-        if not NAME_PATTERN.match(getattr(e, name)):
-            raise bad(name, "is required: 1-64 characters of letters, digits and . _ -")
-    if e.track_id and not ID_PATTERN.match(e.track_id):
-        raise bad("track_id", "must be at most 128 characters of letters, digits and . _ : -")
-    if not math.isfinite(e.timestamp) or e.timestamp <= 0:
-        raise bad("timestamp", "is required (seconds since epoch)")
-    if e.timestamp > now + max_future:
-        raise bad("timestamp", f"is {e.timestamp - now:.0f} s in the future (limit {max_future:.0f} s)")
-    if e.timestamp < now - retention:
-        raise bad("timestamp", "is older than the retention window")
+        if not is_name(getattr(e, name)):
+            raise bad(name, f"is required: {NAME_RULE}")
+    if e.track_id and not is_id(e.track_id):
+        raise bad("track_id", f"must be {ID_RULE}")
+    problem = timestamp_problem(e.timestamp, now, max_future, retention)
+    if problem:
+        raise bad("timestamp", problem)
     if len(e.probabilities) != NUM_CLASSES:
         raise bad("probabilities", f"has {len(e.probabilities)} values, expected {NUM_CLASSES}")
     if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in e.probabilities):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import grpc
 import numpy as np
 
+from ferlite.event_rules import NAME_RULE, is_name, timestamp_problem
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
 from ferlite.services.common.metrics import ServiceMetrics
@@ -96,10 +97,14 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
     def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
         problems = []
-        if not request.classroom_id:
-            problems.append("classroom_id is required")
-        if not request.stream_id:
-            problems.append("stream_id is required")
+        # The aggregator's rules, checked before any work: an event it would refuse is never made.
+        for name in ("classroom_id", "stream_id"):
+            if not is_name(getattr(request, name)):
+                problems.append(f"{name} {getattr(request, name)[:70]!r} must be {NAME_RULE}")
+        if request.record and request.timestamp:
+            problem = timestamp_problem(request.timestamp, time.time())
+            if problem:
+                problems.append(f"timestamp {problem}")
         if request.frame_index < 0:
             problems.append("frame_index must be >= 0")
         if len(request.previous_tracks) > MAX_TRACKS:
