@@ -3,6 +3,7 @@ drift, feedback, streaming, embedded Redis, and a kill -9 of Redis with zero los
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -273,3 +274,29 @@ def test_embedded_redis_persists_across_restarts(tmp_path, model_dir) -> None:
         assert total == 5 * (round_ + 1)
     assert (tmp_path / "agg" / "redis" / "appendonly.aof").exists()
     assert not (tmp_path / "agg" / "redis" / "redis.sock").exists()
+
+
+@pytest.mark.parametrize(("call", "needle"), [
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=math.nan), timeout=5),
+     "window_seconds"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=math.inf), timeout=5),
+     "window_seconds"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=60, end_time=1e20), timeout=5),
+     "end_time"),
+    (lambda s: next(iter(s.StreamEvents(pb.StreamEventsRequest(classroom_id="room-1", since=1e20), timeout=5))),
+     "since"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room\n", window_seconds=60), timeout=5), "classroom_id"),
+    (lambda s: s.SubmitFeedback(pb.FeedbackRequest(event_id="x" * 1_000_000, true_label="sad"), timeout=5),
+     "event_id"),
+])
+def test_bad_numbers_in_reads_are_invalid_argument_and_redis_stays_up(served, call, needle) -> None:
+    _, stub, channel = served
+    with pytest.raises(grpc.RpcError) as err:
+        call(stub)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert needle in err.value.details() and len(err.value.details()) < 400
+    health = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=REDIS_HEALTH), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    reply = stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(50)]), timeout=5)
+    assert not reply.spooled

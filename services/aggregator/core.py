@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ferlite.event_rules import ID_RULE, NAME_RULE, is_id, is_name
 from ferlite.labels import EMOTIONS
 from ferlite.services.common.metrics import ServiceMetrics
 
@@ -147,28 +149,37 @@ class Aggregator:
             self._set_redis(False)
             raise Unavailable(f"Redis is unreachable: {exc}") from exc
 
+    def _check_read(self, classroom: str) -> None:
+        if not is_name(classroom):
+            raise InvalidEvent(f"classroom_id {classroom[:70]!r} must be {NAME_RULE}")
+
     def summary(self, classroom: str, window: float, end: float = 0.0) -> Summary:
-        if window <= 0:
-            raise InvalidEvent("window_seconds must be > 0")
-        if not classroom:
-            raise InvalidEvent("classroom_id is required")
-        end = end or self.clock()
+        self._check_read(classroom)
+        if not (math.isfinite(window) and window > 0):
+            raise InvalidEvent("window_seconds must be a finite number > 0")
+        now = self.clock()
+        if not (math.isfinite(end) and 0 <= end <= now + self.config.max_future_seconds):
+            raise InvalidEvent("end_time must be 0 (now) or a time in seconds since epoch, not in the future")
+        end = end or now
         return self._read(lambda: self.store.summary(classroom, min(window, self.config.retention_seconds), end))
 
     def feedback(self, event_id: str, true_label: str) -> Feedback:
+        if not is_id(event_id):
+            raise InvalidEvent(f"event_id {event_id[:130]!r} must be {ID_RULE}")
         if true_label not in EMOTIONS:
-            raise InvalidEvent(f"true_label {true_label!r} is not one of {', '.join(EMOTIONS)}")
+            raise InvalidEvent(f"true_label {true_label[:20]!r} is not one of {', '.join(EMOTIONS)}")
         result = self._read(lambda: self.store.feedback(event_id, true_label))
         if result is None:
-            raise NotFound(f"no event {event_id!r} (unknown, or older than the retention period)")
+            raise NotFound(f"no event {event_id[:130]!r} (unknown, or older than the retention period)")
         self.drift.feedback(result.architecture, result.model_version, result.total,
                             result.recent_correct, result.recent_n)
         return result
 
     def follow(self, classroom: str, since: float, active: Callable[[], bool]) -> Iterator[Event]:
         """Events of a classroom as they are stored, until `active()` turns false."""
-        if not classroom:
-            raise InvalidEvent("classroom_id is required")
+        self._check_read(classroom)
+        if not (math.isfinite(since) and 0 <= since <= self.clock() + self.config.max_future_seconds):
+            raise InvalidEvent("since must be 0 (from now on) or a time in seconds since epoch, not in the future")
         last = f"{int(since * 1000)}-0" if since > 0 else "$"
         if last == "$":
             # Resolve "$" once to the current last id, so nothing stored between polls is missed.

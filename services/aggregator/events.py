@@ -46,7 +46,7 @@ class InvalidEvent(ValueError):
 
 def validate_event(e: Event, index: int, now: float, max_future: float, retention: float) -> None:
     def bad(field: str, why: str) -> InvalidEvent:
-        return InvalidEvent(f"events[{index}] (id {e.event_id!r}): {field} {why}")
+        return InvalidEvent(f"events[{index}] (id {e.event_id[:130]!r}): {field} {why}")
 
     if not is_id(e.event_id):
         raise bad("event_id", f"must be {ID_RULE}")
@@ -87,5 +87,5 @@ def validate_batch(events: list[Event], now: float, max_batch: int, max_future: 
     for i, e in enumerate(events):
         validate_event(e, i, now, max_future, retention)
         if e.event_id in seen:
-            raise InvalidEvent(f"events[{i}] (id {e.event_id!r}): event_id repeats within the batch")
+            raise InvalidEvent(f"events[{i}] (id {e.event_id[:130]!r}): event_id repeats within the batch")
         seen.add(e.event_id)
