@@ -180,3 +180,24 @@ def test_chart_wires_the_secrets() -> None:
     assert fd_env["FERLITE_FACEDETECT_TLS_CA"] == "/etc/ferlite/tls/ca.crt"
     assert fd_env["FERLITE_FACEDETECT_TLS_CLIENT_CERT"] == "/etc/ferlite/tls/tls.crt"
     assert {"ferlite-auth", "ferlite-redis"} <= set(by_kind(docs, "Secret"))
+
+
+def test_rotating_stream_ids_do_not_lift_the_rate_limit() -> None:
+    server = build_facedetect(FaceDetectConfig(port=0, metrics_port=-1, max_fps_per_client=5, max_fps_per_peer=10,
+                                               detector="haar", crop_size=48, classifier_url="127.0.0.1:9",
+                                               aggregator_url="127.0.0.1:9")).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = fpb_grpc.FaceDetectionStub(channel)
+            frame = fpb.Frame(encoded=_jpeg())
+            codes = []
+            for i in range(80):
+                try:
+                    stub.Process(fpb.ProcessRequest(frame=frame, classroom_id="room", stream_id=f"s{i}",
+                                                    frame_index=0, record=False), timeout=5)
+                    codes.append("OK")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code().name)
+        assert codes.count("RESOURCE_EXHAUSTED") >= 40, codes
+    finally:
+        server.stop(0)

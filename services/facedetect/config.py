@@ -39,6 +39,8 @@ class FaceDetectConfig(ServerConfig):
     track_iou: float = setting(0.3, "IoU with a previous track's box needed to keep its track id")
     downstream_timeout: float = setting(5.0, "seconds allowed for each downstream call without a caller deadline")
     max_fps_per_client: float = setting(30.0, "frames per second allowed per client (peer and stream); 0: no limit")
+    max_fps_per_peer: float = setting(240.0, "frames per second allowed per client over all its streams (peer and "
+                                      "mTLS identity; a classroom gateway sends several cameras); 0: no limit")
 
     def validate(self) -> None:
         super().validate()
@@ -49,8 +51,8 @@ class FaceDetectConfig(ServerConfig):
         for name in ("score_threshold", "nms_iou", "uncertain_below", "track_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1]")
-        if self.max_fps_per_client < 0:
-            raise ConfigError(f"max_fps_per_client={self.max_fps_per_client} must be >= 0")
+        if self.max_fps_per_client < 0 or self.max_fps_per_peer < 0:
+            raise ConfigError("max_fps_per_client and max_fps_per_peer must be >= 0")
         if self.max_megapixels <= 0 or self.downstream_timeout <= 0 or self.crop_margin < 0:
             raise ConfigError("max_megapixels and downstream_timeout must be > 0, crop_margin >= 0")
         if self.blazeface_model:

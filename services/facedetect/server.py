@@ -42,10 +42,12 @@ def _points(face: Face) -> list[common_pb2.Point]:
 
 
 def client_key(context: grpc.ServicerContext, stream_id: str = "") -> str:
-    """The rate-limit key: the peer's address without its port, plus the stream for Process."""
+    """A rate-limit key: who is calling (the peer's address without its port, and its mTLS
+    identity when it has one), plus the stream when given."""
     peer = context.peer() or ""
     host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
-    return f"{host}/{stream_id}"
+    identity = b",".join(context.auth_context().get("x509_common_name", [])).decode(errors="replace")
+    return f"{host}|{identity}/{stream_id}"
 
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
@@ -55,12 +57,20 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         self.record = record
         rate = core.config.max_fps_per_client
         self.limiter = RateLimiter(rate, burst=max(2.0, 2 * rate))
+        # All streams of one client together: rotating stream ids must not lift the limit.
+        peer_rate = core.config.max_fps_per_peer
+        self.peer_limiter = RateLimiter(peer_rate, burst=max(2.0, 2 * peer_rate))
 
     def _limit(self, context: grpc.ServicerContext, stream_id: str = "") -> None:
         if not self.limiter.allow(client_key(context, stream_id)):
             self.core.reject("rate_limited")
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"more than {self.core.config.max_fps_per_client:g} frames/s from this client; slow down")
+        if not self.peer_limiter.allow(client_key(context)):
+            self.core.reject("rate_limited")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.core.config.max_fps_per_peer:g} frames/s from this client over all its "
+                          "streams; slow down")
 
     def _frame(self, frame: pb.Frame, context: grpc.ServicerContext) -> np.ndarray:
         limit = self.core.config.max_megapixels
