@@ -7,6 +7,7 @@ import time
 
 import cv2
 import grpc
+import numpy as np
 import pytest
 import redis
 from skimage import data
@@ -189,7 +190,8 @@ def test_rotating_stream_ids_do_not_lift_the_rate_limit() -> None:
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = fpb_grpc.FaceDetectionStub(channel)
-            frame = fpb.Frame(encoded=_jpeg())
+            blank = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()  # no face: fast calls
+            frame = fpb.Frame(encoded=blank)
             codes = []
             for i in range(80):
                 try:
