@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -191,10 +192,20 @@ def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> N
     shm_before = set(os.listdir("/dev/shm"))
     server = build(config).start()
     pid = server.triton.proc.pid
+    # Another Triton instance's region, appearing after ours started: stop must leave it alone.
+    other = Path("/dev/shm") / "triton_python_backend_shm_region_another-instance"
+    other.write_bytes(b"\0" * 16)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(crops=[crop()]))
-    server.stop(1)
-    assert server.triton.proc.poll() is not None
-    leftover = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.strip()
-    assert leftover == "", f"processes left in Triton's group: {leftover}"
-    assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == set()
+    ours = {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} - {other.name}
+    assert ours, "the Python backend made no shared-memory region"
+    for name in ours:  # crops pass through these: nobody else may read them
+        assert os.stat(f"/dev/shm/{name}").st_mode & 0o077 == 0, (name, oct(os.stat(f"/dev/shm/{name}").st_mode))
+    try:
+        server.stop(1)
+        assert server.triton.proc.poll() is not None
+        leftover = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.strip()
+        assert leftover == "", f"processes left in Triton's group: {leftover}"
+        assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == {other.name}
+    finally:
+        other.unlink(missing_ok=True)

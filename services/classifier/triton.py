@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -104,9 +105,18 @@ class EmbeddedTriton:
         ]
         log.info("starting tritonserver", extra={"grpc_port": self.grpc_port, "http_port": self.http_port,
                                                    "metrics_port": self.metrics_port})
+        pdeath = die_with_parent()
+
+        def preexec() -> None:
+            os.umask(0o077)
+            if pdeath is not None:
+                pdeath()
+
         with self.log_file.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.environment(),
-                                         start_new_session=True, preexec_fn=die_with_parent())
+                                         start_new_session=True, preexec_fn=preexec)
+        self._guard = threading.Thread(target=self._guard_shm, name="triton-shm-guard", daemon=True)
+        self._guard.start()
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.proc.poll() is not None:
@@ -115,7 +125,26 @@ class EmbeddedTriton:
                 self.stop()
                 raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
             time.sleep(0.2)
+        self.protect_shm()
         return self
+
+    def protect_shm(self) -> list[str]:
+        """chmod 0600 this server's Python-backend regions: they carry face crops, and the backend
+        creates them 0644 whatever the umask. Done as soon as the models load (before any crop is
+        sent) and again every 0.2 s for regions the backend adds later."""
+        changed = []
+        for name in self._mapped_regions():
+            path = os.path.join("/dev/shm", name)
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
+                    changed.append(name)
+        return changed
+
+    def _guard_shm(self) -> None:
+        while self.proc is not None and self.proc.poll() is None:
+            self.protect_shm()
+            time.sleep(0.2)
 
     def ready(self) -> bool:
         try:
@@ -135,6 +164,7 @@ class EmbeddedTriton:
             self.proc.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
+        ours = self._mapped_regions()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -145,14 +175,43 @@ class EmbeddedTriton:
         if self.proc:  # stubs are in the group too: make sure none outlives the server
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        self.clean_shm()
+        self.clean_shm(ours)
 
-    def clean_shm(self) -> list[str]:
-        """Remove Python-backend shared-memory regions that appeared since start and were left behind."""
+    def _group_pids(self) -> list[int]:
+        """This server and its backend stubs (they share its process group)."""
+        if self.proc is None:
+            return []
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == self.proc.pid:
+                        pids.append(int(entry.name))
+        return pids
+
+    def _mapped_regions(self, pids: list[int] | None = None) -> set[str]:
+        """Python-backend regions mapped by the given processes (default: this server's group)."""
+        names = set()
+        for pid in self._group_pids() if pids is None else pids:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                    path = line.rsplit(" ", 1)[-1]
+                    if path.startswith("/dev/shm/" + SHM_PREFIX):
+                        names.add(path.removeprefix("/dev/shm/"))
+        return names
+
+    def clean_shm(self, ours: set[str] | None = None) -> list[str]:
+        """Wipe and remove this server's Python-backend regions, and only its own: those its processes
+        mapped, or (if they died before we could look) those that appeared since start and that no
+        living process maps, so a running Triton's regions are left alone."""
         if not os.path.isdir("/dev/shm"):
             return []
-        left = [n for n in set(os.listdir("/dev/shm")) - self._shm_before if n.startswith(SHM_PREFIX)]
+        appeared = {n for n in set(os.listdir("/dev/shm")) - self._shm_before if n.startswith(SHM_PREFIX)}
+        in_use = self._mapped_regions([int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()])
+        left = sorted(ours if ours else appeared - in_use)
         for name in left:
+            path = os.path.join("/dev/shm", name)
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join("/dev/shm", name))
+                os.truncate(path, 0)   # the crops' pages are freed now, not when the name goes
+                os.unlink(path)
         return left
