@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set up, then run the demo.
-# `ferlite demo` trains small demo models on synthetic faces first if models/ is empty.
+# `ferlite demo` serves the model pack in modelpack/: no training step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
