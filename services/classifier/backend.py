@@ -33,6 +33,7 @@ class TritonBackend:
         self.on_change = on_change
         self.client = triton.InferenceServerClient(url)
         self._ready: set[str] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -48,11 +49,16 @@ class TritonBackend:
                 ready = {a for a in self.architectures if self.client.is_model_ready(a, client_timeout=1.0)}
         except InferenceServerException:
             ready = set()
-        if ready != self._ready:
-            log.warning("ready architectures changed", extra={"ready": sorted(ready), "was": sorted(self._ready)})
-            self._ready = ready
-            self.on_change(ready)
+        self._set_ready(ready)
         return ready
+
+    def _set_ready(self, ready: set[str]) -> None:
+        """Replace the ready set; tell the health watcher whenever it changes, whoever noticed."""
+        with self._lock:
+            was, self._ready = self._ready, set(ready)
+        if ready != was:
+            log.warning("ready architectures changed", extra={"ready": sorted(ready), "was": sorted(was)})
+            self.on_change(set(ready))
 
     def start(self) -> TritonBackend:
         self.check()
@@ -82,6 +88,8 @@ class TritonBackend:
         except InferenceServerException as exc:
             status = (exc.status() or "").upper()
             if "DEADLINE" in status or "UNAVAILABLE" in status or "NOT READY" in str(exc).upper():
-                self._ready.discard(architecture)
+                # A failed arm leaves the ready set now, and health hears of it (under traffic the
+                # readiness poll would otherwise find the set already changed and say nothing).
+                self._set_ready(self._ready - {architecture})
             raise BackendUnavailable(f"Triton failed for {architecture}: {exc.message()}") from exc
         return Inference(result.as_numpy("probs"), result.get_response().model_version)
