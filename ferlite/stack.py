@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +56,34 @@ class StackConfig:
         """Every port the stack binds, for checks that they are free before and after."""
         return (self.facedetect_port, self.classifier_port, self.aggregator_port, self.facedetect_metrics,
                 self.classifier_metrics, self.aggregator_metrics, *self.triton_ports)
+
+    def named_ports(self) -> dict[str, int]:
+        return {"facedetect": self.facedetect_port, "classifier": self.classifier_port,
+                "aggregator": self.aggregator_port, "facedetect metrics": self.facedetect_metrics,
+                "classifier metrics": self.classifier_metrics, "aggregator metrics": self.aggregator_metrics,
+                "triton HTTP": self.triton_ports[0], "triton gRPC": self.triton_ports[1],
+                "triton metrics": self.triton_ports[2]}
+
+    def check_ports(self) -> None:
+        """Refuse to start when a port is invalid or already bound: otherwise the stack's clients would
+        talk to whatever answers there (another stack, with another token)."""
+        bad = {n: p for n, p in self.named_ports().items() if not 1 <= p <= 65535}
+        if bad:
+            raise StackError("ports out of range: " + ", ".join(f"{n} {p}" for n, p in bad.items())
+                             + " (choose a --port-offset that keeps every port within 1..65535)")
+        busy = {n: p for n, p in self.named_ports().items() if not _port_free(self.host, p)}
+        if busy:
+            raise StackError("ports in use: " + ", ".join(f"{n} {p}" for n, p in busy.items())
+                             + " (another ferlite stack? stop it, or start this one with --port-offset 100)")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

@@ -39,16 +39,23 @@ def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def auth_env(args: argparse.Namespace) -> dict[str, str]:
-    """A fresh random token in DATA/auth-token (mode 600) for the aggregator and the classifier admin."""
+    """Where the stack's token lives (DATA/auth-token), for the aggregator and the classifier admin.
+    The token itself is written by `start_stack` once the ports are known to be free, so a start
+    that fails never replaces the token of a stack that is running."""
     if not args.auth:
         return {}
-    path = args.data_dir / "auth-token"
+    resolved = str((args.data_dir / "auth-token").resolve())
+    return {"FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": resolved, "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": resolved}
+
+
+def write_token(path: Path) -> None:
+    """A fresh random token, mode 600, replacing the old one atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(32))
-    resolved = str(path.resolve())
-    return {"FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": resolved, "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": resolved}
+    os.replace(tmp, path)
 
 
 def make_config(args: argparse.Namespace) -> StackConfig:
@@ -58,7 +65,13 @@ def make_config(args: argparse.Namespace) -> StackConfig:
 
 
 def ensure_models(args: argparse.Namespace, prog: str) -> bool:
-    """Resolve `args.models`: the given folder, the demo models with --bootstrap, else the pack."""
+    """Check the ports (before minutes of bootstrap training, say) and resolve `args.models`: the
+    given folder, the demo models with --bootstrap, else the pack."""
+    try:
+        StackConfig.with_port_offset(args.port_offset).check_ports()
+    except StackError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return False
     if args.models is None:
         args.models = args.data_dir / "demo-models" if args.bootstrap else PACK_DIR
     if has_models(args.models):
@@ -71,6 +84,10 @@ def ensure_models(args: argparse.Namespace, prog: str) -> bool:
 
 
 def start_stack(config: StackConfig) -> LocalStack:
+    config.check_ports()
+    token = config.extra_env.get("FERLITE_AGGREGATOR_AUTH_TOKEN_FILE")
+    if token:
+        write_token(Path(token))
     stack = LocalStack(config)
     print("starting aggregator (embedded Redis), classifier (embedded Triton, 4 models), face detection ...",
           flush=True)

@@ -143,3 +143,23 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(90) == 0, "".join(lines[-30:])
+
+
+def test_busy_ports_and_bad_offsets_are_refused_and_the_running_token_is_kept(tmp_path) -> None:
+    import socket
+
+    offset = free_stack_offset()
+    ports = StackConfig.with_port_offset(offset)
+    token = tmp_path / "auth-token"
+    token.write_text("token-of-the-running-stack")
+    with socket.socket() as other:   # "another stack" answering on our facedetect port
+        other.bind(("127.0.0.1", ports.facedetect_port))
+        other.listen()
+        busy = subprocess.run([sys.executable, "-m", "ferlite", "demo", "--data-dir", str(tmp_path), "--port-offset",
+                               str(offset)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert busy.returncode == 2, busy.stderr
+    assert f"facedetect {ports.facedetect_port}" in busy.stderr and "--port-offset" in busy.stderr
+    assert token.read_text() == "token-of-the-running-stack"
+    far = subprocess.run([sys.executable, "-m", "ferlite", "up", "--data-dir", str(tmp_path), "--port-offset",
+                          "100000"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert far.returncode == 2 and "out of range" in far.stderr and "Traceback" not in far.stderr
