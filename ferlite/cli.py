@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("ferlite.serve:main", "run one service: facedetect, classifier or aggregator"),
     "up": ("ferlite.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
     "stream": ("ferlite.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
+    "summary": ("ferlite.stream:summary_main", "a classroom's expression summary from the aggregator"),
     "demo": ("ferlite.demo:main", "bring the stack up, stream a sample clip of real faces, print the summary"),
     "ab": ("ferlite.ab:main", "show or set the classifier's A/B weights in a Kubernetes cluster (ConfigMap)"),
 }

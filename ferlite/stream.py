@@ -192,11 +192,37 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     return stats
 
 
+# Summaries end this far past now: file sources stamp frames up to a few seconds ahead of the wall
+# clock, and a summary that ended at the current minute would miss the run's last events.
+SUMMARY_LEAD_SECONDS = 60.0
+
+
 def classroom_summary(target: str, classroom: str, window: float, token: str = "") -> aggregator_pb2.ClassroomSummary:
+    end = time.time() + SUMMARY_LEAD_SECONDS
     with grpc.insecure_channel(target) as channel:
         stub = aggregator_pb2_grpc.AggregatorStub(channel)
-        return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window),
+        return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window,
+                                                             end_time=end),
                                timeout=10, metadata=token_metadata(token))
+
+
+def aggregator_beside(target: str) -> str:
+    """The aggregator of the stack whose face detection is `target` (same host, same port offset)."""
+    from .stack import StackConfig
+
+    host, _, port = target.rpartition(":")
+    d = StackConfig()
+    return f"{host}:{int(port) + d.aggregator_port - d.facedetect_port}" if port.isdigit() else ""
+
+
+def check_reachable(target: str, timeout: float = 3.0) -> None:
+    """One clear line when nothing listens at `target`, instead of an UNAVAILABLE per frame."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ConnectionError(f"nothing answers at {target}: start the stack with `ferlite up` "
+                                  "(or pass the HOST:PORT of a running service)") from None
 
 
 def resolve_token(token: str, token_file: str) -> str:
@@ -225,7 +251,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--source", required=True, help="video file, camera index (0) or RTSP URL")
     p.add_argument("--classroom", required=True, help="classroom id the events are stored under")
     p.add_argument("--target", default="127.0.0.1:50051", help="face-detection service [127.0.0.1:50051]")
-    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator, for the final summary ('' skips)")
+    p.add_argument("--aggregator", default=None,
+                   help="aggregator, for the final summary [the one beside --target]; '' skips the summary")
     p.add_argument("--stream-id", default="", help="stream id [<classroom>-<file name>]")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second sent [5]")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
@@ -240,12 +267,18 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
         p.error("--fps must be > 0 and --smoothing in [0, 1)")
+    if args.aggregator is None:
+        args.aggregator = aggregator_beside(args.target)
     try:
+        check_reachable(args.target)
         stats = run_stream(args.source, args.classroom, args.target, args.fps, args.stream_id, args.max_frames,
                            args.output, args.record, args.smoothing, args.uncertain_below)
     except FileNotFoundError as exc:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        print(f"ferlite stream: error: {exc}", file=sys.stderr)
+        return 1
     except grpc.RpcError as exc:
         print(f"ferlite stream: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
@@ -264,3 +297,34 @@ def main(argv: Sequence[str]) -> int:
             payload["aggregator_distribution"] = {c.label: c.count for c in summary.distribution}
         Path(args.json).write_text(json.dumps(payload, indent=1))
     return 0 if stats.frames else 1
+
+
+def summary_main(argv: Sequence[str]) -> int:
+    """`ferlite summary`: a classroom's expression summary, read from the aggregator."""
+    p = argparse.ArgumentParser(prog="ferlite summary", description=summary_main.__doc__)
+    p.add_argument("--classroom", required=True)
+    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600]")
+    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
+    p.add_argument("--token", default="", help="bearer token [env FERLITE_TOKEN, else --token-file]")
+    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up`")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = p.parse_args(argv)
+    try:
+        check_reachable(args.aggregator)
+        s = classroom_summary(args.aggregator, args.classroom, args.window, resolve_token(args.token, args.token_file))
+    except ConnectionError as exc:
+        print(f"ferlite summary: error: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"ferlite summary: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED) else 1
+    counts = {c.label: c.count for c in s.distribution}
+    if args.json:
+        print(json.dumps({"classroom": s.classroom_id, "start": s.start_time, "end": s.end_time,
+                          "events": s.total_events, "distribution": counts, "dominant": s.dominant_label,
+                          "uncertain_share": s.uncertain_share}))
+    else:
+        dist = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        print(f"classroom {s.classroom_id}: {s.total_events} events; {dist or 'none'}; dominant "
+              f"{s.dominant_label or '-'}; uncertain {s.uncertain_share:.0%}")
+    return 0
