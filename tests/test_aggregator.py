@@ -3,11 +3,13 @@ drift, feedback, streaming, embedded Redis, and a kill -9 of Redis with zero los
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 
 import grpc
+import prometheus_client
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -300,3 +302,18 @@ def test_bad_numbers_in_reads_are_invalid_argument_and_redis_stays_up(served, ca
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     reply = stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(50)]), timeout=5)
     assert not reply.spooled
+
+
+def test_forged_events_cannot_grow_the_metrics(redis_server, tmp_path, model_dir) -> None:
+    """20 batches of fresh classrooms and model versions: /metrics keeps the same series."""
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    core.record([event(0, "happy", ts=NOW)])
+    before = sum(len(m.samples) for m in metrics.registry.collect())
+    for b in range(20):
+        batch = [dataclasses.replace(event(1000 + 50 * b + i, "sad", ts=NOW, classroom=f"forged-{b}-{i}"),
+                                     model_version=f"v{b}-{i}") for i in range(50)]
+        core.record(batch)
+    after = sum(len(m.samples) for m in metrics.registry.collect())
+    assert after - before < 40, (before, after)
+    text = prometheus_client.generate_latest(metrics.registry).decode()
+    assert "forged-" not in text and 'model_version="v1-' not in text

@@ -14,6 +14,7 @@ it. The window lives in this process: each aggregator replica reports on the eve
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from pathlib import Path
@@ -55,6 +56,7 @@ class DriftMonitor:
         self.window = window
         self._recent: dict[tuple[str, str], deque[tuple[int, float]]] = {}
         self._references: dict[str, dict | None] = {}
+        self._versions: dict[str, str | None] = {}
         labels = ["architecture", "model_version"]
         self.g_psi = metrics.gauge("drift_psi", "PSI of recent predicted classes vs the export reference.", labels)
         self.g_js = metrics.gauge("drift_js_divergence", "Jensen-Shannon divergence (base 2) of recent "
@@ -65,8 +67,9 @@ class DriftMonitor:
         self.g_window = metrics.gauge("drift_window_events", "Events in the drift window.", labels)
         self.g_acc = metrics.gauge("feedback_accuracy", "Accuracy over the last teacher feedbacks.", labels)
         self.g_fb = metrics.gauge("feedback_events", "Teacher feedbacks received (all time, from Redis).", labels)
-        self.c_events = metrics.counter("events_total", "Events stored, by classroom and predicted label.",
-                                        ["classroom", "label"])
+        # No classroom label (per-classroom counts live in Redis, behind the token, not on an open
+        # /metrics), and model_version only for loaded models: forged events cannot grow the series.
+        self.c_events = metrics.counter("events_total", "Events stored, by predicted label.", ["label"])
         self.c_arm = metrics.counter("arm_events_total", "Events stored, by arm and predicted label.",
                                      ["architecture", "model_version", "label"])
 
@@ -84,14 +87,24 @@ class DriftMonitor:
             self._references[architecture] = ref
         return self._references[architecture]
 
+    def version_label(self, architecture: str, version: str) -> str:
+        """`version` when it is the version of the model exported in model_dir, else "other"."""
+        if architecture not in self._versions:
+            try:
+                self._versions[architecture] = str(ModelMetadata.load(self.model_dir / architecture).version)
+            except MetadataError:
+                self._versions[architecture] = None
+        return version if version == self._versions[architecture] else "other"
+
     def observe(self, events: list[Event]) -> None:
         touched = set()
         for e in events:
+            e = dataclasses.replace(e, model_version=self.version_label(e.architecture, e.model_version))
             key = (e.architecture, e.model_version)
             window = self._recent.setdefault(key, deque(maxlen=self.window))
             window.append((INDEX[e.label], e.confidence))
             touched.add(key)
-            self.c_events.labels(e.classroom_id, e.label).inc()
+            self.c_events.labels(e.label).inc()
             self.c_arm.labels(e.architecture, e.model_version, e.label).inc()
         for key in touched:
             self._update(*key)
@@ -112,6 +125,7 @@ class DriftMonitor:
         self.g_conf_ref.labels(architecture, version).set(float(ref["mean_confidence"]))
 
     def feedback(self, architecture: str, version: str, total: int, recent_correct: int, recent_n: int) -> None:
+        version = self.version_label(architecture, version)
         self.g_fb.labels(architecture, version).set(total)
         if recent_n:
             self.g_acc.labels(architecture, version).set(recent_correct / recent_n)
