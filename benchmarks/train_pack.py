@@ -188,10 +188,12 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
         model.get_layer("probs").set_weights(head.get_layer("probs").get_weights())
         record["stage1_s"] = round(time.perf_counter() - start, 1)
 
-    # Stage 2: every layer, BatchNorm in training mode (the converted weights' BN was set up so
-    # batch statistics restore the source network's scale and shift; see shared/weights/SOURCES.md).
+    # Stage 2: every layer. From ImageNet weights BatchNorm stays in inference mode with --freeze-bn
+    # (as `ferlite train` does; on FER2013 it overfits less than training-mode BN at lr 1e-3); from
+    # scratch it must learn its statistics.
+    freeze_bn = args.freeze_bn and job.weights is not None
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
-        layer.trainable = True
+        layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
     graph = training_graph(model, job.size, augment=True, seed=args.seed)
     if job.teacher is not None:
         y_fit, loss = targets(y_tr, job.teacher), distillation_loss(
@@ -282,7 +284,8 @@ def train(args: argparse.Namespace) -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
     results.update(backend=_keras().backend.backend(), batch_size=args.batch_size, dropout=args.dropout,
                    label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-                   alpha=args.alpha, temperature=args.temperature)
+                   alpha=args.alpha, temperature=args.temperature, lr=args.lr, scratch_lr=args.scratch_lr,
+                   freeze_bn=args.freeze_bn)
     jobs = args.jobs.split(",")
     wfile = {a: str(args.weights_dir / f) for a, f in WEIGHT_FILES.items()}
     size = args.size
@@ -367,11 +370,13 @@ def main() -> int:
     t.add_argument("--ablation-epochs", type=int, default=20)
     t.add_argument("--ablation-scratch", action="store_true",
                    help="ablation also trains MobileNetV2 and MobileNetV3-Small from scratch")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate from ImageNet weights")
+    t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate from ImageNet weights")
+    t.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep BatchNorm in inference mode when fine-tuning ImageNet weights")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--dropout", type=float, default=0.3)
     t.add_argument("--label-smoothing", type=float, default=0.1)
-    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--scratch-lr", type=float, default=2e-3)
     t.add_argument("--alpha", type=float, default=0.5, help="weight of the hard-label term in distillation")
     t.add_argument("--temperature", type=float, default=2.0)

@@ -11,6 +11,7 @@ and waits, so no process, port or /dev/shm region is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -94,6 +95,7 @@ class Service:
     metrics_port: int
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    restarts: int = 0
 
 
 class StackError(RuntimeError):
@@ -156,20 +158,33 @@ class LocalStack:
         ]
 
     def start(self, timeout: float = 180.0) -> LocalStack:
-        logs = self.config.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.config.extra_env}
         try:
             for svc in self.services:
-                svc.log_path = logs / f"{svc.name}.log"
-                with svc.log_path.open("ab") as log:
-                    svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                start_new_session=True, preexec_fn=die_with_parent())
-                wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
+                self._launch(svc, timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _launch(self, svc: Service, timeout: float) -> None:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.config.extra_env}
+        svc.log_path = logs / f"{svc.name}.log"
+        with svc.log_path.open("ab") as log:
+            svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True, preexec_fn=die_with_parent())
+        wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
+
+    def restart(self, svc: Service, timeout: float = 180.0) -> None:
+        """Start a service that died again, on the same ports (its clients reconnect by themselves)."""
+        if svc.proc is not None and svc.proc.poll() is None:
+            raise StackError(f"{svc.name} is still running")
+        if svc.proc is not None:  # its children (embedded Redis or Triton) are in its process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(svc.proc.pid, signal.SIGKILL)
+        svc.restarts += 1
+        self._launch(svc, timeout)
 
     def addresses(self) -> dict[str, str]:
         c = self.config

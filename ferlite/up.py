@@ -8,6 +8,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,6 +101,37 @@ def print_addresses(stack: LocalStack) -> None:
         print(f"  {name:<{width}}  {address}")
 
 
+MAX_RESTARTS = 5          # per service, within RESTART_WINDOW seconds; then the stack stops
+RESTART_WINDOW = 300.0
+
+
+def supervise(stack: LocalStack, stop: threading.Event) -> int:
+    """Restart a service that dies, with exponential backoff (1, 2, 4 ... 30 s); give up (exit 1)
+    when one dies MAX_RESTARTS times within RESTART_WINDOW seconds."""
+    history: dict[str, list[float]] = {}
+    while not stop.wait(0.5):
+        for svc in stack.dead():
+            now = time.monotonic()
+            recent = [t for t in history.get(svc.name, []) if now - t < RESTART_WINDOW]
+            if len(recent) >= MAX_RESTARTS:
+                print(f"ferlite up: {svc.name} died {len(recent)} times in {RESTART_WINDOW:.0f} s; stopping. "
+                      f"Log tail:\n{stack.log_tail(svc)}", file=sys.stderr)
+                return 1
+            delay = min(30.0, 2.0 ** len(recent))
+            print(f"ferlite up: {svc.name} exited ({svc.proc.returncode}); restarting in {delay:.0f} s "
+                  f"(restart {len(recent) + 1} of at most {MAX_RESTARTS} in {RESTART_WINDOW:.0f} s)",
+                  file=sys.stderr, flush=True)
+            history[svc.name] = [*recent, now]
+            if stop.wait(delay):
+                return 0
+            try:
+                stack.restart(svc)
+                print(f"ferlite up: {svc.name} is serving again (restarts so far: {svc.restarts})", flush=True)
+            except StackError as exc:
+                print(f"ferlite up: restarting {svc.name} failed: {exc}", file=sys.stderr, flush=True)
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     args = stack_parser("ferlite up", __doc__).parse_args(argv)
     if not ensure_models(args, "ferlite up"):
@@ -118,15 +150,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
     print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
           flush=True)
-    code = 0
-    while not stop.wait(0.5):
-        dead = stack.dead()
-        if dead:
-            svc = dead[0]
-            print(f"ferlite up: {svc.name} exited ({svc.proc.returncode}); stopping. Log tail:\n"
-                  f"{stack.log_tail(svc)}", file=sys.stderr)
-            code = 1
-            break
+    code = supervise(stack, stop)
     codes = stack.stop()
     print("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()), flush=True)
     return code

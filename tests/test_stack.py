@@ -163,3 +163,50 @@ def test_busy_ports_and_bad_offsets_are_refused_and_the_running_token_is_kept(tm
     far = subprocess.run([sys.executable, "-m", "ferlite", "up", "--data-dir", str(tmp_path), "--port-offset",
                           "100000"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert far.returncode == 2 and "out of range" in far.stderr and "Traceback" not in far.stderr
+
+
+def _serving(target: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+
+def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) -> None:
+    offset = free_stack_offset()
+    ports = StackConfig.with_port_offset(offset)
+    data_dir = tmp_path / "var"
+    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--models", str(exported_models), "--data-dir",
+                           str(data_dir), "--port-offset", str(offset)], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in up.stdout:
+            lines.append(line)
+            if line.startswith("ferlite is up"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        for name, port in (("aggregator", ports.aggregator_port), ("facedetect", ports.facedetect_port)):
+            pid = subprocess.run(["pgrep", "-f", f"serve {name} .*--port {port}"], capture_output=True,
+                                 text=True).stdout.split()
+            assert len(pid) == 1, (name, pid)
+            os.kill(int(pid[0]), signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while not _serving(f"127.0.0.1:{port}"):
+                assert up.poll() is None, "ferlite up gave up:\n" + "".join(lines[-30:])
+                assert time.monotonic() < deadline, f"{name} not serving again:\n" + "".join(lines[-30:])
+                time.sleep(0.3)
+        assert sum("is serving again" in line for line in lines) == 2
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(90) == 0, "".join(lines[-30:])
