@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
+import subprocess
 import threading
 import time
 
@@ -317,3 +320,34 @@ def test_forged_events_cannot_grow_the_metrics(redis_server, tmp_path, model_dir
     assert after - before < 40, (before, after)
     text = prometheus_client.generate_latest(metrics.registry).decode()
     assert "forged-" not in text and 'model_version="v1-' not in text
+
+
+def test_embedded_redis_killed_is_restarted_and_the_spool_drains(tmp_path, model_dir) -> None:
+    config = AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"), model_dir=str(model_dir),
+                              replay_interval=0.1)
+    server = build(config).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.AggregatorStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i) for i in range(5)]))
+            redis_pid = next(int(p) for p in subprocess.run(["pgrep", "-f", str(tmp_path / "agg" / "redis")],
+                                                            capture_output=True, text=True).stdout.split())
+            os.kill(redis_pid, signal.SIGKILL)
+            killed = time.monotonic()
+            acked = 5
+            for i in range(5, 25):  # acknowledged during the outage: spooled or stored, never lost
+                stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i)]), timeout=5)
+                acked += 1
+                time.sleep(0.05)
+            while health.Check(health_pb2.HealthCheckRequest(service=REDIS_HEALTH), timeout=2).status != \
+                    health_pb2.HealthCheckResponse.SERVING or server.core.spool.depth:
+                assert time.monotonic() - killed < 10, "Redis not back (or spool not drained) within 10 s"
+                time.sleep(0.1)
+            total = stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events
+        assert total == acked
+        assert server.metrics.registry.get_sample_value("ferlite_aggregator_embedded_redis_restarts_total") >= 1
+        zombies = subprocess.run(["ps", "-o", "stat=", "-p", str(redis_pid)], capture_output=True, text=True)
+        assert "Z" not in zombies.stdout
+    finally:
+        server.stop(0)

