@@ -177,12 +177,13 @@ def test_triton_killed_then_restarted(service) -> None:
         stub.Classify(pb.ClassifyRequest(crops=[crop()]), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - start < 1.0, "a request with Triton down must fail fast"
-    server.triton.start()
-    deadline = time.monotonic() + 30
+    # Nobody restarts it by hand: the classifier's watcher does, and health follows.
+    deadline = time.monotonic() + 60
     while _health(channel) != health_pb2.HealthCheckResponse.SERVING:
-        assert time.monotonic() < deadline, "no recovery after Triton came back"
+        assert time.monotonic() < deadline, "Triton was not restarted (or health did not follow) within 60 s"
         time.sleep(0.1)
     assert stub.Classify(pb.ClassifyRequest(crops=[crop()])).model.architecture in ARCHITECTURES
+    assert server.metrics.registry.get_sample_value("ferlite_classifier_embedded_triton_restarts_total") >= 1
 
 
 def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> None:

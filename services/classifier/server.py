@@ -106,6 +106,9 @@ class ClassifierServer(GrpcServer):
     def start(self) -> ClassifierServer:
         if self.triton is not None:
             self.triton.start()
+            restarts = self.metrics.counter("embedded_triton_restarts_total",
+                                            "Times the embedded Triton died and was restarted.", [])
+            self.triton.watch(on_restart=restarts.inc)
         self.backend.start()
         self.policies.start()
         super().start()

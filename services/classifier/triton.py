@@ -24,6 +24,7 @@ import sysconfig
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from ferlite.services.common.processes import die_with_parent
@@ -128,6 +129,36 @@ class EmbeddedTriton:
         self.protect_shm()
         return self
 
+    def watch(self, on_restart: Callable[[], None] = lambda: None, interval: float = 0.5) -> EmbeddedTriton:
+        """Restart tritonserver whenever it dies (backoff 1 s doubling to 30 s), on the same ports;
+        its dead regions are wiped first. The classifier's readiness poll sees the models return."""
+        self._stopping = threading.Event()
+
+        def loop() -> None:
+            backoff = 1.0
+            while not self._stopping.wait(interval):
+                if self.proc is None or self.proc.poll() is None:
+                    continue
+                log.warning("tritonserver died; restarting", extra={"code": self.proc.returncode,
+                                                                    "backoff_s": backoff})
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)   # its stubs
+                self.clean_shm()
+                if self._stopping.wait(backoff):
+                    return
+                try:
+                    self.start()
+                    on_restart()
+                    log.info("tritonserver restarted")
+                    backoff = 1.0
+                except (RuntimeError, OSError) as exc:
+                    log.error("tritonserver restart failed", extra={"error": str(exc)[-500:]})
+                    backoff = min(30.0, backoff * 2)
+
+        self._watcher = threading.Thread(target=loop, name="triton-watch", daemon=True)
+        self._watcher.start()
+        return self
+
     def protect_shm(self) -> list[str]:
         """chmod 0600 this server's Python-backend regions: they carry face crops, and the backend
         creates them 0644 whatever the umask. Done as soon as the models load (before any crop is
@@ -164,6 +195,9 @@ class EmbeddedTriton:
             self.proc.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
+        if getattr(self, "_stopping", None) is not None:
+            self._stopping.set()
+            self._watcher.join(5)
         ours = self._mapped_regions()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
