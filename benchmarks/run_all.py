@@ -19,13 +19,15 @@ from ferlite.model_metadata import PACK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-ORDER = ["e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
+ORDER = ["pack", "e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     py = [sys.executable]
     b = ROOT / "benchmarks"
     return {
+        # the pack's figures from its training run (train it first: see modelpack/README.md)
+        "pack": [*py, str(b / "train_pack.py"), "build", "--out", str(args.models)],
         "facedetect": [*py, str(b / "facedetect_bench.py")],
         "aggregator": [*py, str(b / "aggregator_bench.py")],
         "classifier": [*py, str(b / "classifier_bench.py"), "--models", str(args.models)],
