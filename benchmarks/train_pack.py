@@ -293,6 +293,9 @@ def write_benchmark(metas: list, results: dict) -> None:
               "fix the epoch count after one warm-up epoch.", ""]
     write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
                   "\n".join(lines))
+
+
+def save_results(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
