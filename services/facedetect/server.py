@@ -132,7 +132,10 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         try:
             result = self.core.process(rgb, info, self.classify, self.record, deadline)
         except DownstreamError as exc:
-            context.abort(exc.code, str(exc))
+            # The caller's request was valid (it passed our checks): a downstream refusal of what
+            # *we* sent is our fault, and must count (and alert) as one, not as the client's error.
+            code = grpc.StatusCode.INTERNAL if exc.code in CALLER_CODES else exc.code
+            context.abort(code, str(exc))
         return pb.ProcessResponse(
             faces=[pb.LabelledFace(box=_box(f.face.box), score=f.face.score, landmarks=_points(f.face),
                                    track_id=f.track_id, event_id=f.event_id, uncertain=f.uncertain,
@@ -143,6 +146,10 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
             detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
 
+
+# Codes that blame the caller; from a downstream service they mean face detection sent something wrong.
+CALLER_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 # A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
 # tracker's O(tracks x faces) matching, not a camera.
