@@ -172,6 +172,8 @@ def test_triton_killed_then_restarted(service) -> None:
     while _health(channel) != health_pb2.HealthCheckResponse.NOT_SERVING:
         assert time.monotonic() - killed < 2.0, "health did not turn NOT_SERVING within 2 s"
         time.sleep(0.05)
+    live = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=2)
+    assert live.status == health_pb2.HealthCheckResponse.SERVING, "liveness must not follow Triton"
     start = time.monotonic()
     with pytest.raises(grpc.RpcError) as err:
         stub.Classify(pb.ClassifyRequest(crops=[crop()]), timeout=10)

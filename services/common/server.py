@@ -45,6 +45,11 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
+# A health service that is SERVING while the process can answer at all: the liveness probe's
+# target. Readiness ("" and the named services) may be NOT_SERVING for minutes while a dependency
+# (Triton pulling its image, Redis down) is away; that must never get the pod restarted.
+LIVENESS = "liveness"
+
 class GrpcServer:
     """A started-on-demand gRPC server with health, reflection, metrics and drain."""
 
@@ -95,7 +100,7 @@ class GrpcServer:
                 self.metrics.registry, cfg.host, cfg.metrics_port)
         server.start()
         self._server = server
-        for name in ["", *names]:
+        for name in ["", LIVENESS, *names]:
             self.set_serving(name, True)
         log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                    "tls": cfg.tls_enabled, "mtls": bool(cfg.tls_client_ca),

@@ -56,7 +56,7 @@ readinessProbe:
   periodSeconds: 5
   failureThreshold: 2
 livenessProbe:
-  grpc: {port: {{ .port }}}
+  grpc: {port: {{ .port }}, service: liveness}
   initialDelaySeconds: {{ .initialDelay | default 10 }}
   periodSeconds: 10
   failureThreshold: 6
