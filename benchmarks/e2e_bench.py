@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import tempfile
 import threading
@@ -33,6 +34,8 @@ from ferlite.stack import LocalStack, StackConfig
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
 
+# One session per benchmark run: event ids stay unique across runs (see facedetect.proto).
+SESSION = secrets.token_hex(8)
 
 def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_only: bool = False) -> dict:
     latencies: list[float] = []
@@ -52,7 +55,7 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
                         stub.Detect(pb.DetectRequest(frame=frame), timeout=10)
                     else:
                         stub.Process(pb.ProcessRequest(frame=frame, classroom_id="bench", stream_id=f"e2e-{k}",
-                                                       frame_index=i, record=True), timeout=10)
+                                                       frame_index=i, record=True, session_id=SESSION), timeout=10)
                     with lock:
                         latencies.append((time.perf_counter() - t0) * 1000)
                 except grpc.RpcError as exc:

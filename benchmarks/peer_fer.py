@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,9 @@ from benchmarks.soak import frames  # noqa: E402
 
 VENV = RESULTS / "tmp" / "fer-venv"
 
+
+# One session per benchmark run: event ids stay unique across runs (see facedetect.proto).
+SESSION = secrets.token_hex(8)
 
 def setup() -> None:
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
@@ -95,7 +99,7 @@ def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int) -> dict
                 def call(j: bytes) -> None:
                     index[0] += 1
                     stub.Process(pb.ProcessRequest(frame=pb.Frame(encoded=j), classroom_id="peer", stream_id="s",
-                                                   frame_index=index[0], record=True), timeout=10)
+                                                   frame_index=index[0], record=True, session_id=SESSION), timeout=10)
 
                 for j in jpegs[:3]:
                     call(j)

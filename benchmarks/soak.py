@@ -13,6 +13,7 @@ Usage: python benchmarks/soak.py --models models [--streams 8] [--duration 600] 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import threading
@@ -35,6 +36,8 @@ from ferlite.stack import LocalStack, StackConfig
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
 
+# One session per benchmark run: event ids stay unique across runs (see facedetect.proto).
+SESSION = secrets.token_hex(8)
 
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -99,7 +102,8 @@ def run(models: Path, streams: int = 8, duration: float = 600.0, fps: float = 5.
                     try:
                         reply = stub.Process(pb.ProcessRequest(
                             frame=pb.Frame(encoded=jpegs[i % len(jpegs)]), classroom_id=f"room-{k % 2}",
-                            stream_id=f"soak-{k}", frame_index=i, previous_tracks=tracks, record=True), timeout=10)
+                            stream_id=f"soak-{k}", frame_index=i, previous_tracks=tracks, record=True,
+                            session_id=SESSION), timeout=10)
                         tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
                         ms = (time.perf_counter() - t0) * 1000
                         with lock:

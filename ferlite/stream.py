@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from collections import Counter
@@ -143,6 +144,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
     smoother = Smoother(alpha, uncertain_below)
     stats = StreamStats()
+    session = secrets.token_hex(8)  # one per run, reused by retries: event ids unique per run
     writer = None
     tracks: list[pb.Track] = []
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
@@ -160,7 +162,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
                 continue
             request = pb.ProcessRequest(frame=pb.Frame(encoded=jpeg.tobytes()), classroom_id=classroom,
                                         stream_id=stream_id, frame_index=index, timestamp=timestamp,
-                                        previous_tracks=tracks, record=record)
+                                        previous_tracks=tracks, record=record, session_id=session)
             try:
                 reply = process_with_retry(stub, request)
             except grpc.RpcError as exc:

@@ -351,3 +351,18 @@ def test_embedded_redis_killed_is_restarted_and_the_spool_drains(tmp_path, model
         assert "Z" not in zombies.stdout
     finally:
         server.stop(0)
+
+
+def test_an_id_reused_for_a_different_event_is_an_error_not_a_duplicate(served) -> None:
+    _, stub, _ = served
+    first = _live_event(70)
+    assert stub.RecordEvents(pb.RecordEventsRequest(events=[first])).accepted == 1
+    assert stub.RecordEvents(pb.RecordEventsRequest(events=[first])).duplicates == 1   # a retry: fine
+    other = _live_event(71)
+    forged = event_to_pb(dataclasses.replace(event(70, "sad", ts=time.time()), classroom_id="room-2"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecordEvents(pb.RecordEventsRequest(events=[other, forged]))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "events[1]" in err.value.details() and "different event" in err.value.details()
+    assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events == 1
+    assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-2", window_seconds=600)).total_events == 0

@@ -57,27 +57,44 @@ def test_one_call_per_frame_detects_classifies_and_records(stack) -> None:
     stub, agg, _ = stack
     frame = pb.Frame(encoded=jpeg(data.astronaut()))
     reply = stub.Process(pb.ProcessRequest(frame=frame, classroom_id="room-a", stream_id="cam-1", frame_index=0,
-                                           record=True))
+                                           record=True, session_id="run-1"))
     assert len(reply.faces) == 1 and reply.recorded
     face = reply.faces[0]
     assert face.classification.label in EMOTIONS and len(face.classification.probabilities) == 7
     assert reply.model.architecture in ARCHITECTURES and reply.model.model_version == "1"
-    assert face.event_id == f"cam-1:0:{face.track_id}"
+    assert face.event_id.startswith("cam-1:") and face.event_id.endswith(f":0:{face.track_id}")
     assert reply.detect_ms > 0 and reply.classify_ms > 0 and reply.record_ms > 0
     summary = _summary(agg, "room-a")
     assert summary.total_events == 1
     assert {c.label: c.count for c in summary.distribution}[face.classification.label] == 1
 
     again = stub.Process(pb.ProcessRequest(frame=frame, classroom_id="room-a", stream_id="cam-1", frame_index=0,
-                                           record=True))  # a client retry of the same frame
+                                           record=True, session_id="run-1"))  # a client retry of the same frame
     assert again.faces[0].event_id == face.event_id
     assert _summary(agg, "room-a").total_events == 1
 
     tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
     nxt = stub.Process(pb.ProcessRequest(frame=frame, classroom_id="room-a", stream_id="cam-1", frame_index=1,
-                                         previous_tracks=tracks, record=True))
+                                         previous_tracks=tracks, record=True, session_id="run-1"))
     assert nxt.faces[0].track_id == face.track_id
     assert _summary(agg, "room-a").total_events == 2
+
+
+def test_two_runs_and_two_classrooms_store_every_event(stack) -> None:
+    """The same file streamed twice (two sessions) and one stream id in two classrooms: nothing is
+    dropped as a duplicate; a retry inside a run still counts once."""
+    stub, agg, _ = stack
+    frame = pb.Frame(encoded=jpeg(data.astronaut()))
+    for classroom, session in (("room-x", "run-a"), ("room-x", "run-b"), ("room-y", "run-a"), ("room-x", "run-a")):
+        reply = stub.Process(pb.ProcessRequest(frame=frame, classroom_id=classroom, stream_id="same-cam",
+                                               frame_index=0, record=True, session_id=session))
+        assert reply.recorded and len(reply.faces) == 1
+    assert _summary(agg, "room-x").total_events == 2   # run-a (retried once) and run-b
+    assert _summary(agg, "room-y").total_events == 1
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Process(pb.ProcessRequest(frame=frame, classroom_id="room-x", stream_id="same-cam", frame_index=0,
+                                       record=True))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "session_id" in err.value.details()
 
 
 def test_no_record_and_no_face_frames(stack) -> None:
@@ -86,7 +103,7 @@ def test_no_record_and_no_face_frames(stack) -> None:
                                            stream_id="cam-2", record=False))
     assert len(reply.faces) == 1 and not reply.recorded
     empty = stub.Process(pb.ProcessRequest(frame=pb.Frame(encoded=jpeg(data.coffee())), classroom_id="room-b",
-                                           stream_id="cam-2", frame_index=1, record=True))
+                                           stream_id="cam-2", frame_index=1, record=True, session_id="run-1"))
     assert len(empty.faces) == 0 and not empty.recorded
     assert _summary(agg, "room-b").total_events == 0
 

@@ -144,7 +144,8 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
     try:
         with open_channel(f"localhost:{facedetect.port}", mutual) as channel:
             reply = fpb_grpc.FaceDetectionStub(channel).Process(fpb.ProcessRequest(
-                frame=fpb.Frame(encoded=_jpeg()), classroom_id="tls-room", stream_id="cam", record=True))
+                frame=fpb.Frame(encoded=_jpeg()), classroom_id="tls-room", stream_id="cam", record=True,
+                session_id="run-1"))
         assert len(reply.faces) == 1 and reply.recorded  # camera -> facedetect -> classifier, aggregator: all TLS
         with grpc.insecure_channel(f"localhost:{facedetect.port}") as plain, pytest.raises(grpc.RpcError):
             fpb_grpc.FaceDetectionStub(plain).Process(fpb.ProcessRequest(), timeout=3)

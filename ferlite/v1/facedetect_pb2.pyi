@@ -90,7 +90,7 @@ class Track(_message.Message):
     def __init__(self, track_id: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
 
 class ProcessRequest(_message.Message):
-    __slots__ = ("frame", "classroom_id", "stream_id", "frame_index", "timestamp", "previous_tracks", "record")
+    __slots__ = ("frame", "classroom_id", "stream_id", "frame_index", "timestamp", "previous_tracks", "record", "session_id")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     CLASSROOM_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class ProcessRequest(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_TRACKS_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     frame: Frame
     classroom_id: str
     stream_id: str
@@ -105,7 +106,8 @@ class ProcessRequest(_message.Message):
     timestamp: float
     previous_tracks: _containers.RepeatedCompositeFieldContainer[Track]
     record: bool
-    def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ..., classroom_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., timestamp: _Optional[float] = ..., previous_tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ..., record: _Optional[bool] = ...) -> None: ...
+    session_id: str
+    def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ..., classroom_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., timestamp: _Optional[float] = ..., previous_tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ..., record: _Optional[bool] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class LabelledFace(_message.Message):
     __slots__ = ("box", "score", "landmarks", "track_id", "event_id", "classification", "uncertain")

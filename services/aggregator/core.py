@@ -19,7 +19,7 @@ from .config import AggregatorConfig
 from .drift import DriftMonitor
 from .events import Event, InvalidEvent, validate_batch
 from .spool import Spool
-from .store import Feedback, RedisStore, Summary
+from .store import EventConflict, Feedback, RedisStore, Summary
 
 log = logging.getLogger("ferlite.aggregator")
 
@@ -90,6 +90,19 @@ class Aggregator:
             self.c_recorded.labels("spooled").inc(len(events))
             return RecordResult(0, 0, True)
 
+    def _record_replayed(self, events: list[Event]) -> tuple[list[Event], list[bool]]:
+        """Store a spooled batch; events that conflict with stored ones are dropped (logged, counted):
+        the batch was acknowledged already, and one bad event must not block the spool forever."""
+        while True:
+            try:
+                return events, self.store.record(events)
+            except EventConflict as exc:
+                log.error("spooled event conflicts with a stored one; dropped", extra={"error": str(exc)})
+                self.c_recorded.labels("conflict").inc()
+                events = events[:exc.index] + events[exc.index + 1:]
+                if not events:
+                    return [], []
+
     def _stored(self, events: list[Event], flags: list[bool], outcome: str) -> RecordResult:
         fresh = [e for e, new in zip(events, flags, strict=True) if new]
         self.drift.observe(fresh)
@@ -105,15 +118,15 @@ class Aggregator:
                 item = self.spool.oldest()
                 if item is None:
                     return replayed
-                path, events = item
+                path, spooled = item
                 try:
-                    flags = self.store.record(events)
+                    events, flags = self._record_replayed(spooled)
                 except redis.RedisError:
                     self._set_redis(False)
                     return replayed
                 self._set_redis(True)
                 self._stored(events, flags, "replayed")
-                self.spool.remove(path, len(events))
+                self.spool.remove(path, len(spooled))
                 self.g_spool.set(self.spool.depth)
                 replayed += len(events)
 

@@ -23,7 +23,7 @@ from .core import Aggregator, NotFound, Unavailable
 from .embedded import EmbeddedRedis
 from .events import Event, InvalidEvent
 from .spool import Spool
-from .store import RedisStore
+from .store import EventConflict, RedisStore
 
 SERVICE_NAME = "ferlite.v1.Aggregator"
 REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
@@ -55,6 +55,8 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
     def _fail(self, context: grpc.ServicerContext, exc: Exception) -> None:
         if isinstance(exc, InvalidEvent):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if isinstance(exc, EventConflict):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         if isinstance(exc, NotFound):
             context.abort(grpc.StatusCode.NOT_FOUND, exc.args[0])
         if isinstance(exc, Unavailable):

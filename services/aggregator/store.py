@@ -31,8 +31,27 @@ from ferlite.labels import EMOTIONS
 
 from .events import Event
 
+
+class EventConflict(ValueError):
+    """An event id is already stored for a different event (another classroom, stream or track)."""
+
+    def __init__(self, index: int, event_id: str) -> None:
+        super().__init__(f"events[{index}] (id {event_id[:130]!r}): event_id is already stored for a different "
+                         "event (another classroom, stream or track); nothing of this batch was stored")
+        self.index = index
+
+
 RECORD_LUA = """
 local prefix, ttl, maxlen, minid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+-- First pass, nothing written yet: an id already stored for another classroom, stream or track is a
+-- conflict (a different event), not a retry; the whole batch is refused.
+for i = 5, #ARGV do
+  local e = cjson.decode(ARGV[i])
+  local f = redis.call('HMGET', prefix .. 'event:' .. e.event_id, 'classroom', 'stream', 'track')
+  if f[1] and (f[1] ~= e.classroom_id or (f[2] and f[2] ~= e.stream_id) or (f[3] and f[3] ~= e.track_id)) then
+    return {-1, i - 5}
+  end
+end
 local flags = {}
 for i = 5, #ARGV do
   local e = cjson.decode(ARGV[i])
@@ -40,7 +59,8 @@ for i = 5, #ARGV do
   if redis.call('EXISTS', ekey) == 1 then
     flags[#flags + 1] = 0
   else
-    redis.call('HSET', ekey, 'classroom', e.classroom_id, 'label', e.label,
+    redis.call('HSET', ekey, 'classroom', e.classroom_id, 'stream', e.stream_id, 'track', e.track_id,
+               'label', e.label,
                'architecture', e.architecture, 'model_version', e.model_version, 'ts', e.timestamp)
     redis.call('EXPIRE', ekey, ttl)
     local skey = prefix .. 'stream:' .. e.classroom_id
@@ -144,6 +164,9 @@ class RedisStore:
         minid = f"{int((time.time() - self.retention) * 1000)}-0"
         payload = [json.dumps(e.to_dict(), separators=(",", ":")) for e in events]
         flags = self._record(args=[self.prefix, self.retention, self.maxlen, minid, *payload])
+        if flags and flags[0] == -1:
+            index = int(flags[1])
+            raise EventConflict(index, events[index].event_id)
         return [bool(f) for f in flags]
 
     def summary(self, classroom: str, window: float, end: float) -> Summary:

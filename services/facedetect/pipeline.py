@@ -75,6 +75,7 @@ class FrameInfo:
     timestamp: float
     previous_tracks: list[Track]
     record: bool
+    session_id: str = ""
 
 
 class FaceService:
@@ -129,7 +130,8 @@ class FaceService:
             below = self.config.uncertain_below
             uncertain = float(probs[k]) < below if below > 0 else bool(flagged)
             self.c_uncertain.labels("uncertain" if uncertain else "certain").inc()
-            faces.append(LabelledFace(det.face, track, event_id(info.stream_id, info.frame_index, track),
+            faces.append(LabelledFace(det.face, track, event_id(info.classroom_id, info.stream_id, info.session_id,
+                                                                info.frame_index, track),
                                       probs, EMOTIONS[k], float(probs[k]), uncertain))
         recorded, record_ms = False, 0.0
         if info.record:

@@ -111,6 +111,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         for name in ("classroom_id", "stream_id"):
             if not is_name(getattr(request, name)):
                 problems.append(f"{name} {getattr(request, name)[:70]!r} must be {NAME_RULE}")
+        if request.record and not is_name(request.session_id):
+            problems.append(f"session_id {request.session_id[:70]!r} must be {NAME_RULE}: draw one per run and reuse "
+                            "it when retrying a frame (it makes event ids unique per run)")
         if request.record and request.timestamp:
             problem = timestamp_problem(request.timestamp, time.time())
             if problem:
@@ -126,7 +129,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         rgb = self._frame(request.frame, context)
         info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
                          [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))
-                          for t in request.previous_tracks], request.record)
+                          for t in request.previous_tracks], request.record, request.session_id)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:

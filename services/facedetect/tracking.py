@@ -52,6 +52,11 @@ def assign(boxes: list[Box], previous: list[Track], stream_id: str, frame_index:
     return [tid or new_track_id(stream_id, frame_index, i) for i, tid in enumerate(ids)]
 
 
-def event_id(stream_id: str, frame_index: int, track_id: str) -> str:
-    """Deterministic event id: a retried frame produces the same ids, so it never counts twice."""
-    return f"{stream_id}:{frame_index}:{track_id}"
+def event_id(classroom_id: str, stream_id: str, session_id: str, frame_index: int, track_id: str) -> str:
+    """Deterministic within one run, unique across runs and classrooms.
+
+    A retried frame (same session, same index) gets the same ids, so it never counts twice; the same
+    file streamed again (a new session) or the same stream id in another classroom gets new ids, so
+    its events are stored instead of being dropped as duplicates."""
+    run = hashlib.blake2b(f"{classroom_id}\x00{stream_id}\x00{session_id}".encode(), digest_size=8).hexdigest()
+    return f"{stream_id[:40]}:{run}:{frame_index}:{track_id}"
