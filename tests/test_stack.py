@@ -21,6 +21,34 @@ from tests.support.procs import ROOT, free_stack_offset, port_free
 pytestmark = pytest.mark.slow
 
 
+class RunningUp:
+    """`ferlite up` as a child process, its output collected line by line."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite", "up", *args], cwd=ROOT, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("ferlite is up"):
+                self.ready.set()
+
+    def tail(self, n: int = 30) -> str:
+        return "".join(self.lines[-n:])
+
+    def wait_up(self, timeout: float = 240) -> None:
+        assert self.ready.wait(timeout), "stack did not come up:\n" + self.tail(40)
+
+    def stop(self, timeout: float = 90) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
 def test_up_without_models_says_what_to_run(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "ferlite", "up", "--models", str(tmp_path / "none"),
                              "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
@@ -33,21 +61,10 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
     shm_before = set(os.listdir("/dev/shm"))
-    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--models", str(exported_models), "--data-dir",
-                           str(data_dir), "--port-offset", str(offset)], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("ferlite is up"):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    up = RunningUp("--models", str(exported_models), "--data-dir", str(data_dir), "--port-offset", str(offset))
+    lines = up.lines
     try:
-        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        up.wait_up()
         clip = make_clip(tmp_path / "clip.mp4", seconds=2.0)
         summary_path = tmp_path / "summary.json"
         stream = subprocess.run(
@@ -79,8 +96,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
                 assert all(len(v) < 200 for v in client.hgetall(key).values())
         client.close()
     finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(90)
+        code = up.stop()
     assert code == 0, "".join(lines[-30:])
     assert any(line.startswith("stopped:") for line in lines)
     time.sleep(0.5)
@@ -109,21 +125,10 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
     offset = free_stack_offset()
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
-    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--data-dir", str(data_dir), "--port-offset",
-                           str(offset)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          env={**os.environ, "FERLITE_CLASSIFIER_MIN_VAL_ACCURACY": "0.3"})
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("ferlite is up"):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    up = RunningUp("--data-dir", str(data_dir), "--port-offset", str(offset),
+                   env={"FERLITE_CLASSIFIER_MIN_VAL_ACCURACY": "0.3"})
     try:
-        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        up.wait_up()
         clip = make_clip(tmp_path / "astronaut.mp4", seconds=2.0, scenes="portrait")
         summary_path = tmp_path / "summary.json"
         stream = subprocess.run(
@@ -141,8 +146,7 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
         assert len(happy) >= 0.8 * len(events), (len(happy), len(events), arms,
                                                  sorted({(e["label"], round(e["confidence"], 2)) for e in events}))
     finally:
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(90) == 0, "".join(lines[-30:])
+        assert up.stop() == 0, up.tail()
 
 
 def test_busy_ports_and_bad_offsets_are_refused_and_the_running_token_is_kept(tmp_path) -> None:
@@ -181,21 +185,10 @@ def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) ->
     offset = free_stack_offset()
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
-    up = subprocess.Popen([sys.executable, "-m", "ferlite", "up", "--models", str(exported_models), "--data-dir",
-                           str(data_dir), "--port-offset", str(offset)], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("ferlite is up"):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    up = RunningUp("--models", str(exported_models), "--data-dir", str(data_dir), "--port-offset", str(offset))
+    lines = up.lines
     try:
-        assert ready.wait(240), "stack did not come up:\n" + "".join(lines[-40:])
+        up.wait_up()
         for name, port in (("aggregator", ports.aggregator_port), ("facedetect", ports.facedetect_port)):
             pid = subprocess.run(["pgrep", "-f", f"serve {name} .*--port {port}"], capture_output=True,
                                  text=True).stdout.split()
@@ -203,10 +196,9 @@ def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) ->
             os.kill(int(pid[0]), signal.SIGKILL)
             deadline = time.monotonic() + 30
             while not _serving(f"127.0.0.1:{port}"):
-                assert up.poll() is None, "ferlite up gave up:\n" + "".join(lines[-30:])
+                assert up.proc.poll() is None, "ferlite up gave up:\n" + up.tail()
                 assert time.monotonic() < deadline, f"{name} not serving again:\n" + "".join(lines[-30:])
                 time.sleep(0.3)
         assert sum("is serving again" in line for line in lines) == 2
     finally:
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(90) == 0, "".join(lines[-30:])
+        assert up.stop() == 0, up.tail()
