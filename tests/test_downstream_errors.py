@@ -41,3 +41,43 @@ def test_downstream_invalid_argument_reaches_the_client_as_internal() -> None:
     finally:
         server.stop(0)
         classifier.stop(0)
+
+
+class RecordingClassifier(classifier_pb2_grpc.ClassifierServicer):
+    """Keeps what face detection sends, answers a fixed distribution."""
+
+    def __init__(self) -> None:
+        self.requests = []
+
+    def Classify(self, request, context):
+        from ferlite.v1 import classifier_pb2, common_pb2
+
+        self.requests.append(request)
+        probs = [0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1]
+        return classifier_pb2.ClassifyResponse(
+            results=[common_pb2.Classification(probabilities=probs, label="happy", confidence=0.5)
+                     for _ in request.crops],
+            model=common_pb2.ModelRef(architecture="mobilenet_v2", model_version="1"))
+
+
+def test_crops_travel_as_uint8() -> None:
+    from ferlite.v1 import common_pb2
+
+    recorder = RecordingClassifier()
+    classifier = grpc.server(futures.ThreadPoolExecutor(2))
+    classifier_pb2_grpc.add_ClassifierServicer_to_server(recorder, classifier)
+    port = classifier.add_insecure_port("127.0.0.1:0")
+    classifier.start()
+    server = build(FaceDetectConfig(port=0, metrics_port=-1, detector="haar", crop_size=96,
+                                    classifier_url=f"127.0.0.1:{port}", aggregator_url="127.0.0.1:9")).start()
+    try:
+        jpeg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = pb_grpc.FaceDetectionStub(channel).Process(pb.ProcessRequest(
+                frame=pb.Frame(encoded=jpeg), classroom_id="room", stream_id="cam", record=False), timeout=10)
+        assert reply.faces and reply.faces[0].classification.label == "happy"
+        crop = recorder.requests[0].crops[0]
+        assert crop.dtype == common_pb2.CROP_DTYPE_UINT8 and len(crop.data) == 96 * 96 * 3
+    finally:
+        server.stop(0)
+        classifier.stop(0)

@@ -30,9 +30,13 @@ class ClassifierClient:
 
     def __call__(self, crops: np.ndarray, routing_key: str, timeout: float) -> ClassifierAnswer:
         _n, h, w, c = crops.shape
+        if crops.dtype == np.uint8:
+            dtype, wire = common_pb2.CROP_DTYPE_UINT8, np.uint8
+        else:
+            dtype, wire = common_pb2.CROP_DTYPE_FLOAT32, np.dtype("<f4")
         request = classifier_pb2.ClassifyRequest(routing_key=routing_key, crops=[
-            common_pb2.FaceCrop(height=h, width=w, channels=c, dtype=common_pb2.CROP_DTYPE_FLOAT32,
-                                data=np.ascontiguousarray(crop, dtype="<f4").tobytes()) for crop in crops])
+            common_pb2.FaceCrop(height=h, width=w, channels=c, dtype=dtype,
+                                data=np.ascontiguousarray(crop, dtype=wire).tobytes()) for crop in crops])
         try:
             reply = self.stub.Classify(request, timeout=timeout)
         except grpc.RpcError as exc:

@@ -17,6 +17,7 @@ from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.security import RateLimiter
 from ferlite.services.common.server import GrpcServer, Mount
+from ferlite.training import preprocess
 from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
@@ -99,7 +100,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             if d.crop is not None:
                 s = d.crop.shape[0]
                 crop = common_pb2.FaceCrop(height=s, width=s, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
-                                           data=d.crop.astype("<f4").tobytes())
+                                           data=preprocess.normalize(d.crop).astype("<f4").tobytes())
             faces.append(pb.DetectedFace(box=_box(d.face.box), score=d.face.score, landmarks=_points(d.face),
                                          crop=crop))
         return pb.DetectResponse(faces=faces, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
