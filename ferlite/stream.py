@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ferlite.event_rules import safe_name
 from ferlite.labels import EMOTIONS
+from ferlite.services.common.channels import ChannelSecurity, open_channel
 from ferlite.services.common.security import token_metadata
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
@@ -138,7 +139,8 @@ def process_with_retry(stub: pb_grpc.FaceDetectionStub, request: pb.ProcessReque
 
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
-               uncertain_below: float = 0.0, progress: bool = True) -> StreamStats:
+               uncertain_below: float = 0.0, progress: bool = True,
+               security: ChannelSecurity | None = None) -> StreamStats:
     capture = open_source(source)
     live = source.isdigit() or "://" in source
     stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
@@ -152,7 +154,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     expected = (total // max(1, round(src_fps / fps))) if total else None
     if max_frames and expected:
         expected = min(expected, max_frames)
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target, security) as channel:
         stub = pb_grpc.FaceDetectionStub(channel)
         bar = tqdm(total=expected, unit="frame", disable=not progress, desc=f"streaming {stream_id}")
         for index, timestamp, frame in frames(capture, fps, live, max_frames):
@@ -199,9 +201,10 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
 SUMMARY_LEAD_SECONDS = 60.0
 
 
-def classroom_summary(target: str, classroom: str, window: float, token: str = "") -> aggregator_pb2.ClassroomSummary:
+def classroom_summary(target: str, classroom: str, window: float, token: str = "",
+                      security: ChannelSecurity | None = None) -> aggregator_pb2.ClassroomSummary:
     end = time.time() + SUMMARY_LEAD_SECONDS
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target, security) as channel:
         stub = aggregator_pb2_grpc.AggregatorStub(channel)
         return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window,
                                                              end_time=end),
@@ -217,14 +220,27 @@ def aggregator_beside(target: str) -> str:
     return f"{host}:{int(port) + d.aggregator_port - d.facedetect_port}" if port.isdigit() else ""
 
 
-def check_reachable(target: str, timeout: float = 3.0) -> None:
+def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity | None = None) -> None:
     """One clear line when nothing listens at `target`, instead of an UNAVAILABLE per frame."""
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target, security) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             raise ConnectionError(f"nothing answers at {target}: start the stack with `ferlite up` "
                                   "(or pass the HOST:PORT of a running service)") from None
+
+
+def add_tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
+    p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
+    p.add_argument("--tls-server-name", default="", help="name to check in the server certificate")
+
+
+def tls_from(args: argparse.Namespace) -> ChannelSecurity | None:
+    if (args.tls_cert or args.tls_key) and not args.tls_ca:
+        raise SystemExit("--tls-cert and --tls-key need --tls-ca")
+    return ChannelSecurity(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if args.tls_ca else None
 
 
 def resolve_token(token: str, token_file: str) -> str:
@@ -266,15 +282,17 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
     p.add_argument("--token", default="", help="bearer token for the aggregator summary [env FERLITE_TOKEN]")
     p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
+    add_tls_flags(p)
     args = p.parse_args(argv)
+    security = tls_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
         p.error("--fps must be > 0 and --smoothing in [0, 1)")
     if args.aggregator is None:
         args.aggregator = aggregator_beside(args.target)
     try:
-        check_reachable(args.target)
+        check_reachable(args.target, security=security)
         stats = run_stream(args.source, args.classroom, args.target, args.fps, args.stream_id, args.max_frames,
-                           args.output, args.record, args.smoothing, args.uncertain_below)
+                           args.output, args.record, args.smoothing, args.uncertain_below, security=security)
     except FileNotFoundError as exc:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
         return 2
@@ -288,7 +306,8 @@ def main(argv: Sequence[str]) -> int:
     if args.aggregator and args.record:
         try:
             token = resolve_token(args.token, args.token_file)
-            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, token)
+            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, token,
+                                        security)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
     print_summary(stats, summary)
@@ -310,10 +329,13 @@ def summary_main(argv: Sequence[str]) -> int:
     p.add_argument("--token", default="", help="bearer token [env FERLITE_TOKEN, else --token-file]")
     p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up`")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_tls_flags(p)
     args = p.parse_args(argv)
+    security = tls_from(args)
     try:
-        check_reachable(args.aggregator)
-        s = classroom_summary(args.aggregator, args.classroom, args.window, resolve_token(args.token, args.token_file))
+        check_reachable(args.aggregator, security=security)
+        s = classroom_summary(args.aggregator, args.classroom, args.window, resolve_token(args.token, args.token_file),
+                              security)
     except ConnectionError as exc:
         print(f"ferlite summary: error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@ and mTLS on every hop of the pipeline; the Redis password; secrets wired by the 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import cv2
@@ -12,6 +14,7 @@ import pytest
 import redis
 from skimage import data
 
+from ferlite.sample_clip import make_clip
 from ferlite.services.aggregator.config import AggregatorConfig
 from ferlite.services.aggregator.server import build as build_aggregator
 from ferlite.services.aggregator.server import event_to_pb
@@ -31,6 +34,7 @@ from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
 from tests.conftest import TINY_SIZE
 from tests.support.chart import by_kind, render
 from tests.support.events import event
+from tests.support.procs import ROOT
 from tests.support.redis import free_port
 
 TOKEN = "correct-horse-battery-staple"
@@ -162,6 +166,18 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
             summary = apb_grpc.AggregatorStub(channel).GetSummary(
                 apb.SummaryRequest(classroom_id="tls-room", window_seconds=600), metadata=token_metadata(TOKEN))
         assert summary.total_events == 1
+        # The camera client over mTLS, end to end (stream, then its summary from the aggregator).
+        clip = make_clip(tmp_path / "clip.mp4", seconds=1.0, scenes="portrait")
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN)
+        stream = subprocess.run(
+            [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "tls-cam",
+             "--target", f"localhost:{facedetect.port}", "--aggregator", f"localhost:{aggregator.port}",
+             "--fps", "5", "--token-file", str(token_file), "--tls-ca", str(certs / "ca.pem"),
+             "--tls-cert", str(certs / "client.pem"), "--tls-key", str(certs / "client.key")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert stream.returncode == 0, stream.stderr[-2000:]
+        assert "classroom tls-cam (aggregator" in stream.stdout
     finally:
         for server in (facedetect, classifier, aggregator):
             server.stop(0)
