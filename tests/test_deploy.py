@@ -250,3 +250,19 @@ def test_chart_crops_at_the_size_the_shipped_pack_owns() -> None:
     assert len(pack) == 4
     config = FaceDetectConfig(crop_size=0, model_dir=str(PACK_DIR))
     assert config.resolved_crop_size() == max(m.input_size for m in pack)
+
+
+def test_triton_schedules_on_a_single_gpu_node_and_its_init_container_fits_a_quota() -> None:
+    values = {"triton": {"gpus": 1, "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                         "runtimeClassName": "nvidia"}, "classifier": {"maxBatch": 32}}
+    triton = by_kind(render(values), "Deployment")["ferlite-triton"]["spec"]
+    assert triton["strategy"] == {"type": "Recreate"}
+    pod = triton["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["runtimeClassName"] == "nvidia"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    init = pod["initContainers"][0]
+    assert init["resources"]["requests"] and init["resources"]["limits"]
+    assert init["args"][init["args"].index("--max-batch") + 1] == "32"
+    assert "strategy" not in by_kind(render({}), "Deployment")["ferlite-triton"]["spec"]  # CPU: rolling
