@@ -266,3 +266,10 @@ def test_triton_schedules_on_a_single_gpu_node_and_its_init_container_fits_a_quo
     assert init["resources"]["requests"] and init["resources"]["limits"]
     assert init["args"][init["args"].index("--max-batch") + 1] == "32"
     assert "strategy" not in by_kind(render({}), "Deployment")["ferlite-triton"]["spec"]  # CPU: rolling
+
+
+def test_a_single_replica_gets_no_pdb_that_would_block_node_drains() -> None:
+    pdbs = by_kind(render({}), "PodDisruptionBudget")
+    assert "ferlite-aggregator" in pdbs
+    single = {"aggregator": {"replicas": 1, "autoscaling": {"enabled": False}}}
+    assert "ferlite-aggregator" not in by_kind(render(single), "PodDisruptionBudget")

@@ -95,7 +95,8 @@ spec:
 
 {{- define "ferlite.pdb" -}}
 {{- $cfg := index .root.Values .component -}}
-{{- if $cfg.pdb.enabled }}
+{{- /* A PDB that keeps the only replica up blocks every node drain: none below 2 replicas. */ -}}
+{{- if and $cfg.pdb.enabled (or (gt (int $cfg.replicas) 1) (and $cfg.autoscaling $cfg.autoscaling.enabled (gt (int $cfg.autoscaling.minReplicas) 1))) }}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
