@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ferlite.ab import main as ab_main
-from tests.support.chart import CHART, by_kind, render
+from tests.support.chart import CHART, by_kind, notes, render
 from tests.support.k8s_double import InMemoryKubernetesApi
 from tests.support.procs import ROOT, require_tool
 
@@ -273,3 +273,12 @@ def test_a_single_replica_gets_no_pdb_that_would_block_node_drains() -> None:
     assert "ferlite-aggregator" in pdbs
     single = {"aggregator": {"replicas": 1, "autoscaling": {"enabled": False}}}
     assert "ferlite-aggregator" not in by_kind(render(single), "PodDisruptionBudget")
+
+
+def test_helm_test_pod_checks_every_service() -> None:
+    pods = [d for d in render({}) if d["kind"] == "Pod"]
+    assert len(pods) == 1 and pods[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    targets = pods[0]["spec"]["containers"][0]["args"][1:]
+    assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053"]
+    text = notes({})
+    assert "helm test ferlite -n ferlite" in text and "ferlite-facedetect:50051" in text

@@ -15,9 +15,18 @@ def render(values: dict) -> list[dict]:
     with helm.Chart.load(str(CHART)) as chart:
         out = chart.render(values, name="ferlite", namespace="ferlite")
     docs = []
-    for text in out.values():
+    for path, text in out.items():
+        if str(path).endswith("NOTES.txt"):  # shown to the user after install, not a manifest
+            continue
         docs += [d for d in yaml.safe_load_all(text) if d]
     return docs
+
+
+def notes(values: dict) -> str:
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name="ferlite", namespace="ferlite")
+    return next(text for path, text in out.items() if str(path).endswith("NOTES.txt"))
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
