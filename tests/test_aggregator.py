@@ -53,7 +53,8 @@ def make_core(redis_server, tmp_path, model_dir, **overrides) -> tuple[Aggregato
                               drift_window=50, **overrides)
     metrics = ServiceMetrics("aggregator")
     client = redis.Redis.from_url(redis_server.url)
-    store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen, 50)
+    store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen, 50,
+                       config.event_marker_seconds)
     return Aggregator(config, store, Spool(tmp_path / "agg" / "spool"), metrics, clock=lambda: NOW), metrics
 
 
@@ -366,3 +367,12 @@ def test_an_id_reused_for_a_different_event_is_an_error_not_a_duplicate(served) 
     assert "events[1]" in err.value.details() and "different event" in err.value.details()
     assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events == 1
     assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-2", window_seconds=600)).total_events == 0
+
+
+def test_event_markers_expire_long_before_the_aggregates(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir, event_marker_seconds=3600)
+    core.record([event(1, "happy")])
+    r = core.store.r
+    marker = r.ttl(f"ferlite:event:{event(1).event_id}")
+    stream = r.ttl("ferlite:stream:room-1")
+    assert 0 < marker <= 3600 < stream

@@ -282,3 +282,11 @@ def test_helm_test_pod_checks_every_service() -> None:
     assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053"]
     text = notes({})
     assert "helm test ferlite -n ferlite" in text and "ferlite-facedetect:50051" in text
+
+
+def test_redis_never_evicts_silently_and_its_volume_outlives_uninstall() -> None:
+    docs = render({})
+    redis_cmd = by_kind(docs, "Deployment")["ferlite-redis"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--maxmemory 640mb --maxmemory-policy noeviction" in redis_cmd[-1]
+    pvc = by_kind(docs, "PersistentVolumeClaim")["ferlite-redis"]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

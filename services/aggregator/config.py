@@ -25,6 +25,8 @@ class AggregatorConfig(ServerConfig):
     retention_seconds: float = setting(RETENTION_SECONDS, "events and counters older than this are deleted")
     stream_maxlen: int = setting(200_000, "most events kept per classroom stream")
     max_batch: int = setting(512, "most events in one RecordEvents call")
+    event_marker_seconds: float = setting(2 * 86400.0, "how long each event's idempotency marker (retries, "
+                                          "replays, teacher feedback) is kept; aggregates keep retention_seconds")
     max_future_seconds: float = setting(MAX_FUTURE_SECONDS, "reject timestamps further in the future than this")
     model_dir: str = setting("models", "exported models: reference distributions for drift")
     drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
@@ -35,6 +37,8 @@ class AggregatorConfig(ServerConfig):
         super().validate()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"redis_url={self.redis_url!r} must start with redis://, rediss:// or unix://")
+        if self.event_marker_seconds < 60:
+            raise ConfigError(f"event_marker_seconds={self.event_marker_seconds} must be at least 60")
         if self.retention_seconds < 60:
             raise ConfigError(f"retention_seconds={self.retention_seconds} must be at least 60")
         if self.stream_maxlen < 1 or self.max_batch < 1 or self.drift_window < 10 or self.feedback_window < 1:

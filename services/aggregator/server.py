@@ -151,7 +151,7 @@ def build(config: AggregatorConfig, client: redis.Redis | None = None) -> Aggreg
         pass  # Redis may come up later: events are spooled until it does
     metrics = ServiceMetrics(config.SERVICE)
     store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen,
-                       config.feedback_window)
+                       config.feedback_window, config.event_marker_seconds)
     core = Aggregator(config, store, Spool(Path(config.data_dir) / "spool"), metrics)
     if embedded:
         restarts = metrics.counter("embedded_redis_restarts_total", "Times the embedded Redis died and was "

@@ -42,18 +42,18 @@ class EventConflict(ValueError):
 
 
 RECORD_LUA = """
-local prefix, ttl, maxlen, minid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local prefix, ttl, maxlen, minid, marker_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 -- First pass, nothing written yet: an id already stored for another classroom, stream or track is a
 -- conflict (a different event), not a retry; the whole batch is refused.
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local e = cjson.decode(ARGV[i])
   local f = redis.call('HMGET', prefix .. 'event:' .. e.event_id, 'classroom', 'stream', 'track')
   if f[1] and (f[1] ~= e.classroom_id or (f[2] and f[2] ~= e.stream_id) or (f[3] and f[3] ~= e.track_id)) then
-    return {-1, i - 5}
+    return {-1, i - 6}
   end
 end
 local flags = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local e = cjson.decode(ARGV[i])
   local ekey = prefix .. 'event:' .. e.event_id
   if redis.call('EXISTS', ekey) == 1 then
@@ -62,7 +62,7 @@ for i = 5, #ARGV do
     redis.call('HSET', ekey, 'classroom', e.classroom_id, 'stream', e.stream_id, 'track', e.track_id,
                'label', e.label,
                'architecture', e.architecture, 'model_version', e.model_version, 'ts', e.timestamp)
-    redis.call('EXPIRE', ekey, ttl)
+    redis.call('EXPIRE', ekey, marker_ttl)
     local skey = prefix .. 'stream:' .. e.classroom_id
     redis.call('XADD', skey, 'MINID', '~', minid, '*', 'event', ARGV[i])
     redis.call('XTRIM', skey, 'MAXLEN', '~', maxlen)
@@ -144,7 +144,10 @@ class RedisStore:
     """All Redis access of the aggregator."""
 
     def __init__(self, client: redis.Redis, prefix: str = "ferlite:", retention: float = 7 * 86400,
-                 maxlen: int = 200_000, feedback_window: int = 200) -> None:
+                 maxlen: int = 200_000, feedback_window: int = 200, marker_seconds: float = 2 * 86400) -> None:
+        # The per-event marker (idempotency, feedback lookup) lives only this long: one hash per
+        # event for the whole retention would fill Redis within days at classroom rates.
+        self.marker_seconds = marker_seconds
         self.r = client
         self.prefix = prefix
         self.retention = int(retention)
@@ -163,7 +166,8 @@ class RedisStore:
         """Store a batch atomically; True per event stored now, False if its id was already stored."""
         minid = f"{int((time.time() - self.retention) * 1000)}-0"
         payload = [json.dumps(e.to_dict(), separators=(",", ":")) for e in events]
-        flags = self._record(args=[self.prefix, self.retention, self.maxlen, minid, *payload])
+        flags = self._record(args=[self.prefix, self.retention, self.maxlen, minid,
+                                   int(min(self.marker_seconds, self.retention)), *payload])
         if flags and flags[0] == -1:
             index = int(flags[1])
             raise EventConflict(index, events[index].event_id)
