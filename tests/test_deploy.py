@@ -290,3 +290,12 @@ def test_redis_never_evicts_silently_and_its_volume_outlives_uninstall() -> None
     assert "--maxmemory 640mb --maxmemory-policy noeviction" in redis_cmd[-1]
     pvc = by_kind(docs, "PersistentVolumeClaim")["ferlite-redis"]
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_cameras_outside_the_cluster_can_reach_face_detection() -> None:
+    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}},
+                   "networkPolicy": {"cameraCIDRs": ["10.20.0.0/16"]}})
+    assert by_kind(docs, "Service")["ferlite-facedetect"]["spec"]["type"] == "LoadBalancer"
+    sources = by_kind(docs, "NetworkPolicy")["ferlite-facedetect"]["spec"]["ingress"][0]["from"]
+    assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in sources
+    assert "type" not in by_kind(render({}), "Service")["ferlite-classifier"]["spec"]

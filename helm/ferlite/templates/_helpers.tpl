@@ -118,6 +118,9 @@ metadata:
   name: {{ include "ferlite.name" . }}
   labels: {{- include "ferlite.labels" . | nindent 4 }}
 spec:
+  {{- with .serviceType }}
+  type: {{ . }}
+  {{- end }}
   selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
   ports:
     - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
