@@ -299,3 +299,14 @@ def test_cameras_outside_the_cluster_can_reach_face_detection() -> None:
     sources = by_kind(docs, "NetworkPolicy")["ferlite-facedetect"]["spec"]["ingress"][0]["from"]
     assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in sources
     assert "type" not in by_kind(render({}), "Service")["ferlite-classifier"]["spec"]
+
+
+def test_face_detection_balances_over_headless_services() -> None:
+    docs = render({})
+    services = by_kind(docs, "Service")
+    for name in ("ferlite-classifier-pods", "ferlite-aggregator-pods"):
+        assert services[name]["spec"]["clusterIP"] == "None"
+    env = {e["name"]: e.get("value") for e in by_kind(docs, "Deployment")["ferlite-facedetect"]["spec"]["template"][
+        "spec"]["containers"][0]["env"]}
+    assert env["FERLITE_FACEDETECT_CLASSIFIER_URL"] == "dns:///ferlite-classifier-pods:50052"
+    assert env["FERLITE_FACEDETECT_AGGREGATOR_URL"] == "dns:///ferlite-aggregator-pods:50053"

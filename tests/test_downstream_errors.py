@@ -15,6 +15,7 @@ from ferlite.services.facedetect.server import build
 from ferlite.v1 import classifier_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+from tests.support.fakes import RecordingClassifier, serve_classifier
 
 
 class RefusingClassifier(classifier_pb2_grpc.ClassifierServicer):
@@ -43,31 +44,11 @@ def test_downstream_invalid_argument_reaches_the_client_as_internal() -> None:
         classifier.stop(0)
 
 
-class RecordingClassifier(classifier_pb2_grpc.ClassifierServicer):
-    """Keeps what face detection sends, answers a fixed distribution."""
-
-    def __init__(self) -> None:
-        self.requests = []
-
-    def Classify(self, request, context):
-        from ferlite.v1 import classifier_pb2, common_pb2
-
-        self.requests.append(request)
-        probs = [0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1]
-        return classifier_pb2.ClassifyResponse(
-            results=[common_pb2.Classification(probabilities=probs, label="happy", confidence=0.5)
-                     for _ in request.crops],
-            model=common_pb2.ModelRef(architecture="mobilenet_v2", model_version="1"))
-
-
 def test_crops_travel_as_uint8() -> None:
     from ferlite.v1 import common_pb2
 
     recorder = RecordingClassifier()
-    classifier = grpc.server(futures.ThreadPoolExecutor(2))
-    classifier_pb2_grpc.add_ClassifierServicer_to_server(recorder, classifier)
-    port = classifier.add_insecure_port("127.0.0.1:0")
-    classifier.start()
+    classifier, port = serve_classifier(recorder)
     server = build(FaceDetectConfig(port=0, metrics_port=-1, detector="haar", crop_size=96,
                                     classifier_url=f"127.0.0.1:{port}", aggregator_url="127.0.0.1:9")).start()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def open_channel(target: str, security: ChannelSecurity | None = None,
     options: list[tuple[str, object]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # Spread calls over every address the target resolves to (a headless Service's pods, or
+        # `ipv4:a,b`), instead of pick-first pinning each client to one replica.
+        ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
     ]
     if security is None or not security.enabled:
         return grpc.insecure_channel(target, options=options)

@@ -126,3 +126,20 @@ spec:
     - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
     - {name: metrics, port: {{ .metricsPort }}, targetPort: metrics}
 {{- end -}}
+
+
+{{/* A headless Service beside the ClusterIP one: DNS returns every ready pod, so face detection's
+     round-robin channel (dns:///NAME-pods:PORT) spreads calls over all replicas. */}}
+{{- define "ferlite.headlessService" -}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ferlite.name" . }}-pods
+  labels: {{- include "ferlite.labels" . | nindent 4 }}
+spec:
+  clusterIP: None
+  selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
+  ports:
+    - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
+{{- end -}}
