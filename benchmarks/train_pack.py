@@ -363,7 +363,7 @@ def train(args: argparse.Namespace) -> None:
             models.save_weights_npz(model, out / f"{arch}.weights.npz")
     reference = json.loads(args.reference.read_text()) if args.reference else {}
     if "ablation" in jobs:
-        archs = ("mobilenet_v3_large", "efficientnet_b0")
+        archs = tuple(args.ablation_archs.split(","))
         if args.ablation_scratch:
             archs += ("mobilenet_v2", "mobilenet_v3_small")
         for arch in archs:
@@ -399,6 +399,8 @@ def main() -> int:
                    help="seconds for mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0")
     t.add_argument("--max-epochs", type=int, default=60)
     t.add_argument("--ablation-epochs", type=int, default=20)
+    t.add_argument("--ablation-archs", default="mobilenet_v3_large,efficientnet_b0",
+                   help="students trained again without distillation")
     t.add_argument("--ablation-scratch", action="store_true",
                    help="ablation also trains MobileNetV2 and MobileNetV3-Small from scratch")
     t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate from ImageNet weights")
