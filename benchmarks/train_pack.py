@@ -264,7 +264,23 @@ def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
     return soften(probs, temperature)
 
 
-def write_benchmark(metas: list, results: dict) -> None:
+def ablation_lines(results: dict, ablation: dict) -> list[str]:
+    """Each distilled student beside the same architecture trained without the teacher, same epochs."""
+    lines = ["", "Distillation ablation (same architecture, input size, epochs and recipe; only the teacher term "
+             "differs; test = FER2013 PublicTest deduplicated, the plain model without flips):", "",
+             "| model | with distillation: val / test | without: val / test | epochs |", "|---|---|---|---|"]
+    for arch in ("mobilenet_v3_large", "efficientnet_b0"):
+        kd, plain = results["jobs"].get(arch), ablation.get("jobs", {}).get(f"{arch}_no_kd")
+        if kd and plain:
+            lines.append(f"| {arch} | {kd['val_accuracy']:.3f} / {kd.get('test_accuracy', 0):.3f} | "
+                         f"{plain['val_accuracy']:.3f} / {plain.get('test_accuracy', 0):.3f} | {kd['epochs']} |")
+        elif kd:
+            lines.append(f"| {arch} | {kd['val_accuracy']:.3f} / {kd.get('test_accuracy', 0):.3f} | not run | "
+                         f"{kd['epochs']} |")
+    return lines
+
+
+def write_benchmark(metas: list, results: dict, ablation: dict | None = None) -> None:
     """benchmarks/results/pack.{md,json}: the model pack's training run beside its served figures."""
     from benchmarks.common import write_results
     from training.pack import pack_table
@@ -290,7 +306,7 @@ def write_benchmark(metas: list, results: dict) -> None:
               f"(BatchNorm frozen: {results.get('freeze_bn')}), {results.get('scratch_lr')} from scratch, AdamW "
               f"(weight decay {results.get('weight_decay')}), label smoothing {results.get('label_smoothing')}, "
               f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; per-model time budgets "
-              "fix the epoch count after one warm-up epoch.", ""]
+              "fix the epoch count after one warm-up epoch.", *ablation_lines(results, ablation or {}), ""]
     write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
                   "\n".join(lines))
 
@@ -423,6 +439,8 @@ def main() -> int:
     b.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
     b.add_argument("--out", type=Path, default=ROOT / "modelpack")
     b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
+    b.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation",
+                   help="the ablation run's --out, reported beside the pack when present")
     args = p.parse_args()
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)
@@ -431,7 +449,9 @@ def main() -> int:
 
         metas = build_pack(args.run, args.data, args.out, args.limit)
         if not args.limit:
-            write_benchmark(metas, json.loads((args.run / "results.json").read_text()))
+            ablation = args.ablation / "results.json"
+            write_benchmark(metas, json.loads((args.run / "results.json").read_text()),
+                            json.loads(ablation.read_text()) if ablation.exists() else None)
     else:
         train(args)
     return 0
