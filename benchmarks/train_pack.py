@@ -267,7 +267,8 @@ def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
 def ablation_lines(results: dict, ablation: dict) -> list[str]:
     """Each distilled student beside the same architecture trained without the teacher, same epochs."""
     lines = ["", "Distillation ablation (same architecture, input size, epochs and recipe; only the teacher term "
-             "differs; test = FER2013 PublicTest deduplicated, the plain model without flips):", "",
+             "differs; figures from the training run: val without flips, test with the flip choice validation "
+             "made):", "",
              "| model | with distillation: val / test | without: val / test | epochs |", "|---|---|---|---|"]
     for arch in ("mobilenet_v3_large", "efficientnet_b0"):
         kd, plain = results["jobs"].get(arch), ablation.get("jobs", {}).get(f"{arch}_no_kd")
