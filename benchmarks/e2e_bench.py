@@ -85,7 +85,7 @@ def main() -> int:
         policy = Path(tmp) / "policy.json"
         policy.write_text(json.dumps({"weights": {a: 1 for a in ARCHITECTURES}}))
         # A throughput measurement: lift the per-client frame-rate limit (every client here is 127.0.0.1).
-        unlimited = {"FERLITE_FACEDETECT_MAX_FPS_PER_CLIENT": "0"}
+        unlimited = {"FERLITE_FACEDETECT_MAX_FPS_PER_CLIENT": "0", "FERLITE_FACEDETECT_MAX_FPS_PER_PEER": "0"}
         stack = LocalStack(StackConfig.with_port_offset(o, model_dir=args.models, data_dir=Path(tmp) / "var",
                                                         policy_file=str(policy), extra_env=unlimited)).start()
         target = f"127.0.0.1:{stack.config.facedetect_port}"

@@ -86,7 +86,7 @@ bad_raw = st.builds(
 
 @pytest.fixture(scope="module")
 def facedetect():
-    f = Fuzzed(["facedetect", "--max-fps-per-client", "0", "--max-megapixels", "4"])
+    f = Fuzzed(["facedetect", "--max-fps-per-client", "0", "--max-fps-per-peer", "0", "--max-megapixels", "4"])
     yield f
     assert f.close() == 0
 
