@@ -110,8 +110,11 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         problems = []
         # The aggregator's rules, checked before any work: an event it would refuse is never made.
         for name in ("classroom_id", "stream_id"):
-            if not is_name(getattr(request, name)):
-                problems.append(f"{name} {getattr(request, name)[:70]!r} must be {NAME_RULE}")
+            value = getattr(request, name)
+            if not value:
+                problems.append(f"{name} is required")
+            elif not is_name(value):
+                problems.append(f"{name} {value[:70]!r} must be {NAME_RULE}")
         if request.record and not is_name(request.session_id):
             problems.append(f"session_id {request.session_id[:70]!r} must be {NAME_RULE}: draw one per run and reuse "
                             "it when retrying a frame (it makes event ids unique per run)")
