@@ -230,7 +230,10 @@ def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity
                                   "(or pass the HOST:PORT of a running service)") from None
 
 
-def add_tls_flags(p: argparse.ArgumentParser) -> None:
+def add_access_flags(p: argparse.ArgumentParser) -> None:
+    """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
+    p.add_argument("--token", default="", help="bearer token for summaries [env FERLITE_TOKEN, else --token-file]")
+    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
     p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
     p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
@@ -280,9 +283,7 @@ def main(argv: Sequence[str]) -> int:
                    help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
-    p.add_argument("--token", default="", help="bearer token for the aggregator summary [env FERLITE_TOKEN]")
-    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
-    add_tls_flags(p)
+    add_access_flags(p)
     args = p.parse_args(argv)
     security = tls_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
@@ -326,10 +327,8 @@ def summary_main(argv: Sequence[str]) -> int:
     p.add_argument("--classroom", required=True)
     p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600]")
     p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
-    p.add_argument("--token", default="", help="bearer token [env FERLITE_TOKEN, else --token-file]")
-    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up`")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    add_tls_flags(p)
+    add_access_flags(p)
     args = p.parse_args(argv)
     security = tls_from(args)
     try:
