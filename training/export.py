@@ -221,7 +221,11 @@ def model_card(meta: ModelMetadata) -> str:
             lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
                       for name, row in zip(meta.labels, ev["confusion"], strict=True)]
         if "latency_ms" in ev:
-            lines.append(f"\n- latency: {ev['latency_ms']}")
+            lat = ev["latency_ms"]
+            runs = lat.items() if isinstance(lat, dict) else [("", lat)]
+            lines.append("\n- latency (median, ms): " + "; ".join(
+                f"{name} " + (", ".join(f"{k} {v:.2f}" for k, v in val.items()) if isinstance(val, dict) else f"{val}")
+                for name, val in runs))
     else:
         lines.append("- not evaluated")
     for name, cd in meta.cross_dataset.items():
