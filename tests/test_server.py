@@ -133,3 +133,30 @@ def test_json_logs_redact_pixels() -> None:
     line = json.loads(JsonFormatter("test").format(record))
     assert line["crop"] == "<50 bytes redacted>"
     assert line["frame"] == "<array (4, 4, 3) redacted>"
+
+
+def test_restarter_survives_a_failed_restart_and_stops_from_its_own_thread() -> None:
+    """A restart that fails (and whose failure path stops the child) must not end supervision."""
+    import threading
+    import time
+
+    from ferlite.services.common.processes import Restarter
+
+    state = {"dead": True, "attempts": 0}
+    done = threading.Event()
+
+    def restart() -> None:
+        state["attempts"] += 1
+        if state["attempts"] == 1:
+            raise RuntimeError("did not start")
+        state["dead"] = False
+        done.set()
+
+    r = Restarter("child", lambda: state["dead"], restart, interval=0.01, first_backoff=0.01).start()
+    assert done.wait(5) and state["attempts"] == 2
+    r.stop()
+    stopper = Restarter("child", lambda: True, lambda: None, interval=0.01, first_backoff=0.01)
+    stopper.restart = stopper.stop   # stopping from inside the loop must not raise
+    stopper.start()
+    time.sleep(0.2)
+    assert not stopper._thread.is_alive()

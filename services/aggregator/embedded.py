@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from ferlite.services.common.processes import die_with_parent
+from ferlite.services.common.processes import Restarter, die_with_parent
 
 log = logging.getLogger("ferlite.aggregator.redis")
 
@@ -37,6 +36,7 @@ class EmbeddedRedis:
         self.password = password
         self.socket = self.data_dir / "redis.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._restarter: Restarter | None = None
 
     @property
     def url(self) -> str:
@@ -69,37 +69,17 @@ class EmbeddedRedis:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     log = (self.data_dir / "redis.log")
                     tail = log.read_text()[-2000:] if log.exists() else ""
-                    self.stop()
+                    self._halt()
                     raise RuntimeError(f"embedded Redis did not start:\n{tail}") from None
                 time.sleep(0.05)
         client.close()
         return self
 
-    def watch(self, on_restart: Callable[[], None] = lambda: None, interval: float = 0.5) -> EmbeddedRedis:
+    def watch(self, on_restart: Callable[[], None] = lambda: None) -> EmbeddedRedis:
         """Restart Redis whenever it dies (backoff 0.5 s doubling to 10 s), on the same socket or port,
         so clients reconnect and the outage spool drains by itself. Reaps the dead process."""
-        self._stopping = threading.Event()
-
-        def loop() -> None:
-            backoff = interval
-            while not self._stopping.wait(interval):
-                if self.proc is None or self.proc.poll() is None:
-                    backoff = interval
-                    continue
-                log.warning("embedded Redis died; restarting", extra={"code": self.proc.returncode,
-                                                                      "backoff_s": backoff})
-                if self._stopping.wait(backoff):
-                    return
-                try:
-                    self.start()
-                    on_restart()
-                    log.info("embedded Redis restarted")
-                except (RuntimeError, OSError) as exc:
-                    log.error("embedded Redis restart failed", extra={"error": str(exc)[:500]})
-                    backoff = min(10.0, backoff * 2)
-
-        self._watcher = threading.Thread(target=loop, name="redis-watch", daemon=True)
-        self._watcher.start()
+        self._restarter = Restarter("embedded Redis", lambda: self.proc is not None and self.proc.poll() is not None,
+                                    self.start, on_restart=on_restart, first_backoff=0.5, max_backoff=10.0).start()
         return self
 
     def kill(self) -> None:
@@ -109,9 +89,12 @@ class EmbeddedRedis:
             self.proc.wait()
 
     def stop(self) -> None:
-        if getattr(self, "_stopping", None) is not None:
-            self._stopping.set()
-            self._watcher.join(5)
+        if self._restarter is not None:
+            self._restarter.stop()
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop the process only (a failed start calls this: the restarter keeps running)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ferlite.services.common.processes import die_with_parent
+from ferlite.services.common.processes import Restarter, die_with_parent
 
 log = logging.getLogger("ferlite.classifier.triton")
 
@@ -62,6 +62,7 @@ class EmbeddedTriton:
         self.log_file = Path(log_file) if log_file else self.workspace / "tritonserver.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._shm_before: set[str] = set()
+        self._restarter: Restarter | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -123,41 +124,24 @@ class EmbeddedTriton:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with code {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                self.stop()
+                self._halt()
                 raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
             time.sleep(0.2)
         self.protect_shm()
         return self
 
-    def watch(self, on_restart: Callable[[], None] = lambda: None, interval: float = 0.5) -> EmbeddedTriton:
+    def watch(self, on_restart: Callable[[], None] = lambda: None) -> EmbeddedTriton:
         """Restart tritonserver whenever it dies (backoff 1 s doubling to 30 s), on the same ports;
-        its dead regions are wiped first. The classifier's readiness poll sees the models return."""
-        self._stopping = threading.Event()
-
-        def loop() -> None:
-            backoff = 1.0
-            while not self._stopping.wait(interval):
-                if self.proc is None or self.proc.poll() is None:
-                    continue
-                log.warning("tritonserver died; restarting", extra={"code": self.proc.returncode,
-                                                                    "backoff_s": backoff})
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)   # its stubs
-                self.clean_shm()
-                if self._stopping.wait(backoff):
-                    return
-                try:
-                    self.start()
-                    on_restart()
-                    log.info("tritonserver restarted")
-                    backoff = 1.0
-                except (RuntimeError, OSError) as exc:
-                    log.error("tritonserver restart failed", extra={"error": str(exc)[-500:]})
-                    backoff = min(30.0, backoff * 2)
-
-        self._watcher = threading.Thread(target=loop, name="triton-watch", daemon=True)
-        self._watcher.start()
+        its stubs are killed and its dead regions wiped first. The classifier's readiness poll sees
+        the models return."""
+        self._restarter = Restarter("tritonserver", lambda: self.proc is not None and self.proc.poll() is not None,
+                                    self.start, cleanup=self._clear_dead, on_restart=on_restart).start()
         return self
+
+    def _clear_dead(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)   # its stubs
+        self.clean_shm()
 
     def protect_shm(self) -> list[str]:
         """chmod 0600 this server's Python-backend regions: they carry face crops, and the backend
@@ -195,9 +179,13 @@ class EmbeddedTriton:
             self.proc.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
-        if getattr(self, "_stopping", None) is not None:
-            self._stopping.set()
-            self._watcher.join(5)
+        if self._restarter is not None:
+            self._restarter.stop()
+        self._halt(timeout)
+
+    def _halt(self, timeout: float = 20.0) -> None:
+        """Stop the server, its stubs and their regions (a failed start calls this: the restarter keeps
+        running)."""
         ours = self._mapped_regions()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
