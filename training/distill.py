@@ -17,15 +17,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from ferlite.model_metadata import apply_temperature
+
 EPS = 1e-7
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T) row-wise: the teacher's distribution at temperature T (float32)."""
-    logits = np.log(np.clip(probs.astype(np.float64), EPS, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    out = np.exp(logits)
-    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+    """softmax(log p / T) row-wise: the teacher's distribution at temperature T (float32); the same
+    arithmetic as serving's calibration."""
+    return apply_temperature(np.asarray(probs, dtype=np.float32), temperature)
 
 
 def targets(one_hot: np.ndarray, soft: np.ndarray) -> np.ndarray:
