@@ -42,20 +42,29 @@ DEFAULT_FORMATS = ("savedmodel", "onnx", "tflite", "tflite_int8")
 ONNX_OPSET = 17
 
 
-def _run_batches(fn: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+def run_batches(fn: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+    """`fn` (float [0, 1] batches in, probabilities out) over uint8 faces, normalised batch by batch."""
     out = [fn(preprocess.normalize(pixels[i:i + batch])) for i in range(0, len(pixels), batch)]
     return np.concatenate(out)
 
 
 def _onnx(model: keras.Model, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
     import tf2onnx
 
     size = model.input_shape[1]
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
     path.write_bytes(proto.SerializeToString())
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return onnx_runner(path)
+
+
+def onnx_runner(path: Path, threads: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+    """An exported ONNX file as a function of float [0, 1] NHWC batches (ONNX Runtime, CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
@@ -75,6 +84,11 @@ def _tflite(model: keras.Model, path: Path, representative: np.ndarray | None, f
 
         converter.representative_dataset = samples
     path.write_bytes(converter.convert())
+    return tflite_runner(path)
+
+
+def tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An exported TFLite file as a function of float [0, 1] NHWC batches."""
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=2)
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
@@ -143,7 +157,7 @@ def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set:
         name, build = builders[fmt]
         start = time.perf_counter()
         run = build(target / name)
-        probs = _run_batches(run, test_set.pixels)
+        probs = run_batches(run, test_set.pixels)
         files[fmt] = name
         checks[fmt] = {
             "file": name,

@@ -45,38 +45,11 @@ def faces(grey48: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
     return ImageSet([Sample("", int(y), "", "") for y in labels], pixels)
 
 
-def onnx_runner(path: Path):
-    import onnxruntime as ort
+def on_faces(fn, batch: int = 256):
+    """A float-input runner (export.onnx_runner / tflite_runner) as a function of uint8 faces."""
+    from .export import run_batches
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(pixels: np.ndarray, batch: int = 256) -> np.ndarray:
-        return np.concatenate([session.run(None, {name: preprocess.normalize(pixels[i:i + batch])})[0]
-                               for i in range(0, len(pixels), batch)])
-    return run
-
-
-def tflite_runner(path: Path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=2)
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-
-    def run(pixels: np.ndarray, batch: int = 64) -> np.ndarray:
-        outs = []
-        for i in range(0, len(pixels), batch):
-            x = preprocess.normalize(pixels[i:i + batch])
-            interpreter.resize_tensor_input(inp, list(x.shape))
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(inp, x)
-            interpreter.invoke()
-            outs.append(interpreter.get_tensor(out).copy())
-        return np.concatenate(outs)
-    return run
+    return lambda pixels: run_batches(fn, pixels, batch)
 
 
 def served(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
@@ -130,7 +103,7 @@ def latency_ms(run, size: int, repeats: int = 30) -> dict:
 
 
 def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Path, recipe: dict) -> ModelMetadata:
-    from .export import export_model, model_card
+    from .export import export_model, model_card, onnx_runner, tflite_runner
 
     size = int(job["size"])
     model = models.build_model(arch, size, "none", dropout=recipe.get("dropout", 0.3))
@@ -151,15 +124,16 @@ def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Pat
                         flip_tta=bool(job["flip_tta"]), training=training)
     folder = out / arch
     onnx_path = folder / "model.onnx"
-    before = onnx_runner(onnx_path)(val.pixels)
+    before = on_faces(onnx_runner(onnx_path))(val.pixels)
     storage = store_weights_fp16(onnx_path)
-    run = onnx_runner(onnx_path)
+    run = on_faces(onnx_runner(onnx_path))
     after = run(val.pixels)
     storage.update(max_abs_diff=float(np.abs(after - before).max()),
                    agreement=float((after.argmax(1) == before.argmax(1)).mean()))
     # Edge format: int8 when its validation accuracy is within 0.5 pt of float, else fp16.
     float_acc = float((after.argmax(1) == val.labels).mean())
-    int8_acc = float((tflite_runner(folder / "model_int8.tflite")(val.pixels).argmax(1) == val.labels).mean())
+    int8 = on_faces(tflite_runner(folder / "model_int8.tflite"), batch=64)(val.pixels)
+    int8_acc = float((int8.argmax(1) == val.labels).mean())
     edge = "model_int8.tflite" if float_acc - int8_acc <= EDGE_TOLERANCE else "model_fp16.tflite"
     (folder / ({"model_int8.tflite", "model_fp16.tflite"} - {edge}).pop()).unlink()
     # The one test evaluation, and CK+ (never trained on), as served.
