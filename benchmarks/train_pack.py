@@ -316,6 +316,20 @@ def save_results(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
+def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
+    """The model an earlier (interrupted) run of this command finished, or None: a rerun skips the
+    jobs whose results and weights are both on disk, so a killed run loses at most one job."""
+    from training import models
+
+    rec, path = results["jobs"].get(arch), out / f"{arch}.weights.npz"
+    if not rec or "test_accuracy" not in rec or not path.exists():
+        return None
+    model = models.build_model(arch, rec["size"], "none", dropout=args.dropout)
+    models.load_weights_npz(model, path)
+    print(f"== {arch}: kept from an earlier run (--no-resume trains it again)", flush=True)
+    return model
+
+
 def train(args: argparse.Namespace) -> None:
     from training import models
 
@@ -362,18 +376,25 @@ def train(args: argparse.Namespace) -> None:
         scale = min(1.0, left / planned)
         budgets = {a: b * scale for a, b in budgets.items()}
         results["budgets_s"] = {a: round(b) for a, b in budgets.items()}
+        epochs = dict(zip(budgets, args.epochs or [0, 0, 0, 0], strict=True))
+        results["fixed_epochs"] = epochs
         teachers = []
         for arch in ("mobilenet_v2", "mobilenet_v3_small"):
-            rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], lr=args.lr), data, args)
-            results["jobs"][arch] = rec
-            save_results(out, results)
-            models.save_weights_npz(model, out / f"{arch}.weights.npz")
+            model = resume(arch, out, results, args) if args.resume else None
+            if model is None:
+                rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], epochs=epochs[arch] or None,
+                                         lr=args.lr), data, args)
+                results["jobs"][arch] = rec
+                save_results(out, results)
+                models.save_weights_npz(model, out / f"{arch}.weights.npz")
             teachers.append(training_graph(model, size, augment=False, seed=args.seed))
         soft = teacher_probs(teachers, data, args.temperature)
         np.save(args.cache / "teacher_soft.npy", soft)  # kept for reruns, not part of the results
         for arch in ("mobilenet_v3_large", "efficientnet_b0"):
+            if args.resume and resume(arch, out, results, args) is not None:
+                continue
             rec, model = run_job(Job(arch, arch, args.student_size or size, None, budgets[arch], teacher=soft,
-                                     lr=args.scratch_lr),
+                                     epochs=epochs[arch] or None, lr=args.scratch_lr),
                                  data, args)
             results["jobs"][arch] = rec
             save_results(out, results)
@@ -387,6 +408,9 @@ def train(args: argparse.Namespace) -> None:
             ref = reference.get("jobs", {}).get(arch) or results["jobs"].get(arch, {})
             epochs = ref.get("epochs") or args.ablation_epochs
             name = f"{arch}_{'no_kd' if arch in ('mobilenet_v3_large', 'efficientnet_b0') else 'scratch'}"
+            if args.resume and name in results["jobs"] and (out / f"{name}.weights.npz").exists():
+                print(f"== {name}: kept from an earlier run (--no-resume trains it again)", flush=True)
+                continue
             student = ref.get("size") or args.student_size or size
             rec, model = run_job(Job(name, arch, student, None, 1e9, epochs=epochs, lr=args.scratch_lr), data, args)
             results["jobs"][name] = rec
@@ -414,6 +438,11 @@ def main() -> int:
     t.add_argument("--sweep-budget", type=float, default=90)
     t.add_argument("--budgets", type=lambda s: [float(v) for v in s.split(",")], default=[150, 90, 110, 120],
                    help="seconds for mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0")
+    t.add_argument("--epochs", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="fixed epoch counts for the four models, in --budgets order (0: from the budget); "
+                        "a fixed count makes a run reproducible on a busy machine")
+    t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip the jobs an earlier run into the same --out finished")
     t.add_argument("--max-epochs", type=int, default=60)
     t.add_argument("--ablation-epochs", type=int, default=20)
     t.add_argument("--ablation-archs", default="mobilenet_v3_large,efficientnet_b0",
