@@ -8,6 +8,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferlite.services.common.channels import ChannelSecurity
+
 from .model_metadata import find_models
 from .sample_clip import make_clip
 from .stack import StackError
@@ -39,9 +41,10 @@ def main(argv: Sequence[str]) -> int:
         print_addresses(stack)
         c = stack.config
         print(f"streaming {source} as classroom {args.classroom!r} ...", flush=True)
-        stats = run_stream(source, args.classroom, f"{c.host}:{c.facedetect_port}", fps=args.fps, output=output)
-        token = resolve_token("", str(args.data_dir / "auth-token")) if args.auth else ""
-        summary = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, 3600, token)
+        access = ChannelSecurity(token=resolve_token("", str(args.data_dir / "auth-token")) if args.auth else "")
+        stats = run_stream(source, args.classroom, f"{c.host}:{c.facedetect_port}", fps=args.fps, output=output,
+                           security=access)
+        summary = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, 3600, access)
         print_summary(stats, summary)
         print(f"annotated video: {output}")
         print("metrics (Prometheus text format):")

@@ -114,15 +114,56 @@ def model_input_size(model_dir: Path) -> int:
     return max(m.input_size for m in models)
 
 
+def listening_inodes(port: int) -> set[int] | None:
+    """Socket inodes listening on TCP `port` (any address), from /proc/net; None where there is no
+    /proc (not Linux): the ownership check is then skipped."""
+    found: set[int] = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(fields[9]))
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The socket inodes process `pid` holds open."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd.path)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def answered_by(proc: subprocess.Popen, port: int) -> bool:
+    """Whether the process listening on `port` is `proc` (True where /proc cannot tell)."""
+    listening = listening_inodes(port)
+    return listening is None or bool(listening & socket_inodes(proc.pid))
+
+
 def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `target` answers SERVING, and (given `proc`) check that the answer comes from that
+    process: a port taken by another program after the free-port check must not pass for ours."""
     deadline = time.monotonic() + timeout
+    port = int(target.rpartition(":")[2])
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
                         health_pb2.HealthCheckResponse.SERVING:
-                    return
+                    if proc is None or answered_by(proc, port):
+                        return
+                    raise StackError(f"{target} answers, but not from the service started here (pid {proc.pid}): "
+                                     "another program took the port; stop it or use --port-offset")
             except grpc.RpcError:
                 pass
             if proc is not None and proc.poll() is not None:

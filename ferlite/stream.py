@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ferlite.event_rules import safe_name
 from ferlite.labels import EMOTIONS
 from ferlite.services.common.channels import ChannelSecurity, open_channel
-from ferlite.services.common.security import token_metadata
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
@@ -201,14 +200,13 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
 SUMMARY_LEAD_SECONDS = 60.0
 
 
-def classroom_summary(target: str, classroom: str, window: float, token: str = "",
+def classroom_summary(target: str, classroom: str, window: float,
                       security: ChannelSecurity | None = None) -> aggregator_pb2.ClassroomSummary:
     end = time.time() + SUMMARY_LEAD_SECONDS
     with open_channel(target, security) as channel:
         stub = aggregator_pb2_grpc.AggregatorStub(channel)
         return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window,
-                                                             end_time=end),
-                               timeout=10, metadata=token_metadata(token))
+                                                             end_time=end), timeout=10)
 
 
 def aggregator_beside(target: str) -> str:
@@ -232,7 +230,9 @@ def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity
 
 def add_access_flags(p: argparse.ArgumentParser) -> None:
     """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
-    p.add_argument("--token", default="", help="bearer token for summaries [env FERLITE_TOKEN, else --token-file]")
+    p.add_argument("--token", default="", help="bearer token sent on every call: the stack's admin token, or a "
+                                               "camera's service token (frames only) [env FERLITE_TOKEN, else "
+                                               "--token-file]")
     p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
     p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
@@ -240,10 +240,12 @@ def add_access_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-server-name", default="", help="name to check in the server certificate")
 
 
-def tls_from(args: argparse.Namespace) -> ChannelSecurity | None:
+def access_from(args: argparse.Namespace) -> ChannelSecurity:
+    """The flags of `add_access_flags` as the channel settings every call of this client uses."""
     if (args.tls_cert or args.tls_key) and not args.tls_ca:
         raise SystemExit("--tls-cert and --tls-key need --tls-ca")
-    return ChannelSecurity(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if args.tls_ca else None
+    return ChannelSecurity(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name,
+                           token=resolve_token(args.token, args.token_file))
 
 
 def resolve_token(token: str, token_file: str) -> str:
@@ -285,7 +287,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
     add_access_flags(p)
     args = p.parse_args(argv)
-    security = tls_from(args)
+    security = access_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
         p.error("--fps must be > 0 and --smoothing in [0, 1)")
     if args.aggregator is None:
@@ -306,8 +308,7 @@ def main(argv: Sequence[str]) -> int:
     summary = None
     if args.aggregator and args.record:
         try:
-            token = resolve_token(args.token, args.token_file)
-            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, token,
+            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600,
                                         security)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
@@ -330,11 +331,10 @@ def summary_main(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_access_flags(p)
     args = p.parse_args(argv)
-    security = tls_from(args)
+    security = access_from(args)
     try:
         check_reachable(args.aggregator, security=security)
-        s = classroom_summary(args.aggregator, args.classroom, args.window, resolve_token(args.token, args.token_file),
-                              security)
+        s = classroom_summary(args.aggregator, args.classroom, args.window, security)
     except ConnectionError as exc:
         print(f"ferlite summary: error: {exc}", file=sys.stderr)
         return 1

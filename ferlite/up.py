@@ -35,18 +35,29 @@ def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--port-offset", type=int, default=0,
                    help="add to every default port (run two stacks side by side)")
     p.add_argument("--no-auth", dest="auth", action="store_false",
-                   help="do not require a bearer token for summaries, feedback and A/B admin")
+                   help="require no bearer tokens (neither the admin token nor the service token of the "
+                        "pipeline's writes)")
     return p
 
 
+TOKEN_FILES = {  # env setting -> file under DATA
+    "FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": "auth-token",  # admin: summaries, events, feedback, A/B
+    "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": "auth-token",
+    "FERLITE_FACEDETECT_AUTH_TOKEN_FILE": "auth-token",  # also accepted on Process
+    "FERLITE_FACEDETECT_SERVICE_TOKEN_FILE": "service-token",  # the pipeline's writes between services
+    "FERLITE_CLASSIFIER_SERVICE_TOKEN_FILE": "service-token",
+    "FERLITE_AGGREGATOR_SERVICE_TOKEN_FILE": "service-token",
+}
+
+
 def auth_env(args: argparse.Namespace) -> dict[str, str]:
-    """Where the stack's token lives (DATA/auth-token), for the aggregator and the classifier admin.
-    The token itself is written by `start_stack` once the ports are known to be free, so a start
-    that fails never replaces the token of a stack that is running."""
+    """Where the stack's tokens live (DATA/auth-token for admins and the stream client,
+    DATA/service-token between services). The tokens themselves are written by `start_stack` once
+    the ports are known to be free, so a start that fails never replaces the tokens of a stack that
+    is running."""
     if not args.auth:
         return {}
-    resolved = str((args.data_dir / "auth-token").resolve())
-    return {"FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": resolved, "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": resolved}
+    return {env: str((args.data_dir / name).resolve()) for env, name in TOKEN_FILES.items()}
 
 
 def write_token(path: Path) -> None:
@@ -86,9 +97,8 @@ def ensure_models(args: argparse.Namespace, prog: str) -> bool:
 
 def start_stack(config: StackConfig) -> LocalStack:
     config.check_ports()
-    token = config.extra_env.get("FERLITE_AGGREGATOR_AUTH_TOKEN_FILE")
-    if token:
-        write_token(Path(token))
+    for path in sorted({config.extra_env[env] for env in TOKEN_FILES if env in config.extra_env}):
+        write_token(Path(path))
     stack = LocalStack(config)
     print("starting aggregator (embedded Redis), classifier (embedded Triton, 4 models), face detection ...",
           flush=True)
@@ -148,6 +158,8 @@ def main(argv: Sequence[str]) -> int:
     print_addresses(stack)
     if args.auth:
         print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
+        print(f"  service token       {args.data_dir / 'service-token'} (between services; a camera may use it "
+              "for frames only)")
     print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
           flush=True)
     code = supervise(stack, stop)

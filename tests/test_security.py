@@ -29,6 +29,7 @@ from ferlite.v1 import aggregator_pb2 as apb
 from ferlite.v1 import aggregator_pb2_grpc as apb_grpc
 from ferlite.v1 import classifier_pb2 as cpb
 from ferlite.v1 import classifier_pb2_grpc as cpb_grpc
+from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as fpb
 from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
 from tests.conftest import TINY_SIZE
@@ -72,6 +73,61 @@ def test_aggregator_queries_and_feedback_need_the_token(aggregator) -> None:
                 call(metadata)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
         assert call(token_metadata(TOKEN)) is not None, name
+
+
+SERVICE_TOKEN = "pipeline-writes-only"
+
+
+def _denied(call, *args) -> bool:
+    try:
+        call(*args)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.UNAUTHENTICATED, exc
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_pipeline_writes_need_the_service_token_and_facedetect_sends_it(exported_models, tmp_path) -> None:
+    """RecordEvents, Classify and Process refuse callers without the service (or admin) token, and
+    a frame sent with it still goes all the way: facedetect presents the token to its peers."""
+    common = {"port": 0, "metrics_port": -1, "auth_token": TOKEN, "service_token": SERVICE_TOKEN}
+    agg = build_aggregator(AggregatorConfig(data_dir=str(tmp_path / "agg"), **common)).start()
+    clf = build_classifier(ClassifierConfig(
+        min_val_accuracy=0.0, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
+        triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), **common)).start()
+    fd = build_facedetect(FaceDetectConfig(classifier_url=f"127.0.0.1:{clf.port}",
+                                           aggregator_url=f"127.0.0.1:{agg.port}", crop_size=TINY_SIZE,
+                                           **common)).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{agg.port}") as a, \
+                grpc.insecure_channel(f"127.0.0.1:{clf.port}") as c, \
+                grpc.insecure_channel(f"127.0.0.1:{fd.port}") as f:
+            record = lambda md: apb_grpc.AggregatorStub(a).RecordEvents(  # noqa: E731
+                apb.RecordEventsRequest(events=[event_to_pb(event(len(md), ts=time.time()))]), metadata=md)
+            crop = np.zeros((TINY_SIZE, TINY_SIZE, 3), np.uint8)
+            classify = lambda md: cpb_grpc.ClassifierStub(c).Classify(cpb.ClassifyRequest(  # noqa: E731
+                crops=[common_pb2.FaceCrop(height=TINY_SIZE, width=TINY_SIZE, channels=3,
+                                           dtype=common_pb2.CROP_DTYPE_UINT8, data=crop.tobytes())]),
+                metadata=md, timeout=30)
+            process = lambda md: fpb_grpc.FaceDetectionStub(f).Process(fpb.ProcessRequest(  # noqa: E731
+                frame=fpb.Frame(encoded=_jpeg()), classroom_id="room-1", stream_id="cam", frame_index=len(md),
+                timestamp=time.time(), record=True, session_id="s1"), metadata=md, timeout=60)
+            for name, call in (("RecordEvents", record), ("Classify", classify), ("Process", process)):
+                for md in ([], token_metadata("wrong-token")):
+                    assert _denied(call, md), f"{name} accepted {md}"
+                assert call(token_metadata(SERVICE_TOKEN)) is not None, name
+                assert call(token_metadata(TOKEN)) is not None, name  # the admin may write too
+            reply = process([*token_metadata(SERVICE_TOKEN), ("x", "again")])
+            assert reply.faces and reply.recorded  # classified and stored through the guarded hops
+            # The service token is not an admin token: it cannot read classroom data.
+            summary = lambda md: apb_grpc.AggregatorStub(a).GetSummary(  # noqa: E731
+                apb.SummaryRequest(classroom_id="room-1", window_seconds=60), metadata=md)
+            assert _denied(summary, token_metadata(SERVICE_TOKEN))
+            assert summary(token_metadata(TOKEN)).total_events >= 1
+    finally:
+        for server in (fd, clf, agg):
+            server.stop(0)
 
 
 def test_rate_limiter_buckets_and_bounded_memory() -> None:
@@ -191,6 +247,12 @@ def test_chart_wires_the_secrets() -> None:
         env = {e["name"]: e for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "ferlite-auth", "key": "auth-token"}
         assert env[var.replace("AUTH_TOKEN", "TLS_CLIENT_CA")]["value"] == "/etc/ferlite/tls/ca.crt"
+    for name in ("aggregator", "classifier", "facedetect"):  # every hop of the pipeline's writes
+        env = {e["name"]: e for e in deployments[f"ferlite-{name}"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env[f"FERLITE_{name.upper()}_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "ferlite-auth", "key": "service-token"}
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "ferlite-auth")
+    assert set(secret["data"]) == {"auth-token", "service-token"} and len(set(secret["data"].values())) == 2
     redis_env = {e["name"]: e for e in deployments["ferlite-redis"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
     fd_env = {e["name"]: e["value"] for e in deployments["ferlite-facedetect"]["spec"]["template"]["spec"][

@@ -210,3 +210,46 @@ def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) ->
             time.sleep(0.1)
     finally:
         assert up.stop() == 0, up.tail()
+
+
+HEALTH_SERVER = """
+import sys, time, grpc
+from concurrent import futures
+from grpc_health.v1 import health, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(2))
+health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
+server.start()
+time.sleep(60)
+"""
+
+
+def test_start_up_trusts_only_the_child_it_started() -> None:
+    """A port taken by another program after the free-port check answers SERVING; the stack must
+    not take that answer for its own service's."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    from ferlite.stack import StackError, wait_healthy
+    from tests.support.redis import free_port
+
+    port = free_port()
+    impostor = grpc.server(futures.ThreadPoolExecutor(2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), impostor)
+    impostor.add_insecure_port(f"127.0.0.1:{port}")
+    impostor.start()
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(StackError, match="not from the service started here"):
+            wait_healthy(f"127.0.0.1:{port}", 10, ours)
+    finally:
+        ours.kill()
+        impostor.stop(0)
+    port = free_port()
+    child = subprocess.Popen([sys.executable, "-c", HEALTH_SERVER, str(port)])
+    try:
+        wait_healthy(f"127.0.0.1:{port}", 30, child)  # the child itself answers: accepted
+    finally:
+        child.kill()

@@ -27,9 +27,10 @@ from .store import EventConflict, RedisStore
 
 SERVICE_NAME = "ferlite.v1.Aggregator"
 REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
-# Reads of classroom data and teacher feedback need the bearer token; RecordEvents is the
-# pipeline's internal write path (protected by mTLS and NetworkPolicy in a cluster).
+# Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
+# write path, needs the service token (when one is configured: the local stack and the chart do).
 PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
+INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
 
 
 def event_from_pb(m: pb.EmotionEvent) -> Event:
@@ -120,7 +121,8 @@ class AggregatorServer(GrpcServer):
                  on_stop: list) -> None:
         servicer = AggregatorServicer(core)
         super().__init__(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_AggregatorServicer_to_server(servicer, s))],
-                         metrics=metrics, on_stop=[core.stop, *on_stop], protected=PROTECTED)
+                         metrics=metrics, on_stop=[core.stop, *on_stop], protected=PROTECTED,
+                         internal=INTERNAL)
         self.core = core
         core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
 

@@ -27,6 +27,7 @@ from .triton import EmbeddedTriton
 CLASSIFIER = "ferlite.v1.Classifier"
 ADMIN = "ferlite.v1.ABAdmin"
 PROTECTED = [f"/{ADMIN}/GetPolicy", f"/{ADMIN}/SetPolicy"]  # A/B control is for admins only
+INTERNAL = [f"/{CLASSIFIER}/Classify"]  # facedetect's calls carry the service token
 DTYPES = {common_pb2.CROP_DTYPE_FLOAT32: "float32", common_pb2.CROP_DTYPE_UINT8: "uint8"}
 
 
@@ -92,7 +93,8 @@ class ClassifierServer(GrpcServer):
                  metrics: ServiceMetrics, triton: EmbeddedTriton | None) -> None:
         mounts = [Mount(CLASSIFIER, lambda s: pb_grpc.add_ClassifierServicer_to_server(ClassifierServicer(core), s)),
                   Mount(ADMIN, lambda s: pb_grpc.add_ABAdminServicer_to_server(AdminServicer(policies), s))]
-        super().__init__(config, mounts, metrics=metrics, on_stop=[self._shutdown], protected=PROTECTED)
+        super().__init__(config, mounts, metrics=metrics, on_stop=[self._shutdown], protected=PROTECTED,
+                         internal=INTERNAL)
         self.core, self.policies, self.backend, self.triton = core, policies, backend, triton
         backend.on_change = self._on_ready_change
         policies.on_change = core.publish_policy

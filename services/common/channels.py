@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpc
 
+from .security import BearerToken
+
 
 @dataclass(frozen=True)
 class ChannelSecurity:
@@ -17,6 +19,7 @@ class ChannelSecurity:
     cert: str = ""
     key: str = ""
     server_name: str = ""  # overrides the name checked against the certificate
+    token: str = ""  # bearer token sent on every call (the service token between services)
 
     @property
     def enabled(self) -> bool:
@@ -33,6 +36,13 @@ def open_channel(target: str, security: ChannelSecurity | None = None,
         # `ipv4:a,b`), instead of pick-first pinning each client to one replica.
         ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
     ]
+    channel = _secure_or_plain(target, security, options)
+    if security is not None and security.token:
+        return grpc.intercept_channel(channel, BearerToken(security.token))
+    return channel
+
+
+def _secure_or_plain(target: str, security: ChannelSecurity | None, options: list[tuple[str, object]]) -> grpc.Channel:
     if security is None or not security.enabled:
         return grpc.insecure_channel(target, options=options)
     creds = grpc.ssl_channel_credentials(

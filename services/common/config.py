@@ -62,6 +62,10 @@ class ServerConfig:
     tls_client_ca: str = setting("", "CA (PEM) that client certificates must chain to: mTLS")
     auth_token: str = setting("", "bearer token required on this service's protected RPCs; empty disables")
     auth_token_file: str = setting("", "file holding the bearer token (a mounted Secret); overrides auth_token")
+    service_token: str = setting("", "bearer token of the pipeline's writes (Process, Classify, RecordEvents), "
+                                     "required from callers and sent to peers; empty leaves them open")
+    service_token_file: str = setting("", "file holding the service token (a mounted Secret); overrides "
+                                          "service_token")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = setting("json", "json (one object a line) or text")
 
@@ -83,7 +87,7 @@ class ServerConfig:
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "service_token_file"):
             _check_file(name, getattr(self, name))
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"log_level={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
@@ -100,6 +104,13 @@ class ServerConfig:
         if self.auth_token_file:
             return Path(self.auth_token_file).read_text().strip()
         return self.auth_token
+
+    @property
+    def service_token_value(self) -> str:
+        """The service token in force ("" when the pipeline's writes are open)."""
+        if self.service_token_file:
+            return Path(self.service_token_file).read_text().strip()
+        return self.service_token
 
     @property
     def tls_enabled(self) -> bool:

@@ -11,7 +11,7 @@ import hmac
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -27,18 +27,22 @@ def bearer(metadata: Iterable[tuple[str, Any]] | None) -> str:
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` on the listed methods (full names, /pkg.Svc/Method)."""
+    """Requires `authorization: Bearer <token>` on the listed methods (full names, /pkg.Svc/Method),
+    each with the tokens it accepts: the admin token on queries and A/B control, the service token
+    (or the admin token) on the pipeline's writes. A method not listed is open."""
 
-    def __init__(self, token: str, protected: Iterable[str]) -> None:
-        self.token = token.encode()
-        self.protected = set(protected)
+    def __init__(self, rules: Mapping[str, Iterable[str]]) -> None:
+        self.rules = {method: tuple(t.encode() for t in tokens if t) for method, tokens in rules.items()}
+        self.rules = {method: tokens for method, tokens in self.rules.items() if tokens}
 
     def _allowed(self, details: Any) -> bool:
-        return hmac.compare_digest(bearer(details.invocation_metadata).encode(), self.token)
+        given = bearer(details.invocation_metadata).encode()
+        # Every candidate is compared (constant time each), so timing does not say which one matched.
+        return sum(hmac.compare_digest(given, token) for token in self.rules[details.method]) > 0
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or details.method not in self.protected or self._allowed(details):
+        if handler is None or details.method not in self.rules or self._allowed(details):
             return handler
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
@@ -53,6 +57,33 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary:
             return handler._replace(unary_unary=deny)
         return handler._replace(stream_unary=deny) if handler.stream_unary else handler
+
+
+def auth_rules(admin_token: str, service_token: str, protected: Iterable[str],
+               internal: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Which token each guarded method accepts. `protected` (reads, feedback, A/B control) take the
+    admin token; `internal` (Process, Classify, RecordEvents: the pipeline's writes) take the
+    service token, or the admin token, and are open only while no service token is configured."""
+    rules: dict[str, tuple[str, ...]] = {m: (admin_token,) for m in protected if admin_token}
+    if service_token:
+        rules.update({m: (service_token, admin_token) for m in internal})
+    return rules
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call on a channel (a service calling its peers)."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = token_metadata(token)
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), *self.metadata])
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
 
 
 def token_metadata(token: str) -> list[tuple[str, str]]:

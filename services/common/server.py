@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import ServerConfig
 from .metrics import MetricsInterceptor, ServiceMetrics, serve_metrics
-from .security import TokenAuthInterceptor
+from .security import TokenAuthInterceptor, auth_rules
 
 log = logging.getLogger("ferlite.server")
 
@@ -55,12 +55,14 @@ class GrpcServer:
 
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
-                 on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = ()) -> None:
+                 on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = (),
+                 internal: Sequence[str] = ()) -> None:
         self.config = config
         self.mounts = list(mounts)
         self.metrics = metrics or ServiceMetrics(config.SERVICE)
         self.on_stop = list(on_stop)
-        self.protected = list(protected)  # full method names that need the bearer token
+        self.protected = list(protected)  # full method names that need the admin token
+        self.internal = list(internal)  # the pipeline's writes: they need the service token
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.port = 0
         self.metrics_port = -1
@@ -107,14 +109,16 @@ class GrpcServer:
             self.set_serving(name, True)
         log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                    "tls": cfg.tls_enabled, "mtls": bool(cfg.tls_client_ca),
-                                   "auth": bool(cfg.token and self.protected), "services": names})
+                                   "auth": bool(cfg.token and self.protected),
+                                   "service_auth": bool(cfg.service_token_value and self.internal),
+                                   "services": names})
         return self
 
     def _interceptors(self) -> list[grpc.ServerInterceptor]:
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
-        token = self.config.token
-        if token and self.protected:
-            interceptors.append(TokenAuthInterceptor(token, self.protected))
+        rules = auth_rules(self.config.token, self.config.service_token_value, self.protected, self.internal)
+        if rules:
+            interceptors.append(TokenAuthInterceptor(rules))
         return interceptors
 
     def set_serving(self, name: str, serving: bool) -> None:

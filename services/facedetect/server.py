@@ -172,12 +172,14 @@ def build(config: FaceDetectConfig) -> GrpcServer:
     config = dataclasses.replace(config, crop_size=config.resolved_crop_size())
     metrics = ServiceMetrics(config.SERVICE)
     core = FaceService(config, detector, metrics)
-    security = ChannelSecurity(config.tls_ca, config.tls_client_cert, config.tls_client_key)
+    security = ChannelSecurity(config.tls_ca, config.tls_client_cert, config.tls_client_key,
+                               token=config.service_token_value)
     classifier = ClassifierClient(config.classifier_url, security)
     aggregator = AggregatorClient(config.aggregator_url, security)
     servicer = FaceDetectionServicer(core, classifier, aggregator)
     return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
-                      metrics=metrics, on_stop=[classifier.close, aggregator.close])
+                      metrics=metrics, on_stop=[classifier.close, aggregator.close],
+                      internal=[f"/{SERVICE_NAME}/Process", f"/{SERVICE_NAME}/Detect"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,16 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- define "ferlite.redisSecret" -}}{{ .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "ferlite.fullname" .)) }}{{- end -}}
 {{- define "ferlite.authSecret" -}}{{ .Values.auth.existingSecret | default (printf "%s-auth" (include "ferlite.fullname" .)) }}{{- end -}}
 
+{{/* Bearer tokens from the auth Secret: auth-token (admins: queries, feedback, A/B control) and
+service-token (the pipeline's writes: Process, Classify, RecordEvents; facedetect sends it to its
+peers, cameras may send it with frames). */}}
+{{- define "ferlite.authEnv" -}}
+- name: FERLITE_{{ .service }}_AUTH_TOKEN
+  valueFrom: {secretKeyRef: {name: {{ include "ferlite.authSecret" .root }}, key: auth-token}}
+- name: FERLITE_{{ .service }}_SERVICE_TOKEN
+  valueFrom: {secretKeyRef: {name: {{ include "ferlite.authSecret" .root }}, key: service-token}}
+{{- end -}}
+
 {{/* Env + volumes for TLS on the gRPC server and its client channels. */}}
 {{- define "ferlite.tlsEnv" -}}
 {{- if .root.Values.tls.enabled }}
