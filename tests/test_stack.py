@@ -194,18 +194,24 @@ def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) ->
     lines = up.lines
     try:
         up.wait_up()
-        for name, port in (("aggregator", ports.aggregator_port), ("facedetect", ports.facedetect_port)):
+        took = {}
+        for name, port in (("aggregator", ports.aggregator_port), ("facedetect", ports.facedetect_port),
+                           ("classifier", ports.classifier_port)):
             pid = subprocess.run(["pgrep", "-f", f"serve {name} .*--port {port}"], capture_output=True,
                                  text=True).stdout.split()
             assert len(pid) == 1, (name, pid)
             os.kill(int(pid[0]), signal.SIGKILL)
-            deadline = time.monotonic() + 30
+            killed = time.monotonic()
+            # The classifier brings its embedded Triton and models back up with it: slower.
+            deadline = killed + (90 if name == "classifier" else 30)
             while not _serving(f"127.0.0.1:{port}"):
                 assert up.proc.poll() is None, "ferlite up gave up:\n" + up.tail()
                 assert time.monotonic() < deadline, f"{name} not serving again:\n" + "".join(lines[-30:])
                 time.sleep(0.3)
+            took[name] = round(time.monotonic() - killed, 1)
+        print("serving again after SIGKILL, seconds:", took)
         deadline = time.monotonic() + 10  # the line follows the health check by a moment
-        while sum("is serving again" in line for line in lines) < 2:
+        while sum("is serving again" in line for line in lines) < 3:
             assert time.monotonic() < deadline, up.tail()
             time.sleep(0.1)
     finally:
