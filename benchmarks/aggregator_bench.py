@@ -23,13 +23,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, timed, write_results
-from ferlite.labels import EMOTIONS
+from ferlite.base.events import Event, event_to_pb
+from ferlite.base.labels import EMOTIONS
 from ferlite.services.aggregator.config import AggregatorConfig
-from ferlite.services.aggregator.events import Event
-from ferlite.services.aggregator.server import build, event_to_pb
+from ferlite.services.aggregator.embedded import EmbeddedRedis
+from ferlite.services.aggregator.server import build
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
-from tests.support.redis import start_redis
 
 
 def make_event(i: int, classroom: str, ts: float) -> Event:
@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--big", type=int, default=100_000, help="events in the large classroom")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server_redis = start_redis(Path(tmp) / "redis")
+        server_redis = EmbeddedRedis(Path(tmp) / "redis", port=0).start()  # a real redis-server (unix socket)
         config = AggregatorConfig(port=0, metrics_port=-1, redis_url=server_redis.url, data_dir=tmp,
                                   model_dir=tmp, max_batch=512)
         server = build(config).start()

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
-from ferlite.model_metadata import PACK_DIR, find_models
+from ferlite.base.model_metadata import PACK_DIR, find_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -8,15 +8,9 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
+from ferlite.app.load import percentiles  # noqa: F401  (one definition, shared with the load engine)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(samples_ms)
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "n": len(a)}
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import grpc
 
-from ferlite.model_metadata import PACK_DIR
+from ferlite.base.model_metadata import PACK_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, write_results
-from benchmarks.soak import frames, tree_rss_kb
-from ferlite.architectures import ARCHITECTURES
-from ferlite.stack import LocalStack, StackConfig
-from ferlite.v1 import facedetect_pb2 as pb
-from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+from ferlite.app.client import CameraSession
+from ferlite.app.load import tree_rss_kb
+from ferlite.app.sample_clip import sample_jpegs
+from ferlite.app.stack import LocalStack, StackConfig
+from ferlite.base.architectures import ARCHITECTURES
 
 # One session per benchmark run: event ids stay unique across runs (see facedetect.proto).
 SESSION = secrets.token_hex(8)
@@ -44,18 +44,16 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
     stop_at = time.monotonic() + seconds
 
     def one(k: int) -> None:
-        with grpc.insecure_channel(target) as channel:
-            stub = pb_grpc.FaceDetectionStub(channel)
+        with CameraSession(target, "bench", f"e2e-{k}", retries=0, session_id=SESSION) as camera:
             i = 0
             while time.monotonic() < stop_at:
-                frame = pb.Frame(encoded=jpegs[(i + k) % len(jpegs)])
+                frame = jpegs[(i + k) % len(jpegs)]
                 t0 = time.perf_counter()
                 try:
                     if detect_only:
-                        stub.Detect(pb.DetectRequest(frame=frame), timeout=10)
+                        camera.detect(frame)
                     else:
-                        stub.Process(pb.ProcessRequest(frame=frame, classroom_id="bench", stream_id=f"e2e-{k}",
-                                                       frame_index=i, record=True, session_id=SESSION), timeout=10)
+                        camera.process(frame)
                     with lock:
                         latencies.append((time.perf_counter() - t0) * 1000)
                 except grpc.RpcError as exc:
@@ -78,7 +76,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--port-offset", type=int, default=3100)
     args = p.parse_args()
-    jpegs = frames()
+    jpegs = sample_jpegs()
     o = args.port_offset
     results: dict = {"per_architecture": {}}
     with tempfile.TemporaryDirectory() as tmp:

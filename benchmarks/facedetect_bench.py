@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, timed, write_results
-from ferlite.sample_clip import HEIGHT, WIDTH, _astronaut_frames, _classroom_frames
+from ferlite.app.sample_clip import HEIGHT, WIDTH, _astronaut_frames, _classroom_frames
 from ferlite.services.facedetect.detectors import make_detector
 
 

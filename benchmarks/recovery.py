@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -36,17 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cv2
 
 from benchmarks.common import write_results
-from ferlite.model_metadata import PACK_DIR
-from ferlite.sample_clip import _classroom_frames
-from ferlite.stack import (
+from ferlite.app.client import CameraSession, encode_jpeg
+from ferlite.app.sample_clip import _classroom_frames
+from ferlite.app.stack import (
     LocalStack,
     StackConfig,
     StackError,
 )
-from ferlite.up import supervise
+from ferlite.app.up import supervise
+from ferlite.base.model_metadata import PACK_DIR
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
-from ferlite.v1 import facedetect_pb2 as pb
-from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
 
 REDIS_HEALTH = "ferlite.aggregator.redis"
 CLASSROOM = "recovery-room"
@@ -90,45 +88,29 @@ def serving(target: str, service: str = "") -> bool:
 
 
 class Camera(threading.Thread):
-    """One stream; each frame is retried (same index) until it is answered or `give_up_s` passes."""
+    """One stream of `CameraSession`s calls; each frame is retried (same index) for up to `give_up_s`."""
 
     def __init__(self, target: str, fps: float, give_up_s: float = 60.0) -> None:
         super().__init__(daemon=True)
         self.target, self.fps, self.give_up_s = target, fps, give_up_s
-        frames = _classroom_frames(40)
-        self.jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
-        self.session = secrets.token_hex(8)
+        self.jpegs = [encode_jpeg(cv2.cvtColor(f, cv2.COLOR_RGB2BGR)) for f in _classroom_frames(40)]
         self.stop = threading.Event()
-        self.acked = self.frames = self.retries = self.lost_frames = 0
-        self.unrecorded = 0
+        self.acked = self.frames = self.retries = self.lost_frames = self.unrecorded = 0
 
     def run(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
-            stub = pb_grpc.FaceDetectionStub(channel)
-            index = 0
+        with CameraSession(self.target, CLASSROOM, "cam-1", retry_for=self.give_up_s) as camera:
             while not self.stop.is_set():
-                request = pb.ProcessRequest(frame=pb.Frame(encoded=self.jpegs[index % len(self.jpegs)]),
-                                            classroom_id=CLASSROOM, stream_id="cam-1", frame_index=index,
-                                            timestamp=time.time(), record=True, session_id=self.session)
-                deadline = time.monotonic() + self.give_up_s
-                while True:
-                    try:
-                        reply = stub.Process(request, timeout=10)
-                        break
-                    except grpc.RpcError:
-                        self.retries += 1
-                        if time.monotonic() > deadline:
-                            reply = None
-                            break
-                        time.sleep(0.25)
-                if reply is None:
+                try:
+                    reply = camera.process(self.jpegs[camera.index % len(self.jpegs)])
+                except grpc.RpcError:
                     self.lost_frames += 1
-                elif reply.recorded:
-                    self.acked += len(reply.faces)
                 else:
-                    self.unrecorded += len(reply.faces)
+                    if reply.recorded:
+                        self.acked += len(reply.faces)
+                    else:
+                        self.unrecorded += len(reply.faces)
                 self.frames += 1
-                index += 1
+                self.retries = camera.retried
                 time.sleep(1.0 / self.fps)
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.common import median, timed, write_results
-from ferlite.architectures import ARCHITECTURES
+from ferlite.base.architectures import ARCHITECTURES
 
 
 def peak_gflops(n: int = 2048, repeats: int = 10) -> dict[str, float]:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ferlite.model_metadata import PACK_DIR
+from ferlite.base.model_metadata import PACK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

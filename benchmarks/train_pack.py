@@ -61,9 +61,9 @@ def prepare(data_root: Path, out: Path) -> None:
     """Two files: OUT (decoded 48×48 grey arrays of every split, for evaluation here) and
     OUT with suffix `.jpeg.npz` (the train and validation images as their original JPEG bytes,
     the smallest form to send to a training machine: 47 MB instead of 67 MB decoded)."""
-    from ferlite.labels import EMOTIONS
-    from training.datasets import load_folder, parse_class_map
-    from training.splits import exclude_duplicates, split_indices
+    from ferlite.base.labels import EMOTIONS
+    from ferlite.training.datasets import load_folder, parse_class_map
+    from ferlite.training.splits import exclude_duplicates, split_indices
 
     fer = load_folder(data_root / "fer2013" / "train", 48)
     idx = split_indices(fer.samples, (0.85, 0.15), seed=42)
@@ -116,7 +116,7 @@ def _keras():
 def training_graph(model, size: int, augment: bool, seed: int):
     """48×48 grey faces in [0, 255] → the model's [0, 1] RGB input at `size` → the model."""
     keras = _keras()
-    from training.augment import augmenter
+    from ferlite.training.augment import augmenter
 
     inputs = keras.Input((48, 48, 1), name="grey48")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
@@ -164,8 +164,8 @@ class Job:
 
 def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, object]:
     keras = _keras()
-    from training import models
-    from training.distill import distillation_loss, targets
+    from ferlite.training import models
+    from ferlite.training.distill import distillation_loss, targets
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
@@ -257,7 +257,7 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
 
 def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
     """Flip-averaged ensemble probabilities on the clean training faces, softened, computed once."""
-    from training.distill import soften
+    from ferlite.training.distill import soften
 
     x_tr = data["x_train"][..., None].astype("float32")
     probs = np.mean([predict_probs(t, x_tr, flip=True) for t in teachers], axis=0)
@@ -284,7 +284,7 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
 def write_benchmark(metas: list, results: dict, ablation: dict | None = None) -> None:
     """benchmarks/results/pack.{md,json}: the model pack's training run beside its served figures."""
     from benchmarks.common import write_results
-    from training.pack import pack_table
+    from ferlite.training.pack import pack_table
 
     rows = []
     for m in metas:
@@ -319,7 +319,7 @@ def save_results(out: Path, results: dict) -> None:
 def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
     """The model an earlier (interrupted) run of this command finished, or None: a rerun skips the
     jobs whose results and weights are both on disk, so a killed run loses at most one job."""
-    from training import models
+    from ferlite.training import models
 
     rec, path = results["jobs"].get(arch), out / f"{arch}.weights.npz"
     if not rec or "test_accuracy" not in rec or not path.exists():
@@ -331,7 +331,7 @@ def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
 
 
 def train(args: argparse.Namespace) -> None:
-    from training import models
+    from ferlite.training import models
 
     if _keras().backend.backend() == "torch":
         import torch
@@ -475,7 +475,7 @@ def main() -> int:
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)
     elif args.cmd == "build":
-        from training.pack import build_pack
+        from ferlite.training.pack import build_pack
 
         metas = build_pack(args.run, args.data, args.out, args.limit)
         if not args.limit:

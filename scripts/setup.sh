@@ -18,7 +18,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 stamp="$venv/.ferlite-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+# Reinstall when the project definition changed, or when the editable install points elsewhere
+# (an older layout): `import ferlite` must resolve to src/ferlite of this checkout.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || \
+   [ "$("$venv/bin/python" -c 'import ferlite, os; print(os.path.realpath(ferlite.__file__))' 2>/dev/null)" != \
+     "$(realpath src/ferlite/__init__.py)" ]; then
   step "installing ferlite[$extras] (TensorFlow is large: the first run takes a few minutes)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet --progress-bar on -e ".[$extras]"

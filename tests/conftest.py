@@ -16,6 +16,22 @@ TINY_SIZE = 32
 os.environ["FERLITE_CLASSIFIER_MIN_VAL_ACCURACY"] = "0"
 
 
+LEVELS = ("unit", "service", "system")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The cost mark comes from the folder, never by hand: tests/unit (fast), tests/service and
+    tests/system (both also `slow`). `pytest -m unit` runs the fast ones."""
+    for item in items:
+        level = next((part for part in Path(str(item.fspath)).relative_to(ROOT / "tests").parts[:-1]
+                      if part in LEVELS), None)
+        if level is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/service or tests/system")
+        item.add_marker(getattr(pytest.mark, level))
+        if level != "unit":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def exported_models(tmp_path_factory) -> Path:
     """All four architectures, trained briefly at 32 px on synthetic faces and exported to ONNX.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ferlite.labels import EMOTIONS
-from ferlite.services.aggregator.events import Event
+from ferlite.base.events import Event
+from ferlite.base.labels import EMOTIONS
 
 NOW = 1_800_000_000.0  # a fixed "now" (2027-01-15) for tests with a fake clock
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.stack import StackConfig
+from ferlite.app.stack import StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

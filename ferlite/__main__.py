@@ -1,5 +1,0 @@
-import sys
-
-from ferlite.cli import main
-
-sys.exit(main())

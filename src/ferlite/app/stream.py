@@ -1,0 +1,302 @@
+"""`ferlite stream`: send a video source through the pipeline, one Process call per frame.
+
+Tracks faces across frames under pseudonymous ids (the service matches boxes to the tracks we
+send back), smooths each track's expression over time (exponential moving average of the class
+probabilities), and says "uncertain" instead of guessing when the smoothed confidence is low.
+Retries a frame on UNAVAILABLE with the same frame index, so its events never count twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+from tqdm import tqdm
+
+from ferlite.base.event_rules import safe_name
+from ferlite.base.labels import EMOTIONS
+from ferlite.services.common.channels import ChannelSecurity, open_channel
+from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
+from ferlite.v1 import facedetect_pb2 as pb
+
+from .client import CameraSession, Smoother
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    faces: int = 0
+    recorded_faces: int = 0
+    failed_frames: int = 0
+    labels: Counter = field(default_factory=Counter)
+    tracks: set = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict:
+        seconds = time.monotonic() - self.started
+        return {"frames": self.frames, "faces": self.faces, "recorded_faces": self.recorded_faces,
+                "failed_frames": self.failed_frames, "tracks": len(self.tracks),
+                "smoothed_labels": {k: self.labels.get(k, 0) for k in [*EMOTIONS, "uncertain"]},
+                "seconds": round(seconds, 2), "fps": round(self.frames / seconds, 2) if seconds else 0.0}
+
+
+def open_source(source: str) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open video source {source!r} (a file, a camera index or an RTSP URL)")
+    return capture
+
+
+def frames(capture: cv2.VideoCapture, fps: float, live: bool, max_frames: int | None):
+    """(index, timestamp, BGR frame) at about `fps` frames per second of video."""
+    src_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    step = max(1, round(src_fps / fps)) if (src_fps > 0 and not live) else 1
+    start_wall = time.time()
+    n = read = 0
+    while max_frames is None or n < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        read += 1
+        if (read - 1) % step:
+            continue
+        if live:
+            due = start_wall + n / fps
+            if time.time() < due:
+                time.sleep(due - time.time())
+            timestamp = time.time()
+        else:
+            timestamp = start_wall + capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        yield n, timestamp, frame
+        n += 1
+
+
+def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]]) -> np.ndarray:
+    out = frame.copy()
+    for face, label, confidence in faces:
+        b = face.box
+        p0, p1 = (int(b.x), int(b.y)), (int(b.x + b.width), int(b.y + b.height))
+        colour = (160, 160, 160) if label == "uncertain" else (60, 200, 60)
+        cv2.rectangle(out, p0, p1, colour, 2)
+        cv2.putText(out, f"{label} {confidence:.2f}", (p0[0], max(12, p0[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    colour, 1, cv2.LINE_AA)
+    return out
+
+
+def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
+               max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
+               uncertain_below: float = 0.0, progress: bool = True,
+               security: ChannelSecurity | None = None) -> StreamStats:
+    capture = open_source(source)
+    live = source.isdigit() or "://" in source
+    stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
+    smoother = Smoother(alpha, uncertain_below)
+    stats = StreamStats()
+    writer = None
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+    src_fps = capture.get(cv2.CAP_PROP_FPS) or fps
+    expected = (total // max(1, round(src_fps / fps))) if total else None
+    if max_frames and expected:
+        expected = min(expected, max_frames)
+    with CameraSession(target, classroom, stream_id, security=security, record=record) as camera:
+        bar = tqdm(total=expected, unit="frame", disable=not progress, desc=f"streaming {stream_id}")
+        for index, timestamp, frame in frames(capture, fps, live, max_frames):
+            try:
+                reply = camera.process(frame, timestamp)
+            except ValueError:
+                stats.failed_frames += 1
+                continue
+            except grpc.RpcError as exc:
+                stats.failed_frames += 1
+                tqdm.write(f"frame {index}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                continue
+            stats.frames += 1
+            stats.faces += len(reply.faces)
+            stats.recorded_faces += len(reply.faces) if reply.recorded else 0
+            shown = []
+            for face in reply.faces:
+                label, confidence = smoother.update(face.track_id, face.classification.probabilities,
+                                                    face.uncertain)
+                stats.labels[label] += 1
+                stats.tracks.add(face.track_id)
+                shown.append((face, label, confidence))
+            if output:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer.write(annotate(frame, shown))
+            bar.update(1)
+            bar.set_postfix(faces=stats.faces, fps=f"{stats.frames / (time.monotonic() - stats.started):.1f}")
+        bar.close()
+    capture.release()
+    if writer is not None:
+        writer.release()
+    return stats
+
+
+# Summaries end this far past now: file sources stamp frames up to a few seconds ahead of the wall
+# clock, and a summary that ended at the current minute would miss the run's last events.
+SUMMARY_LEAD_SECONDS = 60.0
+
+
+def classroom_summary(target: str, classroom: str, window: float,
+                      security: ChannelSecurity | None = None) -> aggregator_pb2.ClassroomSummary:
+    end = time.time() + SUMMARY_LEAD_SECONDS
+    with open_channel(target, security) as channel:
+        stub = aggregator_pb2_grpc.AggregatorStub(channel)
+        return stub.GetSummary(aggregator_pb2.SummaryRequest(classroom_id=classroom, window_seconds=window,
+                                                             end_time=end), timeout=10)
+
+
+def aggregator_beside(target: str) -> str:
+    """The aggregator of the stack whose face detection is `target` (same host, same port offset)."""
+    from .stack import StackConfig
+
+    host, _, port = target.rpartition(":")
+    d = StackConfig()
+    return f"{host}:{int(port) + d.aggregator_port - d.facedetect_port}" if port.isdigit() else ""
+
+
+def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity | None = None) -> None:
+    """One clear line when nothing listens at `target`, instead of an UNAVAILABLE per frame."""
+    with open_channel(target, security) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ConnectionError(f"nothing answers at {target}: start the stack with `ferlite up` "
+                                  "(or pass the HOST:PORT of a running service)") from None
+
+
+def add_access_flags(p: argparse.ArgumentParser) -> None:
+    """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
+    p.add_argument("--token", default="", help="bearer token sent on every call: the stack's admin token, or a "
+                                               "camera's service token (frames only) [env FERLITE_TOKEN, else "
+                                               "--token-file]")
+    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
+    p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
+    p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
+    p.add_argument("--tls-server-name", default="", help="name to check in the server certificate")
+
+
+def access_from(args: argparse.Namespace) -> ChannelSecurity:
+    """The flags of `add_access_flags` as the channel settings every call of this client uses."""
+    if (args.tls_cert or args.tls_key) and not args.tls_ca:
+        raise SystemExit("--tls-cert and --tls-key need --tls-ca")
+    return ChannelSecurity(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name,
+                           token=resolve_token(args.token, args.token_file))
+
+
+def resolve_token(token: str, token_file: str) -> str:
+    """--token, else FERLITE_TOKEN, else the file (`ferlite up` writes var/auth-token)."""
+    if token or os.environ.get("FERLITE_TOKEN"):
+        return token or os.environ["FERLITE_TOKEN"]
+    path = Path(token_file)
+    return path.read_text().strip() if token_file and path.is_file() else ""
+
+
+def print_summary(stats: StreamStats, summary: aggregator_pb2.ClassroomSummary | None) -> None:
+    d = stats.to_dict()
+    print(f"\nframes {d['frames']} (failed {d['failed_frames']}), faces {d['faces']}, tracks {d['tracks']}, "
+          f"{d['fps']} frames/s")
+    print("smoothed labels per face-frame: " + ", ".join(f"{k} {v}" for k, v in d["smoothed_labels"].items() if v))
+    if summary is not None:
+        dist = ", ".join(f"{c.label} {c.count}" for c in summary.distribution if c.count)
+        print(f"classroom {summary.classroom_id} (aggregator, last {summary.end_time - summary.start_time:.0f} s): "
+              f"{summary.total_events} events; {dist or 'none'}; dominant {summary.dominant_label or '-'}; "
+              f"uncertain {summary.uncertain_share:.0%}")
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="ferlite stream", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True, help="video file, camera index (0) or RTSP URL")
+    p.add_argument("--classroom", required=True, help="classroom id the events are stored under")
+    p.add_argument("--target", default="127.0.0.1:50051", help="face-detection service [127.0.0.1:50051]")
+    p.add_argument("--aggregator", default=None,
+                   help="aggregator, for the final summary [the one beside --target]; '' skips the summary")
+    p.add_argument("--stream-id", default="", help="stream id [<classroom>-<file name>]")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second sent [5]")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--output", default="", help="write an annotated video (MP4) here")
+    p.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0..1 [0.6]")
+    p.add_argument("--uncertain-below", type=float, default=0.0,
+                   help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
+    p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
+    p.add_argument("--json", default="", help="write the run's summary as JSON here")
+    add_access_flags(p)
+    args = p.parse_args(argv)
+    security = access_from(args)
+    if args.fps <= 0 or not 0 <= args.smoothing < 1:
+        p.error("--fps must be > 0 and --smoothing in [0, 1)")
+    if args.aggregator is None:
+        args.aggregator = aggregator_beside(args.target)
+    try:
+        check_reachable(args.target, security=security)
+        stats = run_stream(args.source, args.classroom, args.target, args.fps, args.stream_id, args.max_frames,
+                           args.output, args.record, args.smoothing, args.uncertain_below, security=security)
+    except FileNotFoundError as exc:
+        print(f"ferlite stream: error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:
+        print(f"ferlite stream: error: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"ferlite stream: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    summary = None
+    if args.aggregator and args.record:
+        try:
+            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600,
+                                        security)
+        except grpc.RpcError as exc:
+            print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
+    print_summary(stats, summary)
+    if args.json:
+        payload = stats.to_dict()
+        if summary is not None:
+            payload["aggregator_total_events"] = summary.total_events
+            payload["aggregator_distribution"] = {c.label: c.count for c in summary.distribution}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+    return 0 if stats.frames else 1
+
+
+def summary_main(argv: Sequence[str]) -> int:
+    """`ferlite summary`: a classroom's expression summary, read from the aggregator."""
+    p = argparse.ArgumentParser(prog="ferlite summary", description=summary_main.__doc__)
+    p.add_argument("--classroom", required=True)
+    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600]")
+    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_access_flags(p)
+    args = p.parse_args(argv)
+    security = access_from(args)
+    try:
+        check_reachable(args.aggregator, security=security)
+        s = classroom_summary(args.aggregator, args.classroom, args.window, security)
+    except ConnectionError as exc:
+        print(f"ferlite summary: error: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"ferlite summary: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED) else 1
+    counts = {c.label: c.count for c in s.distribution}
+    if args.json:
+        print(json.dumps({"classroom": s.classroom_id, "start": s.start_time, "end": s.end_time,
+                          "events": s.total_events, "distribution": counts, "dominant": s.dominant_label,
+                          "uncertain_share": s.uncertain_share}))
+    else:
+        dist = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        print(f"classroom {s.classroom_id}: {s.total_events} events; {dist or 'none'}; dominant "
+              f"{s.dominant_label or '-'}; uncertain {s.uncertain_share:.0%}")
+    return 0

@@ -1,0 +1,169 @@
+"""`ferlite up`: the whole stack on this machine, on embedded defaults, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ferlite.base.model_metadata import PACK_DIR
+
+from .bootstrap import bootstrap_models, has_models
+from .stack import LocalStack, StackConfig, StackError
+
+NO_MODELS = ("no exported models in {dir}. Either\n"
+             "  ferlite up                 # the model pack shipped in the repository ({pack}), or\n"
+             "  ferlite train --data FACES_DIR --image-size 96 --export {dir}   # real models from your data, or\n"
+             "  ferlite up --bootstrap     # small demo models trained on synthetic faces (tests only)")
+
+
+def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--models", type=Path, default=None,
+                   help=f"exported model directory [the model pack, {PACK_DIR}]")
+    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs [var]")
+    p.add_argument("--bootstrap", action="store_true",
+                   help="serve small demo models trained on synthetic faces (DATA/demo-models; trained on first "
+                        "use, a few minutes): they exercise the system but cannot read real faces")
+    p.add_argument("--detector", default="blazeface_full", choices=["blazeface_full", "blazeface_short", "haar"])
+    p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
+    p.add_argument("--port-offset", type=int, default=0,
+                   help="add to every default port (run two stacks side by side)")
+    p.add_argument("--no-auth", dest="auth", action="store_false",
+                   help="require no bearer tokens (neither the admin token nor the service token of the "
+                        "pipeline's writes)")
+    return p
+
+
+TOKEN_FILES = {  # env setting -> file under DATA
+    "FERLITE_AGGREGATOR_AUTH_TOKEN_FILE": "auth-token",  # admin: summaries, events, feedback, A/B
+    "FERLITE_CLASSIFIER_AUTH_TOKEN_FILE": "auth-token",
+    "FERLITE_FACEDETECT_AUTH_TOKEN_FILE": "auth-token",  # also accepted on Process
+    "FERLITE_FACEDETECT_SERVICE_TOKEN_FILE": "service-token",  # the pipeline's writes between services
+    "FERLITE_CLASSIFIER_SERVICE_TOKEN_FILE": "service-token",
+    "FERLITE_AGGREGATOR_SERVICE_TOKEN_FILE": "service-token",
+}
+
+
+def auth_env(args: argparse.Namespace) -> dict[str, str]:
+    """Where the stack's tokens live (DATA/auth-token for admins and the stream client,
+    DATA/service-token between services). The tokens themselves are written by `start_stack` once
+    the ports are known to be free, so a start that fails never replaces the tokens of a stack that
+    is running."""
+    if not args.auth:
+        return {}
+    return {env: str((args.data_dir / name).resolve()) for env, name in TOKEN_FILES.items()}
+
+
+def write_token(path: Path) -> None:
+    """A fresh random token, mode 600, replacing the old one atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32))
+    os.replace(tmp, path)
+
+
+def make_config(args: argparse.Namespace) -> StackConfig:
+    return StackConfig.with_port_offset(args.port_offset, model_dir=args.models, data_dir=args.data_dir,
+                                        detector=args.detector, policy_file=args.policy_file,
+                                        extra_env=auth_env(args))
+
+
+def ensure_models(args: argparse.Namespace, prog: str) -> bool:
+    """Check the ports (before minutes of bootstrap training, say) and resolve `args.models`: the
+    given folder, the demo models with --bootstrap, else the pack."""
+    try:
+        StackConfig.with_port_offset(args.port_offset).check_ports()
+    except StackError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return False
+    if args.models is None:
+        args.models = args.data_dir / "demo-models" if args.bootstrap else PACK_DIR
+    if has_models(args.models):
+        return True
+    if not args.bootstrap:
+        print(f"{prog}: error: " + NO_MODELS.format(dir=args.models, pack=PACK_DIR), file=sys.stderr)
+        return False
+    bootstrap_models(args.models, args.data_dir / "bootstrap")
+    return True
+
+
+def start_stack(config: StackConfig) -> LocalStack:
+    config.check_ports()
+    for path in sorted({config.extra_env[env] for env in TOKEN_FILES if env in config.extra_env}):
+        write_token(Path(path))
+    stack = LocalStack(config)
+    print("starting aggregator (embedded Redis), classifier (embedded Triton, 4 models), face detection ...",
+          flush=True)
+    return stack.start()
+
+
+def print_addresses(stack: LocalStack) -> None:
+    width = max(len(k) for k in stack.addresses())
+    for name, address in stack.addresses().items():
+        print(f"  {name:<{width}}  {address}")
+
+
+MAX_RESTARTS = 5          # per service, within RESTART_WINDOW seconds; then the stack stops
+RESTART_WINDOW = 300.0
+
+
+def supervise(stack: LocalStack, stop: threading.Event) -> int:
+    """Restart a service that dies, with exponential backoff (1, 2, 4 ... 30 s); give up (exit 1)
+    when one dies MAX_RESTARTS times within RESTART_WINDOW seconds."""
+    history: dict[str, list[float]] = {}
+    while not stop.wait(0.5):
+        for svc in stack.dead():
+            now = time.monotonic()
+            recent = [t for t in history.get(svc.name, []) if now - t < RESTART_WINDOW]
+            if len(recent) >= MAX_RESTARTS:
+                print(f"ferlite up: {svc.name} died {len(recent)} times in {RESTART_WINDOW:.0f} s; stopping. "
+                      f"Log tail:\n{stack.log_tail(svc)}", file=sys.stderr)
+                return 1
+            delay = min(30.0, 2.0 ** len(recent))
+            print(f"ferlite up: {svc.name} exited ({svc.proc.returncode}); restarting in {delay:.0f} s "
+                  f"(restart {len(recent) + 1} of at most {MAX_RESTARTS} in {RESTART_WINDOW:.0f} s)",
+                  file=sys.stderr, flush=True)
+            history[svc.name] = [*recent, now]
+            if stop.wait(delay):
+                return 0
+            try:
+                stack.restart(svc)
+                print(f"ferlite up: {svc.name} is serving again (restarts so far: {svc.restarts})", flush=True)
+            except StackError as exc:
+                print(f"ferlite up: restarting {svc.name} failed: {exc}", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    args = stack_parser("ferlite up", __doc__).parse_args(argv)
+    if not ensure_models(args, "ferlite up"):
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack = start_stack(make_config(args))
+    except (StackError, OSError) as exc:
+        print(f"ferlite up: error: {exc} (logs in {args.data_dir / 'logs'})", file=sys.stderr)
+        return 1
+    print("ferlite is up:")
+    print_addresses(stack)
+    if args.auth:
+        print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
+        print(f"  service token       {args.data_dir / 'service-token'} (between services; a camera may use it "
+              "for frames only)")
+    print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
+          flush=True)
+    code = supervise(stack, stop)
+    codes = stack.stop()
+    print("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()), flush=True)
+    return code

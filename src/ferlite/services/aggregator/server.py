@@ -1,0 +1,155 @@
+"""gRPC transport of the aggregator: protobuf <-> `Event`, errors -> status codes. No logic here."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import redis
+
+from ferlite.base.events import InvalidEvent, event_from_pb, event_to_pb
+from ferlite.base.labels import EMOTIONS
+from ferlite.services.common.config import ConfigError
+from ferlite.services.common.metrics import ServiceMetrics
+from ferlite.services.common.runner import run_service
+from ferlite.services.common.server import GrpcServer, Mount
+from ferlite.v1 import aggregator_pb2 as pb
+from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
+from ferlite.v1 import common_pb2
+
+from .config import AggregatorConfig
+from .core import Aggregator, NotFound, Unavailable
+from .embedded import EmbeddedRedis
+from .spool import Spool
+from .store import EventConflict, RedisStore
+
+SERVICE_NAME = "ferlite.v1.Aggregator"
+REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
+# Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
+# write path, needs the service token (when one is configured: the local stack and the chart do).
+PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
+INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
+
+
+class AggregatorServicer(pb_grpc.AggregatorServicer):
+    def __init__(self, core: Aggregator) -> None:
+        self.core = core
+
+    def _fail(self, context: grpc.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, InvalidEvent):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if isinstance(exc, EventConflict):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        if isinstance(exc, NotFound):
+            context.abort(grpc.StatusCode.NOT_FOUND, exc.args[0])
+        if isinstance(exc, Unavailable):
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        raise exc
+
+    def RecordEvents(self, request: pb.RecordEventsRequest, context: grpc.ServicerContext) -> pb.RecordEventsResponse:
+        try:
+            result = self.core.record([event_from_pb(e) for e in request.events])
+        except Exception as exc:
+            self._fail(context, exc)
+        return pb.RecordEventsResponse(accepted=result.accepted, duplicates=result.duplicates, spooled=result.spooled)
+
+    def GetSummary(self, request: pb.SummaryRequest, context: grpc.ServicerContext) -> pb.ClassroomSummary:
+        try:
+            s = self.core.summary(request.classroom_id, request.window_seconds, request.end_time)
+        except Exception as exc:
+            self._fail(context, exc)
+        return pb.ClassroomSummary(
+            classroom_id=s.classroom_id, start_time=s.start_time, end_time=s.end_time, total_events=s.total,
+            distribution=[pb.LabelCount(label=k, count=s.distribution[k]) for k in EMOTIONS],
+            dominant_label=s.dominant, uncertain_share=s.uncertain_share,
+            per_minute=[pb.MinuteCounts(minute_start=m, counts=[pb.LabelCount(label=k, count=c[k]) for k in EMOTIONS])
+                        for m, c in s.per_minute])
+
+    def StreamEvents(self, request: pb.StreamEventsRequest, context: grpc.ServicerContext) -> Iterator[pb.EmotionEvent]:
+        try:
+            for event in self.core.follow(request.classroom_id, request.since, context.is_active):
+                yield event_to_pb(event)
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def SubmitFeedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext) -> pb.FeedbackResponse:
+        try:
+            fb = self.core.feedback(request.event_id, request.true_label)
+        except Exception as exc:
+            self._fail(context, exc)
+        return pb.FeedbackResponse(correct=fb.correct, model=common_pb2.ModelRef(
+            architecture=fb.architecture, model_version=fb.model_version))
+
+
+def connect(config: AggregatorConfig) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """The configured Redis, or an embedded one persisting under data_dir when no URL is set."""
+    embedded = None
+    url = config.redis_url
+    if not url:
+        embedded = EmbeddedRedis(Path(config.data_dir) / "redis", password=config.redis_password).start()
+        url = embedded.url
+    options: dict = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "health_check_interval": 10}
+    if config.redis_password:
+        options["password"] = config.redis_password
+    if config.redis_tls_ca:
+        options["ssl_ca_certs"] = config.redis_tls_ca
+    return redis.Redis.from_url(url, **options), embedded
+
+
+class AggregatorServer(GrpcServer):
+    """The gRPC server plus the aggregator core it serves (started and stopped with it)."""
+
+    def __init__(self, config: AggregatorConfig, core: Aggregator, metrics: ServiceMetrics,
+                 on_stop: list) -> None:
+        servicer = AggregatorServicer(core)
+        super().__init__(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_AggregatorServicer_to_server(servicer, s))],
+                         metrics=metrics, on_stop=[core.stop, *on_stop], protected=PROTECTED,
+                         internal=INTERNAL)
+        self.core = core
+        core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
+
+    def start(self) -> AggregatorServer:
+        super().start()
+        self.set_serving(REDIS_HEALTH, self.core.store.ping())
+        self.core.start()
+        return self
+
+
+def build(config: AggregatorConfig, client: redis.Redis | None = None) -> AggregatorServer:
+    """Wire Redis (given, configured, or embedded), the spool and the core into a server."""
+    embedded = None
+    if client is None:
+        client, embedded = connect(config)
+    try:  # a wrong password is a configuration error, not an outage to spool through
+        client.ping()
+    except redis.AuthenticationError as exc:
+        client.close()
+        if embedded:
+            embedded.stop()
+        raise ConfigError(f"Redis refused the credentials (redis_password): {exc}") from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc):
+            raise ConfigError("Redis requires a password: set redis_password") from None
+        raise
+    except redis.ConnectionError:
+        pass  # Redis may come up later: events are spooled until it does
+    metrics = ServiceMetrics(config.SERVICE)
+    store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen,
+                       config.feedback_window, config.event_marker_seconds)
+    core = Aggregator(config, store, Spool(Path(config.data_dir) / "spool"), metrics)
+    if embedded:
+        restarts = metrics.counter("embedded_redis_restarts_total", "Times the embedded Redis died and was "
+                                   "restarted.", [])
+        embedded.watch(on_restart=restarts.inc)
+    closers = [client.close] + ([embedded.stop] if embedded else [])
+    return AggregatorServer(config, core, metrics, on_stop=closers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_service(AggregatorConfig, build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Build a Triton model repository from `ferlite export` output, in two flavours from one source.
+
+    embedded   Python-backend models running ONNX Runtime (or LiteRT) inside the `tritonserver`
+               binary bundled in the nvidia-pytriton wheel, which ships only the Python backend.
+    cluster    the official Triton container's native `onnxruntime` backend, with dynamic
+               batching and instance groups (CPU or GPU).
+
+Layout (both): REPO/<architecture>/config.pbtxt and REPO/<architecture>/<version>/model.onnx
+(+ model.py for the embedded flavour). Architecture names are the registry's, so the Triton
+model names, metrics labels and the A/B policy all use the same strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.model_metadata import ModelMetadata, find_models
+
+MODEL_PY = Path(__file__).with_name("triton_model.py")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    architecture: str
+    version: int
+    input_size: int
+    folder: Path
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelInfo:
+        meta = ModelMetadata.load(folder)
+        return cls(meta.architecture, meta.version, meta.input_size, folder)
+
+
+def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo]:
+    """The exported architectures under `model_dir`, in registry order."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"model directory not found: {root} (make one with `ferlite export`)")
+    found = [ModelInfo(m.architecture, m.version, m.input_size, root / m.architecture) for m in find_models(root)]
+    missing = [a for a in ARCHITECTURES if a not in {m.architecture for m in found}]
+    if not found or (require_all and missing):
+        raise FileNotFoundError(f"{root} lacks exported models for: {', '.join(missing)}")
+    return found
+
+
+def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str,
+            batch_delay_us: int, model_file: str = "") -> str:
+    s = info.input_size
+    lines = [f'name: "{info.architecture}"']
+    if flavour == "embedded":
+        lines.append('backend: "python"')
+    else:
+        lines.append('backend: "onnxruntime"')
+    lines += [
+        f"max_batch_size: {max_batch}",
+        f'input [ {{ name: "image" data_type: TYPE_FP32 dims: [ {s}, {s}, 3 ] }} ]',
+        'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 7 ] } ]',
+        "version_policy: { latest: { num_versions: 1 } }",
+    ]
+    if flavour == "embedded":
+        model_file = model_file or ("model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite")
+        lines += [
+            f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} }}",
+            f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
+            f'parameters {{ key: "runtime" value: {{ string_value: "{runtime}" }} }}',
+            f'parameters {{ key: "model_file" value: {{ string_value: "{model_file}" }} }}',
+            'parameters { key: "intra_op_threads" value: { string_value: "1" } }',
+        ]
+    else:
+        preferred = [b for b in (4, 8, 16, 32) if b <= max_batch]
+        lines += [
+            f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] "
+            f"max_queue_delay_microseconds: {batch_delay_us} }}",
+            f"instance_group [ {{ count: {instances} kind: {kind} }} ]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "embedded", *, max_batch: int = 64,
+                     instances: int = 1, kind: str = "KIND_CPU", runtime: str = "onnxruntime",
+                     require_all: bool = False, batch_delay_us: int = 500) -> list[ModelInfo]:
+    """Write the repository. `batch_delay_us` is how long Triton's dynamic batcher may hold a
+    request waiting for others to share its batch: latency paid by a lone request."""
+    if flavour not in {"embedded", "cluster"}:
+        raise ValueError(f"flavour must be embedded or cluster, got {flavour!r}")
+    if kind not in {"KIND_CPU", "KIND_GPU"}:
+        raise ValueError(f"kind must be KIND_CPU or KIND_GPU, got {kind!r}")
+    if flavour == "cluster" and runtime != "onnxruntime":
+        raise ValueError("the cluster flavour serves ONNX with Triton's onnxruntime backend")
+    models = discover(model_dir, require_all)
+    out = Path(out)
+    for info in models:
+        target = out / info.architecture
+        if target.exists():
+            shutil.rmtree(target)
+        version_dir = target / str(info.version)
+        version_dir.mkdir(parents=True)
+        source = "model.onnx" if runtime == "onnxruntime" else _tflite_file(info.folder)
+        if not (info.folder / source).exists():
+            raise FileNotFoundError(f"{info.folder / source} is missing: export with that format")
+        shutil.copy2(info.folder / source, version_dir / source)
+        if flavour == "embedded":
+            shutil.copy2(MODEL_PY, version_dir / "model.py")
+        shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
+        (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
+                                                     batch_delay_us, source))
+    return models
+
+
+def _tflite_file(folder: Path) -> str:
+    """model_fp32.tflite when exported, else the pack's edge file (int8 or fp16, per metadata)."""
+    if (folder / "model_fp32.tflite").exists():
+        return "model_fp32.tflite"
+    return ModelMetadata.load(folder).files.get("edge", "model_fp32.tflite")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ferlite triton-repo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="models", help="model directory written by `ferlite export` [models]")
+    p.add_argument("--out", required=True, help="repository folder to write")
+    p.add_argument("--flavour", choices=["embedded", "cluster"], default="cluster")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--instances", type=int, default=1, help="model instances per architecture")
+    p.add_argument("--kind", choices=["KIND_CPU", "KIND_GPU"], default="KIND_CPU")
+    p.add_argument("--runtime", choices=["onnxruntime", "litert"], default="onnxruntime",
+                   help="embedded flavour only: which runtime the Python backend uses")
+    p.add_argument("--require-all", action="store_true", help="fail unless all four architectures exist")
+    p.add_argument("--batch-delay-us", type=int, default=500,
+                   help="dynamic batcher's longest wait for a fuller batch, microseconds [500]")
+    args = p.parse_args(argv)
+    try:
+        models = build_repository(args.models, args.out, args.flavour, max_batch=args.max_batch,
+                                  instances=args.instances, kind=args.kind, runtime=args.runtime,
+                                  require_all=args.require_all, batch_delay_us=args.batch_delay_us)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ferlite triton-repo: error: {exc}", file=sys.stderr)
+        return 2
+    for m in models:
+        print(f"{m.architecture:<20} v{m.version}  {m.input_size}px -> {Path(args.out) / m.architecture}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""gRPC transport of face detection and the pipeline: protobuf <-> arrays, errors -> codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from ferlite.base import preprocess
+from ferlite.base.event_rules import NAME_RULE, is_name, timestamp_problem
+from ferlite.services.common.channels import ChannelSecurity
+from ferlite.services.common.config import ConfigError
+from ferlite.services.common.metrics import ServiceMetrics
+from ferlite.services.common.runner import run_service
+from ferlite.services.common.security import RateLimiter
+from ferlite.services.common.server import GrpcServer, Mount
+from ferlite.v1 import common_pb2
+from ferlite.v1 import facedetect_pb2 as pb
+from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+from .clients import AggregatorClient, ClassifierClient, DownstreamError
+from .config import FaceDetectConfig
+from .detectors import DetectorUnavailable, Face, make_detector
+from .frames import FrameError, RawFrame, decode_encoded, decode_raw
+from .pipeline import Classify, FaceService, FrameInfo, Record
+from .tracking import Track
+
+SERVICE_NAME = "ferlite.v1.FaceDetection"
+PIXEL_FORMATS = {pb.PIXEL_FORMAT_GRAY8: "gray8", pb.PIXEL_FORMAT_RGB8: "rgb8", pb.PIXEL_FORMAT_BGR8: "bgr8",
+                 pb.PIXEL_FORMAT_RGBA8: "rgba8", pb.PIXEL_FORMAT_BGRA8: "bgra8"}
+
+
+def _box(b: tuple[float, float, float, float]) -> common_pb2.BoundingBox:
+    return common_pb2.BoundingBox(x=b[0], y=b[1], width=b[2], height=b[3])
+
+
+def _points(face: Face) -> list[common_pb2.Point]:
+    return [common_pb2.Point(x=x, y=y) for x, y in face.landmarks]
+
+
+def client_key(context: grpc.ServicerContext, stream_id: str = "") -> str:
+    """A rate-limit key: who is calling (the peer's address without its port, and its mTLS
+    identity when it has one), plus the stream when given."""
+    peer = context.peer() or ""
+    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    identity = b",".join(context.auth_context().get("x509_common_name", [])).decode(errors="replace")
+    return f"{host}|{identity}/{stream_id}"
+
+
+class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
+    def __init__(self, core: FaceService, classify: Classify, record: Record) -> None:
+        self.core = core
+        self.classify = classify
+        self.record = record
+        rate = core.config.max_fps_per_client
+        self.limiter = RateLimiter(rate, burst=max(2.0, 2 * rate))
+        # All streams of one client together: rotating stream ids must not lift the limit.
+        peer_rate = core.config.max_fps_per_peer
+        self.peer_limiter = RateLimiter(peer_rate, burst=max(2.0, 2 * peer_rate))
+
+    def _limit(self, context: grpc.ServicerContext, stream_id: str = "") -> None:
+        if not self.limiter.allow(client_key(context, stream_id)):
+            self.core.reject("rate_limited")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.core.config.max_fps_per_client:g} frames/s from this client; slow down")
+        if not self.peer_limiter.allow(client_key(context)):
+            self.core.reject("rate_limited")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.core.config.max_fps_per_peer:g} frames/s from this client over all its "
+                          "streams; slow down")
+
+    def _frame(self, frame: pb.Frame, context: grpc.ServicerContext) -> np.ndarray:
+        limit = self.core.config.max_megapixels
+        try:
+            kind = frame.WhichOneof("payload")
+            if kind == "encoded":
+                return decode_encoded(frame.encoded, limit)
+            if kind == "raw":
+                r = frame.raw
+                return decode_raw(RawFrame(r.width, r.height, PIXEL_FORMATS.get(r.format, ""), r.row_stride, r.data),
+                                  limit)
+            raise FrameError("empty", "frame is missing: set frame.encoded or frame.raw")
+        except FrameError as exc:
+            self.core.reject(exc.reason)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    def Detect(self, request: pb.DetectRequest, context: grpc.ServicerContext) -> pb.DetectResponse:
+        self._limit(context)
+        rgb = self._frame(request.frame, context)
+        if request.crop_size and not 32 <= request.crop_size <= 1024:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"crop_size {request.crop_size} must be 0 or 32..1024")
+        detections, ms = self.core.detect(rgb, request.crop_size, request.include_crops)
+        faces = []
+        for d in detections:
+            crop = None
+            if d.crop is not None:
+                s = d.crop.shape[0]
+                crop = common_pb2.FaceCrop(height=s, width=s, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
+                                           data=preprocess.normalize(d.crop).astype("<f4").tobytes())
+            faces.append(pb.DetectedFace(box=_box(d.face.box), score=d.face.score, landmarks=_points(d.face),
+                                         crop=crop))
+        return pb.DetectResponse(faces=faces, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
+                                 detector=self.core.detector.name, detect_ms=ms)
+
+    def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
+        problems = []
+        # The aggregator's rules, checked before any work: an event it would refuse is never made.
+        for name in ("classroom_id", "stream_id"):
+            value = getattr(request, name)
+            if not value:
+                problems.append(f"{name} is required")
+            elif not is_name(value):
+                problems.append(f"{name} {value[:70]!r} must be {NAME_RULE}")
+        if request.record and not is_name(request.session_id):
+            problems.append(f"session_id {request.session_id[:70]!r} must be {NAME_RULE}: draw one per run and reuse "
+                            "it when retrying a frame (it makes event ids unique per run)")
+        if request.record and request.timestamp:
+            problem = timestamp_problem(request.timestamp, time.time())
+            if problem:
+                problems.append(f"timestamp {problem}")
+        if request.frame_index < 0:
+            problems.append("frame_index must be >= 0")
+        if len(request.previous_tracks) > MAX_TRACKS:
+            problems.append(f"previous_tracks has {len(request.previous_tracks)} tracks; at most {MAX_TRACKS} "
+                            "(the faces of one frame)")
+        if problems:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        self._limit(context, request.stream_id)
+        rgb = self._frame(request.frame, context)
+        info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
+                         [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))
+                          for t in request.previous_tracks], request.record, request.session_id)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            result = self.core.process(rgb, info, self.classify, self.record, deadline)
+        except DownstreamError as exc:
+            # The caller's request was valid (it passed our checks): a downstream refusal of what
+            # *we* sent is our fault, and must count (and alert) as one, not as the client's error.
+            code = grpc.StatusCode.INTERNAL if exc.code in CALLER_CODES else exc.code
+            context.abort(code, str(exc))
+        return pb.ProcessResponse(
+            faces=[pb.LabelledFace(box=_box(f.face.box), score=f.face.score, landmarks=_points(f.face),
+                                   track_id=f.track_id, event_id=f.event_id, uncertain=f.uncertain,
+                                   classification=common_pb2.Classification(
+                                       probabilities=[float(p) for p in f.probabilities], label=f.label,
+                                       confidence=f.confidence)) for f in result.faces],
+            model=common_pb2.ModelRef(architecture=result.architecture, model_version=result.model_version),
+            recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
+            detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
+
+
+# Codes that blame the caller; from a downstream service they mean face detection sent something wrong.
+CALLER_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+# A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
+# tracker's O(tracks x faces) matching, not a camera.
+MAX_TRACKS = 256
+
+
+def build(config: FaceDetectConfig) -> GrpcServer:
+    try:
+        detector = make_detector(config.detector, config.blazeface_model, config.score_threshold, config.nms_iou,
+                                 config.min_face_px, config.max_faces)
+    except DetectorUnavailable as exc:
+        raise ConfigError(str(exc)) from exc
+    config = dataclasses.replace(config, crop_size=config.resolved_crop_size())
+    metrics = ServiceMetrics(config.SERVICE)
+    core = FaceService(config, detector, metrics)
+    security = ChannelSecurity(config.tls_ca, config.tls_client_cert, config.tls_client_key,
+                               token=config.service_token_value)
+    classifier = ClassifierClient(config.classifier_url, security)
+    aggregator = AggregatorClient(config.aggregator_url, security)
+    servicer = FaceDetectionServicer(core, classifier, aggregator)
+    return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
+                      metrics=metrics, on_stop=[classifier.close, aggregator.close],
+                      internal=[f"/{SERVICE_NAME}/Process", f"/{SERVICE_NAME}/Detect"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_service(FaceDetectConfig, build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Build the model pack (`modelpack/`) from a `benchmarks/train_pack.py` run.
+
+Per architecture, `modelpack/<architecture>/` receives:
+
+    model.onnx         for Triton (embedded and cluster flavours); weights stored as float16 and
+                       cast to float32 inside the graph (ONNX Runtime folds the casts at load), so
+                       the file is half the size and serving runs in float32
+    model_int8.tflite  for the edge, when its validation accuracy is within 0.5 pt of float;
+    or model_fp16.tflite  otherwise
+    metadata.json      `ModelMetadata`: input size, calibration temperature, abstention threshold,
+                       test-time flips, drift reference, validation/test/CK+ figures, data, licence
+    model_card.md      the figures a user needs before trusting the model
+
+Evaluation runs on the shipped ONNX file with the serving arithmetic (flip averaging and
+temperature as metadata says), so the card describes what is served. Test and CK+ are computed
+once here; everything chosen (epoch, flips, temperature, threshold, edge format) was chosen on
+validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ferlite.base import preprocess
+from ferlite.base.model_metadata import ModelMetadata, apply_temperature
+
+from . import models
+from .calibration import selective
+from .datasets import ImageSet, Sample
+from .metrics import classification_report
+
+EDGE_TOLERANCE = 0.005
+FER_LICENCE = ("FER2013 (Goodfellow et al., 2013), released for the ICML 2013 representation-learning "
+               "challenge: research and evaluation use")
+CK_LICENCE = "CK+ (Lucey et al., 2010): academic, non-commercial research use"
+
+
+def faces(grey48: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
+    """48×48 grey faces through the shared preprocessing (grey→RGB, resize) at `size`."""
+    pixels = np.stack([preprocess.face_pixels(g, size) for g in grey48])
+    return ImageSet([Sample("", int(y), "", "") for y in labels], pixels)
+
+
+def on_faces(fn, batch: int = 256):
+    """A float-input runner (export.onnx_runner / tflite_runner) as a function of uint8 faces."""
+    from .export import run_batches
+
+    return lambda pixels: run_batches(fn, pixels, batch)
+
+
+def served(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """Probabilities as the classifier serves them: flip-averaged if chosen, then calibrated."""
+    probs = run(pixels)
+    if meta.flip_tta:
+        probs = (probs + run(pixels[:, :, ::-1])) / 2
+    return apply_temperature(probs, meta.temperature)
+
+
+def store_weights_fp16(path: Path) -> dict:
+    """Rewrite an ONNX file with float16 initializers, each followed by a Cast back to float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        if init.data_type == TensorProto.FLOAT and array.size >= 16:
+            half = numpy_helper.from_array(array.astype(np.float16), init.name + "__fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=init.name + "__cast"))
+        else:
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    before = path.stat().st_size
+    onnx.save(model, str(path))
+    return {"bytes_fp32": before, "bytes": path.stat().st_size, "casts": len(casts)}
+
+
+def latency_ms(run, size: int, repeats: int = 30) -> dict:
+    one = np.zeros((1, size, size, 3), np.uint8)
+    eight = np.zeros((8, size, size, 3), np.uint8)
+    out = {}
+    for name, batch in (("batch1", one), ("batch8", eight)):
+        run(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(batch)
+            times.append((time.perf_counter() - start) * 1000)
+        out[name] = round(float(np.median(times)), 3)
+    return out
+
+
+def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Path, recipe: dict) -> ModelMetadata:
+    from .export import export_model, model_card, onnx_runner, tflite_runner
+
+    size = int(job["size"])
+    model = models.build_model(arch, size, "none", dropout=recipe.get("dropout", 0.3))
+    models.load_weights_npz(model, weights)
+    val = faces(data["x_val"], data["y_val"], size)
+    test = faces(data["x_test"], data["y_test"], size)
+    training = {
+        "data": "FER2013 train (fer2013/train), 85/15 train/validation split by training.splits, seed 42",
+        "test_data": "FER2013 PublicTest with images byte-identical to a training image removed",
+        "licence": FER_LICENCE,
+        "init": "ImageNet (converted TFLite classifier, see shared/weights/SOURCES.md)" if job["init"] == "imagenet"
+        else "random",
+        "distilled": "from the flip-averaged MobileNetV2 + MobileNetV3-Small ensemble" if job["distilled"] else "no",
+        "recipe": "benchmarks/train_pack.py", "epochs": job["epochs"], "best_epoch": job["best_epoch"],
+        "train_seconds": job["seconds"], "backend": recipe.get("backend", ""),
+    }
+    meta = export_model(model, out, val, test, formats=("onnx", "tflite_int8", "tflite_fp16"), keep_keras=False,
+                        flip_tta=bool(job["flip_tta"]), training=training)
+    folder = out / arch
+    onnx_path = folder / "model.onnx"
+    before = on_faces(onnx_runner(onnx_path))(val.pixels)
+    storage = store_weights_fp16(onnx_path)
+    run = on_faces(onnx_runner(onnx_path))
+    after = run(val.pixels)
+    storage.update(max_abs_diff=float(np.abs(after - before).max()),
+                   agreement=float((after.argmax(1) == before.argmax(1)).mean()))
+    # Edge format: int8 when its validation accuracy is within 0.5 pt of float, else fp16.
+    float_acc = float((after.argmax(1) == val.labels).mean())
+    int8 = on_faces(tflite_runner(folder / "model_int8.tflite"), batch=64)(val.pixels)
+    int8_acc = float((int8.argmax(1) == val.labels).mean())
+    edge = "model_int8.tflite" if float_acc - int8_acc <= EDGE_TOLERANCE else "model_fp16.tflite"
+    (folder / ({"model_int8.tflite", "model_fp16.tflite"} - {edge}).pop()).unlink()
+    # The one test evaluation, and CK+ (never trained on), as served.
+    test_probs = served(run, test.pixels, meta)
+    report = classification_report(test.labels, test_probs)
+    report.update(selective(test_probs, test.labels, meta.abstain_below).as_dict())
+    report.pop("threshold")
+    report["latency_ms"] = {"onnxruntime_2_threads": latency_ms(run, size)}
+    ck = faces(data["x_ck48"], data["y_ck48"], size)
+    ck_report = classification_report(ck.labels, served(run, ck.pixels, meta))
+    ck_report = {k: v for k, v in ck_report.items() if k != "confusion_normalised"}
+    ck_report["licence"] = CK_LICENCE
+    checks = dict(meta.checks)
+    checks["onnx"] = {**checks["onnx"], "storage": storage}
+    checks["edge"] = {"file": edge, "val_accuracy_float": float_acc, "val_accuracy_int8": int8_acc,
+                      "accuracy": checks["tflite_int8" if "int8" in edge else "tflite_fp16"]["accuracy"],
+                      "max_abs_diff": checks["tflite_int8" if "int8" in edge else "tflite_fp16"]["max_abs_diff"]}
+    for dropped in ("tflite_int8", "tflite_fp16"):
+        checks.pop(dropped)
+    meta = dataclasses.replace(
+        meta, test={k: v for k, v in report.items() if k != "confusion_normalised"},
+        cross_dataset={"CK+48 (contempt dropped)": ck_report}, checks=checks,
+        files={"onnx": "model.onnx", "edge": edge},
+        validation={**meta.validation, "flip": {"plain": job["val_accuracy"], "flipped": job["val_accuracy_flip"]}})
+    meta.save(folder)
+    (folder / "model_card.md").write_text(model_card(meta))
+    return meta
+
+
+def build_pack(run_dir: Path, data_path: Path, out: Path, limit: int = 0) -> list[ModelMetadata]:
+    results = json.loads((run_dir / "results.json").read_text())
+    data = dict(np.load(data_path))
+    if limit:  # a smoke test: a few images of each split
+        data = {k: v[:limit] for k, v in data.items()}
+    metas = []
+    for arch in models.REGISTRY:
+        job = results["jobs"].get(arch)
+        if job is None:
+            print(f"{arch}: not in {run_dir / 'results.json'}, skipped")
+            continue
+        meta = build_model_folder(arch, job, run_dir / f"{arch}.weights.npz", data, out, results)
+        metas.append(meta)
+        write_index(out, metas, results)
+        print(f"{arch}: val {meta.validation['accuracy']:.4f}  test {meta.test['accuracy']:.4f}  "
+              f"CK+ {next(iter(meta.cross_dataset.values()))['accuracy']:.4f}  T={meta.temperature:.3f}  "
+              f"uncertain<{meta.abstain_below:.2f}  edge {meta.files['edge']}", flush=True)
+    return metas
+
+
+
+DISPLAY = {"mobilenet_v2": "MobileNetV2", "mobilenet_v3_small": "MobileNetV3-Small",
+           "mobilenet_v3_large": "MobileNetV3-Large", "efficientnet_b0": "EfficientNetB0"}
+
+
+def pack_table(metas: list[ModelMetadata]) -> list[str]:
+    lines = ["| model | input | init | distilled | val acc | test acc | macro F1 | test coverage / selective acc "
+             "| CK+48 acc | ECE | ONNX | edge |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in metas:
+        ck = next(iter(m.cross_dataset.values()), {})
+        size = (m.extra.get("folder_bytes") or {})
+        lines.append(
+            f"| {DISPLAY[m.architecture]} | {m.input_size} px | {m.training.get('init', '')[:8]} | "
+            f"{'yes' if m.training.get('distilled', 'no') != 'no' else 'no'} | {m.validation['accuracy']:.3f} | "
+            f"{m.test['accuracy']:.3f} | {m.test['f1_macro']:.3f} | {m.test['coverage']:.2f} / "
+            f"{m.test['selective_accuracy']:.3f} | {ck.get('accuracy', 0):.3f} | {m.test['ece']:.3f} | "
+            f"{size.get('model.onnx', 0) / 1e6:.1f} MB | {m.files['edge']} |")
+    return lines
+
+
+def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
+    """modelpack/README.md: what is in the pack, its figures, and how to rebuild it (generated)."""
+    for m in metas:
+        folder = out / m.architecture
+        m.extra["folder_bytes"] = {f.name: f.stat().st_size for f in sorted(folder.iterdir())}
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    lines = [
+        "# The ferlite model pack",
+        "",
+        "Four facial-expression models trained on FER2013, one folder per architecture, used by default by",
+        "`ferlite up`, `ferlite demo`, `ferlite stream` (through the stack), the Dockerfile (baked in as",
+        "`/opt/ferlite/models`) and the Helm chart. Each folder holds `model.onnx` (Triton), an edge TFLite",
+        "file, `metadata.json` (`ferlite.base.model_metadata.ModelMetadata`) and `model_card.md`.",
+        "This page is generated by `python benchmarks/train_pack.py build`; do not edit it by hand.",
+        "",
+        *pack_table(metas),
+        "",
+        f"Total size: {total / 2**20:.1f} MiB ({total / 1e6:.1f} MB). Test: FER2013 PublicTest without the images",
+        "byte-identical to a",
+        "training image (n=3309), computed once per model as served (flip averaging and temperature from",
+        "the metadata). Coverage: share of faces not reported uncertain at the threshold chosen on validation.",
+        "CK+48: all 927 images of the seven classes (contempt dropped), never used in training.",
+        "The classifier's quality gate (`min_val_accuracy`, 0.45 by default) keeps a model whose validation",
+        "accuracy is below it from traffic: " + (", ".join(DISPLAY[m.architecture] for m in metas
+                                                     if m.validation["accuracy"] < 0.45) or "none") + ".",
+        "",
+        "## Recipe",
+        "",
+        f"- Input size {results.get('size')} px for the ImageNet-initialised models, "
+        f"{metas[-1].input_size if metas else '?'} px for the distilled ones; batch {results.get('batch_size')}, "
+        f"AdamW (weight decay {results.get('weight_decay')}), one warm-up epoch then cosine decay, label smoothing "
+        f"{results.get('label_smoothing')}, dropout {results.get('dropout')}, augmentation (flip, rotation, zoom, "
+        "brightness); stage 1 trains the head on cached backbone features, stage 2 all layers; the epoch with the "
+        "best validation accuracy is kept.",
+        f"- Distillation: alpha {results.get('alpha')} on the label-smoothed hard labels, temperature "
+        f"{results.get('temperature')}, teacher = flip-averaged MobileNetV2 + MobileNetV3-Small, scored once.",
+        "- Calibration temperature and the uncertain threshold (highest keeping >= 80 % of validation faces) are "
+        "fitted on validation; flip averaging is kept where validation accuracy improves.",
+        "- Edge file: int8 TFLite where its validation accuracy is within 0.5 pt of float, else fp16.",
+        "- ONNX weights are stored as float16 and cast back to float32 in the graph (half the size; the",
+        "  casts fold away when the model loads).",
+        "",
+        "## Rebuild or replace it",
+        "",
+        "```bash",
+        "python benchmarks/train_pack.py prepare --data-root DATA --out .pack/fer2013.npz   # FER2013 + CK+48 folders",
+        "python benchmarks/train_pack.py train --data .pack/fer2013.npz --weights-dir WEIGHTS --jobs pack \\",
+        f"    --size {results.get('size')} --student-size {metas[-1].input_size if metas else 48} --out runs/pack",
+        "python benchmarks/train_pack.py build --run runs/pack --out modelpack",
+        "```",
+        "",
+        "`WEIGHTS` holds ImageNet no-top `.weights.h5` files for MobileNetV2 and MobileNetV3-Small. On a GPU run",
+        "`train` with `KERAS_BACKEND=torch` (and the `.jpeg.npz` file `prepare` also writes). To serve your own",
+        "models instead, export them (`ferlite train ... --export DIR`) and start the stack with `--models DIR`.",
+        "",
+        "## Licences and limits",
+        "",
+        f"- {FER_LICENCE}; {CK_LICENCE}. The pack inherits these terms: research and evaluation use.",
+        "- See each model card's known limits: posed, web-scraped adult faces; expression is not emotion.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,378 @@
+"""The aggregator against a real Redis server: idempotency, windows, retention, bad input,
+drift, feedback, streaming, embedded Redis, and a kill -9 of Redis with zero loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import prometheus_client
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ferlite.base.events import Event, InvalidEvent, event_to_pb
+from ferlite.base.labels import EMOTIONS
+from ferlite.base.model_metadata import ModelMetadata
+from ferlite.services.aggregator.config import AggregatorConfig
+from ferlite.services.aggregator.core import Aggregator, NotFound
+from ferlite.services.aggregator.server import REDIS_HEALTH, build
+from ferlite.services.aggregator.spool import Spool
+from ferlite.services.aggregator.store import RedisStore
+from ferlite.services.common.metrics import ServiceMetrics
+from ferlite.v1 import aggregator_pb2 as pb
+from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
+from tests.support.events import NOW, event
+from tests.support.redis import start_redis
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A drift reference as `ferlite export` writes it: mostly neutral and happy."""
+    ref = [0.05, 0.0, 0.05, 0.3, 0.1, 0.1, 0.4]
+    ModelMetadata("mobilenet_v2", 48, reference={"class_distribution": ref, "mean_confidence": 0.8}).save(
+        tmp_path / "models" / "mobilenet_v2")
+    return tmp_path / "models"
+
+
+def make_core(redis_server, tmp_path, model_dir, **overrides) -> tuple[Aggregator, ServiceMetrics]:
+    config = AggregatorConfig(redis_url=redis_server.url, data_dir=str(tmp_path / "agg"), model_dir=str(model_dir),
+                              drift_window=50, **overrides)
+    metrics = ServiceMetrics("aggregator")
+    client = redis.Redis.from_url(redis_server.url)
+    store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen, 50,
+                       config.event_marker_seconds)
+    return Aggregator(config, store, Spool(tmp_path / "agg" / "spool"), metrics, clock=lambda: NOW), metrics
+
+
+def test_retried_batches_never_count_twice(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir)
+    batch = [event(i) for i in range(10)]
+    assert core.record(batch).accepted == 10
+    again = core.record([*batch[5:], event(10)])
+    assert (again.accepted, again.duplicates) == (1, 5)
+    summary = core.summary("room-1", 300, NOW + 1)
+    assert summary.total == 11 and summary.distribution["happy"] == 11
+    assert core.store.event_count("room-1") == 11
+
+
+def test_window_queries_dominant_and_uncertain_share(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir)
+    events = ([event(i, "sad", ts=NOW - 3600) for i in range(5)]                  # an hour ago
+              + [event(100 + i, "happy", ts=NOW - 90) for i in range(3)]          # two minutes ago
+              + [event(200 + i, "surprise", ts=NOW - 10, uncertain=i == 0) for i in range(4)])
+    core.record(events)
+    recent = core.summary("room-1", 300, NOW)
+    assert recent.total == 7
+    assert recent.distribution["sad"] == 0 and recent.distribution["surprise"] == 4
+    assert recent.dominant == "surprise"
+    assert recent.uncertain_share == pytest.approx(1 / 7)
+    assert [m for m, _ in recent.per_minute] == sorted(m for m, _ in recent.per_minute)
+    assert sum(sum(c.values()) for _, c in recent.per_minute) == 7
+    assert core.summary("room-1", 7200, NOW).total == 12
+    assert core.summary("room-2", 7200, NOW).dominant == ""
+
+
+def test_every_key_expires_within_retention(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir, retention_seconds=3600)
+    core.record([event(i) for i in range(3)])
+    core.feedback("cam-1:0:t0", "sad")
+    client = core.store.r
+    keys = list(client.scan_iter("ferlite:*"))
+    assert len(keys) >= 5
+    for key in keys:
+        ttl = client.ttl(key)
+        assert 0 < ttl <= 3600, (key, ttl)
+    with pytest.raises(InvalidEvent, match="older than the retention window"):
+        core.record([event(9, ts=NOW - 7200)])
+
+
+@pytest.mark.parametrize(("mutate", "needle"), [
+    (dict(event_id=""), "events[1] (id ''): event_id"),
+    (dict(classroom_id=""), "classroom_id is required"),
+    (dict(probabilities=(0.5,) * 7), "probabilities sum to 3.5000"),
+    (dict(probabilities=(1.0,)), "probabilities has 1 values, expected 7"),
+    (dict(label="bored"), "label 'bored' is not one of"),
+    (dict(timestamp=NOW + 3600), "timestamp is 3600 s in the future"),
+    (dict(timestamp=0.0), "timestamp is required"),
+    (dict(confidence=1.5), "confidence must be in [0, 1]"),
+    (dict(architecture="resnet"), "model.architecture 'resnet'"),
+])
+def test_bad_events_reject_the_whole_batch(redis_server, tmp_path, model_dir, mutate, needle) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir)
+    bad = Event(**{**event(1).to_dict(), **mutate})
+    with pytest.raises(InvalidEvent) as err:
+        core.record([event(0), bad])
+    assert needle in str(err.value)
+    assert core.store.event_count("room-1") == 0  # the valid first event was not applied either
+
+
+def test_batch_limits(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir, max_batch=4)
+    with pytest.raises(InvalidEvent, match="batch is empty"):
+        core.record([])
+    with pytest.raises(InvalidEvent, match="5 events exceed the limit of 4"):
+        core.record([event(i) for i in range(5)])
+    with pytest.raises(InvalidEvent, match="repeats within the batch"):
+        core.record([event(1), event(1)])
+
+
+def _gauge(metrics: ServiceMetrics, name: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(f"ferlite_aggregator_{name}", labels)
+
+
+def test_drift_gauges_move_when_predictions_shift(redis_server, tmp_path, model_dir) -> None:
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    arm = {"architecture": "mobilenet_v2", "model_version": "1"}
+    mix = ["neutral"] * 20 + ["happy"] * 15 + ["sad"] * 5 + ["surprise"] * 5 + ["angry", "fear"] * 3
+    core.record([event(i, label, confidence=0.8) for i, label in enumerate(mix[:50])])
+    calm = _gauge(metrics, "drift_psi", **arm)
+    assert calm is not None and calm < 0.1
+    core.record([event(1000 + i, "angry", confidence=0.4) for i in range(50)])  # the window is 50
+    shifted = _gauge(metrics, "drift_psi", **arm)
+    assert shifted > 1.0 > calm
+    assert _gauge(metrics, "drift_js_divergence", **arm) > 0.5
+    assert _gauge(metrics, "confidence_mean", **arm) == pytest.approx(0.4)
+    assert _gauge(metrics, "confidence_reference", **arm) == pytest.approx(0.8)
+
+
+def test_feedback_tallies_and_rolling_accuracy(redis_server, tmp_path, model_dir) -> None:
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    core.record([event(i, "happy") for i in range(4)])
+    ids = [event(i).event_id for i in range(4)]
+    assert core.feedback(ids[0], "happy").correct
+    assert not core.feedback(ids[1], "sad").correct
+    fb = core.feedback(ids[1], "happy")  # the teacher corrects themselves: no double count
+    assert fb.correct and fb.total == 2 and fb.total_correct == 2
+    core.feedback(ids[2], "fear")
+    arm = {"architecture": "mobilenet_v2", "model_version": "1"}
+    assert _gauge(metrics, "feedback_accuracy", **arm) == pytest.approx(2 / 3)
+    assert _gauge(metrics, "feedback_events", **arm) == 3
+    with pytest.raises(NotFound):
+        core.feedback("no-such-event", "happy")
+    with pytest.raises(InvalidEvent, match="true_label"):
+        core.feedback(ids[0], "meh")
+
+
+# ------------------------------------------------------------------------------------ through gRPC
+
+@pytest.fixture
+def served(redis_server, tmp_path, model_dir):
+    config = AggregatorConfig(port=0, metrics_port=-1, redis_url=redis_server.url, data_dir=str(tmp_path / "agg"),
+                              model_dir=str(model_dir), replay_interval=0.1)
+    server = build(config).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield server, pb_grpc.AggregatorStub(channel), channel
+    channel.close()
+    server.stop(0)
+
+
+def _live_event(i: int, label: str = "happy") -> pb.EmotionEvent:
+    return event_to_pb(event(i, label, ts=time.time()))
+
+
+def test_grpc_record_summary_feedback_and_errors(served) -> None:
+    _, stub, _ = served
+    reply = stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i) for i in range(3)]))
+    assert (reply.accepted, reply.duplicates, reply.spooled) == (3, 0, False)
+    summary = stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600))
+    assert summary.total_events == 3 and summary.dominant_label == "happy"
+    assert [c.label for c in summary.distribution] == list(EMOTIONS)
+    fb = stub.SubmitFeedback(pb.FeedbackRequest(event_id=event(0).event_id, true_label="sad"))
+    assert not fb.correct and fb.model.architecture == "mobilenet_v2"
+    bad = _live_event(7)
+    bad.probabilities[0] = 0.9
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecordEvents(pb.RecordEventsRequest(events=[bad]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "events[0]" in err.value.details() and "probabilities" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SubmitFeedback(pb.FeedbackRequest(event_id="nope", true_label="sad"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_grpc_stream_delivers_new_events(served) -> None:
+    _, stub, _ = served
+    stream = stub.StreamEvents(pb.StreamEventsRequest(classroom_id="room-1"), timeout=20)
+    received: list[str] = []
+
+    def consume() -> None:
+        try:
+            for ev in stream:
+                received.append(ev.event_id)
+                if len(received) == 4:
+                    stream.cancel()
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    time.sleep(0.7)
+    stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i) for i in range(4)]))
+    reader.join(15)
+    assert received == [event(i).event_id for i in range(4)]
+
+
+def test_redis_killed_mid_stream_loses_and_duplicates_nothing(tmp_path, model_dir) -> None:
+    redis_server = start_redis(tmp_path / "redis")
+    config = AggregatorConfig(port=0, metrics_port=-1, redis_url=redis_server.url, data_dir=str(tmp_path / "agg"),
+                              model_dir=str(model_dir), replay_interval=0.1)
+    server = build(config).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = pb_grpc.AggregatorStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
+    sent, spooled_replies = 0, 0
+    try:
+        for i in range(0, 300, 10):
+            batch = [_live_event(j, EMOTIONS[j % 7]) for j in range(i, i + 10)]
+            if i == 100:
+                redis_server.kill()  # kill -9 in the middle of the stream
+            if i == 200:
+                redis_server = start_redis(tmp_path / "redis", port=redis_server.port)  # same port, same data
+            reply = stub.RecordEvents(pb.RecordEventsRequest(events=batch), timeout=10)
+            spooled_replies += reply.spooled
+            if i % 50 == 0:  # a client retry of a whole batch, with the same ids
+                stub.RecordEvents(pb.RecordEventsRequest(events=batch), timeout=10)
+            if i == 150:
+                status = health.Check(health_pb2.HealthCheckRequest(service=REDIS_HEALTH)).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+                assert server.core.spool.depth > 0
+            sent += len(batch)
+        deadline = time.monotonic() + 20
+        while server.core.spool.depth and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.core.spool.depth == 0
+        assert spooled_replies >= 10
+        summary = stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=3600))
+        assert summary.total_events == sent == 300
+        assert all(c.count == sum(1 for j in range(300) if EMOTIONS[j % 7] == c.label) for c in summary.distribution)
+        assert server.core.store.event_count("room-1") == 300
+        status = health.Check(health_pb2.HealthCheckRequest(service=REDIS_HEALTH)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+        server.stop(0)
+        redis_server.stop()
+
+
+def test_embedded_redis_persists_across_restarts(tmp_path, model_dir) -> None:
+    config = AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"), model_dir=str(model_dir))
+    for round_ in range(2):
+        server = build(config).start()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.AggregatorStub(channel)
+            stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i + 10 * round_) for i in range(5)]))
+            total = stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events
+        server.stop(0)
+        assert total == 5 * (round_ + 1)
+    assert (tmp_path / "agg" / "redis" / "appendonly.aof").exists()
+    assert not (tmp_path / "agg" / "redis" / "redis.sock").exists()
+
+
+@pytest.mark.parametrize(("call", "needle"), [
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=math.nan), timeout=5),
+     "window_seconds"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=math.inf), timeout=5),
+     "window_seconds"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=60, end_time=1e20), timeout=5),
+     "end_time"),
+    (lambda s: next(iter(s.StreamEvents(pb.StreamEventsRequest(classroom_id="room-1", since=1e20), timeout=5))),
+     "since"),
+    (lambda s: s.GetSummary(pb.SummaryRequest(classroom_id="room\n", window_seconds=60), timeout=5), "classroom_id"),
+    (lambda s: s.SubmitFeedback(pb.FeedbackRequest(event_id="x" * 1_000_000, true_label="sad"), timeout=5),
+     "event_id"),
+])
+def test_bad_numbers_in_reads_are_invalid_argument_and_redis_stays_up(served, call, needle) -> None:
+    _, stub, channel = served
+    with pytest.raises(grpc.RpcError) as err:
+        call(stub)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert needle in err.value.details() and len(err.value.details()) < 400
+    health = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=REDIS_HEALTH), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    reply = stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(50)]), timeout=5)
+    assert not reply.spooled
+
+
+def test_forged_events_cannot_grow_the_metrics(redis_server, tmp_path, model_dir) -> None:
+    """20 batches of fresh classrooms and model versions: /metrics keeps the same series."""
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    core.record([event(0, "happy", ts=NOW)])
+    before = sum(len(m.samples) for m in metrics.registry.collect())
+    for b in range(20):
+        batch = [dataclasses.replace(event(1000 + 50 * b + i, "sad", ts=NOW, classroom=f"forged-{b}-{i}"),
+                                     model_version=f"v{b}-{i}") for i in range(50)]
+        core.record(batch)
+    after = sum(len(m.samples) for m in metrics.registry.collect())
+    assert after - before < 40, (before, after)
+    text = prometheus_client.generate_latest(metrics.registry).decode()
+    assert "forged-" not in text and 'model_version="v1-' not in text
+
+
+def test_embedded_redis_killed_is_restarted_and_the_spool_drains(tmp_path, model_dir) -> None:
+    config = AggregatorConfig(port=0, metrics_port=-1, data_dir=str(tmp_path / "agg"), model_dir=str(model_dir),
+                              replay_interval=0.1)
+    server = build(config).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.AggregatorStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i) for i in range(5)]))
+            redis_pid = next(int(p) for p in subprocess.run(["pgrep", "-f", str(tmp_path / "agg" / "redis")],
+                                                            capture_output=True, text=True).stdout.split())
+            os.kill(redis_pid, signal.SIGKILL)
+            killed = time.monotonic()
+            acked = 5
+            for i in range(5, 25):  # acknowledged during the outage: spooled or stored, never lost
+                stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i)]), timeout=5)
+                acked += 1
+                time.sleep(0.05)
+            while health.Check(health_pb2.HealthCheckRequest(service=REDIS_HEALTH), timeout=2).status != \
+                    health_pb2.HealthCheckResponse.SERVING or server.core.spool.depth:
+                assert time.monotonic() - killed < 10, "Redis not back (or spool not drained) within 10 s"
+                time.sleep(0.1)
+            total = stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events
+        assert total == acked
+        assert server.metrics.registry.get_sample_value("ferlite_aggregator_embedded_redis_restarts_total") >= 1
+        zombies = subprocess.run(["ps", "-o", "stat=", "-p", str(redis_pid)], capture_output=True, text=True)
+        assert "Z" not in zombies.stdout
+    finally:
+        server.stop(0)
+
+
+def test_an_id_reused_for_a_different_event_is_an_error_not_a_duplicate(served) -> None:
+    _, stub, _ = served
+    first = _live_event(70)
+    assert stub.RecordEvents(pb.RecordEventsRequest(events=[first])).accepted == 1
+    assert stub.RecordEvents(pb.RecordEventsRequest(events=[first])).duplicates == 1   # a retry: fine
+    other = _live_event(71)
+    forged = event_to_pb(dataclasses.replace(event(70, "sad", ts=time.time()), classroom_id="room-2"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecordEvents(pb.RecordEventsRequest(events=[other, forged]))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "events[1]" in err.value.details() and "different event" in err.value.details()
+    assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-1", window_seconds=600)).total_events == 1
+    assert stub.GetSummary(pb.SummaryRequest(classroom_id="room-2", window_seconds=600)).total_events == 0
+
+
+def test_event_markers_expire_long_before_the_aggregates(redis_server, tmp_path, model_dir) -> None:
+    core, _ = make_core(redis_server, tmp_path, model_dir, event_marker_seconds=3600)
+    core.record([event(1, "happy")])
+    r = core.store.r
+    marker = r.ttl(f"ferlite:event:{event(1).event_id}")
+    stream = r.ttl("ferlite:stream:room-1")
+    assert 0 < marker <= 3600 < stream

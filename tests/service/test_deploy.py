@@ -1,0 +1,311 @@
+"""Deployment artefacts: the Helm chart (lint, render, Kubernetes 1.32 schemas), Prometheus rules
+(promtool), the Grafana dashboard against real /metrics, and `ferlite ab` against an in-memory
+Kubernetes API double."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+
+import pytest
+import yaml
+
+from ferlite.app.ab import main as ab_main
+from tests.support.chart import CHART, by_kind, notes, render
+from tests.support.k8s_double import InMemoryKubernetesApi
+from tests.support.procs import ROOT, require_tool
+
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: no upstream schema to validate against
+
+VALUE_SETS = {
+    "defaults": {},
+    "external-redis-monitoring-tls": {
+        "redis": {"enabled": False, "externalUrl": "rediss://redis.example.internal:6380/0",
+                  "auth": {"existingSecret": "managed-redis"}},
+        "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True},
+        "auth": {"existingSecret": "ferlite-auth"}},
+    "gpu-pvc-no-autoscaling": {
+        "triton": {"gpus": 1, "modelRepository": {"source": "pvc", "pvcName": "models", "kind": "KIND_GPU"}},
+        "facedetect": {"autoscaling": {"enabled": False, "minReplicas": 1, "maxReplicas": 1,
+                                       "targetCPUUtilizationPercentage": 70}},
+        "aggregator": {"spool": {"persistence": {"enabled": True, "size": "5Gi"}}},
+        "networkPolicy": {"enabled": False}},
+}
+
+
+def test_chart_lints_clean() -> None:
+    helm = pytest.importorskip("helm_python")
+    for values in VALUE_SETS.values():
+        report = helm.lint(str(CHART), values)
+        assert report["errors"] == [], report
+        assert not [m for m in report["messages"] if m["severity"] > 1], report
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_rendered_manifests_validate_against_kubernetes_1_32(name: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    docs = render(VALUE_SETS[name])
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]
+            continue
+        kv.validate(doc, "1.32", strict=True)  # raises on any schema error or removed API
+
+
+def test_default_chart_wiring() -> None:
+    docs = render({})
+    deployments = by_kind(docs, "Deployment")
+    assert set(deployments) == {"ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton",
+                                "ferlite-redis"}
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert "resources" in c and c["resources"]["limits"], name
+    for svc in ("facedetect", "classifier", "aggregator"):
+        c = deployments[f"ferlite-{svc}"]["spec"]["template"]["spec"]["containers"][0]
+        assert c["readinessProbe"]["grpc"]["port"] == c["ports"][0]["containerPort"]
+        assert c["livenessProbe"]["grpc"]["service"] == "liveness"  # not readiness: Triton may be away
+    classifier = deployments["ferlite-classifier"]["spec"]["template"]["spec"]
+    assert {"name": "ab-policy", "mountPath": "/etc/ferlite/ab", "readOnly": True} in classifier["containers"][0][
+        "volumeMounts"]
+    policy = json.loads(by_kind(docs, "ConfigMap")["ferlite-ab-policy"]["data"]["policy.json"])
+    assert set(policy["weights"]) == {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"}
+    triton = deployments["ferlite-triton"]["spec"]["template"]["spec"]
+    assert triton["initContainers"][0]["args"][:2] == ["triton-repo", "--models"]
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Secret"} <= {d["kind"] for d in docs}
+    aggregator_env = {e["name"]: e for e in deployments["ferlite-aggregator"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert aggregator_env["FERLITE_AGGREGATOR_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+
+
+def test_network_policies_allow_only_the_pipeline() -> None:
+    policies = by_kind(render({}), "NetworkPolicy")
+    def sources(name: str) -> list[str]:
+        rule = policies[name]["spec"]["ingress"][0]
+        return sorted(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component", "clients")
+                      for f in rule["from"])
+    assert sources("ferlite-classifier") == ["clients", "facedetect"]
+    assert sources("ferlite-triton") == ["classifier"]
+    assert sources("ferlite-redis") == ["aggregator"]
+    assert sources("ferlite-aggregator") == ["clients", "facedetect"]
+
+
+def test_schema_rejects_bad_values() -> None:
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        bad_arch = {"classifier": {"abPolicy": {"weights": {"resnet50": 1}}}}
+        for bad, where in ((bad_arch, "invalid propertyName 'resnet50'"),
+                           ({"facedetect": {"detector": "yolo"}}, "/facedetect/detector"),
+                           ({"redis": {"externalUrl": "http://nope"}}, "/redis/externalUrl"),
+                           ({"facedetect": {"replicas": 0}}, "/facedetect/replicas")):
+            with pytest.raises(Exception) as err:
+                chart.validate_schema(chart.merge_values(bad))
+            assert where in str(err.value)
+        chart.validate_schema(chart.merge_values({}))
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = require_tool("promtool")
+    check = subprocess.run([promtool, "check", "rules", str(CHART / "files" / "alerts.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tested = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=ROOT / "deploy" / "prometheus",
+                            capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    config = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=ROOT / "deploy" / "prometheus",
+                            capture_output=True, text=True)
+    assert config.returncode == 0, config.stdout + config.stderr
+    alerts = {r["alert"] for g in yaml.safe_load((CHART / "files" / "alerts.yml").read_text())["groups"]
+              for r in g["rules"]}
+    tests = (ROOT / "deploy" / "prometheus" / "alerts_test.yml").read_text()
+    assert all(f"alertname: {a}" in tests for a in alerts), "every alert needs a promtool test"
+
+
+def _exported_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()[:4]
+            names.add(name)
+            if kind == "counter":
+                names |= {name + "_total", name + "_created"}
+            if kind == "histogram":
+                names |= {name + s for s in ("_bucket", "_sum", "_count", "_created")}
+    return names
+
+
+def test_dashboard_queries_only_metrics_the_services_export(exported_models, tmp_path) -> None:
+    from ferlite.services.aggregator.config import AggregatorConfig
+    from ferlite.services.aggregator.server import build as build_aggregator
+    from ferlite.services.classifier.config import ClassifierConfig
+    from ferlite.services.classifier.server import build as build_classifier
+    from ferlite.services.facedetect.config import FaceDetectConfig
+    from ferlite.services.facedetect.server import build as build_facedetect
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "ferlite-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queried = {m for e in exprs for m in re.findall(r"\b((?:ferlite|nv)_[a-z0-9_]+)", e)}
+    assert len(dashboard["panels"]) >= 10 and len(queried) >= 20
+    servers = [
+        build_aggregator(AggregatorConfig(port=0, metrics_port=0, data_dir=str(tmp_path / "a"))),
+        build_classifier(ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=0,
+                                          model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
+                                          triton_metrics_port=0,
+                                          repository_dir=str(tmp_path / "t"))),
+        build_facedetect(FaceDetectConfig(port=0, metrics_port=0)),
+    ]
+    exported: set[str] = set()
+    try:
+        for server in servers:
+            server.start()
+            exported |= _exported_names(urllib.request.urlopen(
+                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode())
+        triton_port = servers[1].triton.metrics_port
+        exported |= _exported_names(urllib.request.urlopen(f"http://127.0.0.1:{triton_port}/metrics",
+                                                           timeout=10).read().decode())
+    finally:
+        for server in servers:
+            server.stop(0)
+    assert queried - exported == set(), f"the dashboard queries metrics nobody exports: {queried - exported}"
+
+
+@pytest.fixture
+def k8s(tmp_path):
+    double = InMemoryKubernetesApi()
+    double.configmaps[("ferlite", "ferlite-ab-policy")] = {
+        "policy.json": json.dumps({"weights": {"mobilenet_v2": 1, "efficientnet_b0": 1}, "sticky": True})}
+    yield double, str(double.kubeconfig(tmp_path / "kubeconfig"))
+    double.close()
+
+
+def test_ab_show_and_set_against_the_kubernetes_api_double(k8s, capsys) -> None:
+    double, kubeconfig = k8s
+    base = ["--kubeconfig", kubeconfig, "--namespace", "ferlite"]
+    assert ab_main([*base, "show"]) == 0
+    assert "mobilenet_v2         weight 1  (50% of traffic)" in capsys.readouterr().out
+    assert ab_main([*base, "set", "mobilenet_v2=3", "mobilenet_v3_small=1", "--shadow", "0.1"]) == 0
+    stored = json.loads(double.configmaps[("ferlite", "ferlite-ab-policy")]["policy.json"])
+    assert stored == {"weights": {"mobilenet_v2": 3.0, "mobilenet_v3_small": 1.0}, "sticky": True,
+                      "shadow_fraction": 0.1}
+    assert any(method == "PATCH" for method, _, _ in double.requests)
+    assert ab_main([*base, "set", "efficientnet_b0=2", "--merge", "--no-sticky"]) == 0
+    stored = json.loads(double.configmaps[("ferlite", "ferlite-ab-policy")]["policy.json"])
+    assert stored["weights"] == {"mobilenet_v2": 3.0, "mobilenet_v3_small": 1.0, "efficientnet_b0": 2.0}
+    assert stored["sticky"] is False
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["set", "resnet50=1"], "unknown architecture 'resnet50'"),
+    (["set", "mobilenet_v2=-2"], "must be a non-negative number"),
+    (["set", "mobilenet_v2=0"], "at least one weight must be > 0"),
+    (["set", "mobilenet_v2"], "write ARCHITECTURE=WEIGHT"),
+    (["--configmap", "missing", "show"], "ConfigMap ferlite/missing not found"),
+])
+def test_ab_errors_are_clear_and_write_nothing(k8s, capsys, args, needle) -> None:
+    double, kubeconfig = k8s
+    before = dict(double.configmaps[("ferlite", "ferlite-ab-policy")])
+    assert ab_main(["--kubeconfig", kubeconfig, "--namespace", "ferlite", *args]) == 2
+    assert needle in capsys.readouterr().err
+    assert double.configmaps[("ferlite", "ferlite-ab-policy")] == before
+    assert not any(method == "PATCH" for method, _, _ in double.requests)
+
+
+def test_ab_without_a_cluster(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert ab_main(["show"]) == 2
+    assert "no Kubernetes cluster configured" in capsys.readouterr().err
+    unreachable = tmp_path / "kc"
+    double = InMemoryKubernetesApi()
+    double.kubeconfig(unreachable)
+    double.close()
+    assert ab_main(["--kubeconfig", str(unreachable), "show"]) == 2
+    assert "cannot reach the Kubernetes API" in capsys.readouterr().err
+
+
+def test_chart_crops_at_the_size_the_shipped_pack_owns() -> None:
+    """The chart does not hard-code a crop size: face detection reads it from the models baked into
+    the image (the Dockerfile copies the model pack to the chart's modelDir)."""
+    from ferlite.base.model_metadata import PACK_DIR, find_models
+    from ferlite.services.facedetect.config import FaceDetectConfig
+
+    docs = render({})
+    pod = by_kind(docs, "Deployment")["ferlite-facedetect"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert env["FERLITE_FACEDETECT_CROP_SIZE"] == "0"
+    assert env["FERLITE_FACEDETECT_MODEL_DIR"] == values["modelDir"]
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert f"COPY {PACK_DIR.name} {values['modelDir']}" in dockerfile
+    pack = find_models(PACK_DIR)
+    assert len(pack) == 4
+    config = FaceDetectConfig(crop_size=0, model_dir=str(PACK_DIR))
+    assert config.resolved_crop_size() == max(m.input_size for m in pack)
+
+
+def test_triton_schedules_on_a_single_gpu_node_and_its_init_container_fits_a_quota() -> None:
+    values = {"triton": {"gpus": 1, "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                         "runtimeClassName": "nvidia"}, "classifier": {"maxBatch": 32}}
+    triton = by_kind(render(values), "Deployment")["ferlite-triton"]["spec"]
+    assert triton["strategy"] == {"type": "Recreate"}
+    pod = triton["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["runtimeClassName"] == "nvidia"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    init = pod["initContainers"][0]
+    assert init["resources"]["requests"] and init["resources"]["limits"]
+    assert init["args"][init["args"].index("--max-batch") + 1] == "32"
+    assert "strategy" not in by_kind(render({}), "Deployment")["ferlite-triton"]["spec"]  # CPU: rolling
+
+
+def test_a_single_replica_gets_no_pdb_that_would_block_node_drains() -> None:
+    pdbs = by_kind(render({}), "PodDisruptionBudget")
+    assert "ferlite-aggregator" in pdbs
+    single = {"aggregator": {"replicas": 1, "autoscaling": {"enabled": False}}}
+    assert "ferlite-aggregator" not in by_kind(render(single), "PodDisruptionBudget")
+
+
+def test_helm_test_pod_checks_every_service() -> None:
+    pods = [d for d in render({}) if d["kind"] == "Pod"]
+    assert len(pods) == 1 and pods[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    targets = pods[0]["spec"]["containers"][0]["args"][1:]
+    assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053"]
+    text = notes({})
+    assert "helm test ferlite -n ferlite" in text and "ferlite-facedetect:50051" in text
+
+
+def test_redis_never_evicts_silently_and_its_volume_outlives_uninstall() -> None:
+    docs = render({})
+    redis_cmd = by_kind(docs, "Deployment")["ferlite-redis"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--maxmemory 640mb --maxmemory-policy noeviction" in redis_cmd[-1]
+    pvc = by_kind(docs, "PersistentVolumeClaim")["ferlite-redis"]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_cameras_outside_the_cluster_can_reach_face_detection() -> None:
+    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}},
+                   "networkPolicy": {"cameraCIDRs": ["10.20.0.0/16"]}})
+    assert by_kind(docs, "Service")["ferlite-facedetect"]["spec"]["type"] == "LoadBalancer"
+    sources = by_kind(docs, "NetworkPolicy")["ferlite-facedetect"]["spec"]["ingress"][0]["from"]
+    assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in sources
+    assert "type" not in by_kind(render({}), "Service")["ferlite-classifier"]["spec"]
+
+
+def test_face_detection_balances_over_headless_services() -> None:
+    docs = render({})
+    services = by_kind(docs, "Service")
+    for name in ("ferlite-classifier-pods", "ferlite-aggregator-pods"):
+        assert services[name]["spec"]["clusterIP"] == "None"
+    env = {e["name"]: e.get("value") for e in by_kind(docs, "Deployment")["ferlite-facedetect"]["spec"]["template"][
+        "spec"]["containers"][0]["env"]}
+    assert env["FERLITE_FACEDETECT_CLASSIFIER_URL"] == "dns:///ferlite-classifier-pods:50052"
+    assert env["FERLITE_FACEDETECT_AGGREGATOR_URL"] == "dns:///ferlite-aggregator-pods:50053"

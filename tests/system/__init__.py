@@ -1,0 +1,1 @@
+"""system tests: the whole stack, the CLI end to end, training runs."""

@@ -1,0 +1,39 @@
+"""The camera client's own behaviour, without a stack: dead targets, the aggregator it pairs with."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ferlite.app.client import Smoother
+from ferlite.app.stream import aggregator_beside
+from tests.support.procs import ROOT
+
+
+def test_streaming_to_a_dead_target_says_so_once(tmp_path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")  # never opened: the target is checked first
+    result = subprocess.run([sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "room",
+                             "--target", "127.0.0.1:9"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nothing answers at 127.0.0.1:9" in lines[0] and "ferlite up" in lines[0]
+
+
+def test_summary_goes_to_the_aggregator_of_the_same_stack() -> None:
+    assert aggregator_beside("127.0.0.1:50051") == "127.0.0.1:50053"
+    assert aggregator_beside("10.0.0.7:50151") == "10.0.0.7:50153"
+
+
+def test_summary_command_without_a_stack() -> None:
+    result = subprocess.run([sys.executable, "-m", "ferlite", "summary", "--classroom", "room", "--aggregator",
+                             "127.0.0.1:9"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1 and "nothing answers" in result.stderr
+
+
+def test_tracks_follow_the_services_uncertain_flag() -> None:
+    smoother = Smoother(alpha=0.5)
+    happy = [0.05, 0.05, 0.05, 0.6, 0.1, 0.1, 0.05]
+    assert smoother.update("t1", happy, uncertain=False)[0] == "happy"
+    assert smoother.update("t2", happy, uncertain=True)[0] == "uncertain"
+    assert Smoother(uncertain_below=0.7).update("t3", happy)[0] == "uncertain"

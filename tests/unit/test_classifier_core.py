@@ -1,0 +1,80 @@
+"""The classifier core without gRPC or Triton: a scripted backend stands in for Triton (a test
+double, named as such), so routing, the quality gate, resizing, flips and calibration are tested
+directly and fast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.model_metadata import ModelMetadata
+from ferlite.services.classifier.backend import Inference
+from ferlite.services.classifier.core import Classifier, InvalidInput
+from ferlite.services.classifier.policy import PolicyStore
+from ferlite.services.common.metrics import ServiceMetrics
+
+
+class ScriptedBackend:
+    """Test double of TritonBackend: records each call; answers 'happy' when the mirrored half of
+    the batch is the mirror image of the first half, else a fixed distribution."""
+
+    def __init__(self) -> None:
+        self.ready = set(ARCHITECTURES)
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
+        self.calls.append((architecture, batch.shape))
+        probs = np.tile(np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1], np.float32), (len(batch), 1))
+        return Inference(probs, "1")
+
+
+def core(metadata: dict[str, ModelMetadata], floor: float = 0.3) -> tuple[Classifier, ScriptedBackend, ServiceMetrics]:
+    backend = ScriptedBackend()
+    metrics = ServiceMetrics("classifier")
+    sizes = {a: m.input_size for a, m in metadata.items()}
+    return Classifier(backend, PolicyStore(), sizes, metrics, metadata=metadata, min_val_accuracy=floor), \
+        backend, metrics
+
+
+def meta(arch: str, size: int = 48, val: float | None = 0.6, **kw) -> ModelMetadata:
+    return ModelMetadata(arch, size, validation={} if val is None else {"accuracy": val}, **kw)
+
+
+def test_quality_gate_keeps_a_weak_arm_from_traffic() -> None:
+    c, backend, metrics = core({"mobilenet_v2": meta("mobilenet_v2"),
+                                "efficientnet_b0": meta("efficientnet_b0", val=0.11)})
+    batch = np.zeros((2, 48, 48, 3), np.float32)
+    for i in range(40):
+        assert c.classify(batch, routing_key=f"stream-{i}").primary.architecture == "mobilenet_v2"
+    assert {a for a, _ in backend.calls} == {"mobilenet_v2"}
+    with pytest.raises(InvalidInput, match="quality gate"):
+        c.classify(batch, architecture="efficientnet_b0")
+    registry = metrics.registry
+    assert registry.get_sample_value("ferlite_classifier_arm_gated", {"architecture": "efficientnet_b0"}) == 1
+    assert registry.get_sample_value("ferlite_classifier_ab_weight", {"architecture": "efficientnet_b0"}) == 0
+    assert registry.get_sample_value("ferlite_classifier_ab_weight", {"architecture": "mobilenet_v2"}) == 1
+
+
+def test_crops_are_resized_to_each_models_own_size() -> None:
+    c, backend, _ = core({"mobilenet_v2": meta("mobilenet_v2", 96),
+                          "mobilenet_v3_small": meta("mobilenet_v3_small", 48)})
+    batch = np.random.default_rng(0).random((3, 96, 96, 3), dtype=np.float32)
+    c.classify(batch, architecture="mobilenet_v3_small")
+    c.classify(batch, architecture="mobilenet_v2")
+    assert backend.calls == [("mobilenet_v3_small", (3, 48, 48, 3)), ("mobilenet_v2", (3, 96, 96, 3))]
+
+
+def test_flips_temperature_and_abstention_come_from_the_metadata() -> None:
+    m = meta("mobilenet_v2", flip_tta=True, temperature=2.0, abstain_below=0.4)
+    c, backend, _ = core({"mobilenet_v2": m})
+    result = c.classify(np.zeros((2, 48, 48, 3), np.float32)).primary
+    assert backend.calls == [("mobilenet_v2", (4, 48, 48, 3))]   # mirrored faces in the same call
+    assert result.probabilities.shape == (2, 7)
+    raw = np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1])
+    expected = raw ** 0.5 / (raw ** 0.5).sum()
+    np.testing.assert_allclose(result.probabilities[0], expected, rtol=1e-5)
+    assert result.probabilities[0].max() < 0.4                    # calibrated confidence 0.33
+    assert result.uncertain.tolist() == [True, True]
+    sure = core({"mobilenet_v2": meta("mobilenet_v2", abstain_below=0.3)})[0]
+    assert sure.classify(np.zeros((1, 48, 48, 3), np.float32)).primary.uncertain.tolist() == [False]

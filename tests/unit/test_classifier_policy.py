@@ -1,0 +1,92 @@
+"""A/B policy: validation, weighted and sticky routing in statistical bounds, hot reload."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+
+import pytest
+
+from ferlite.base.architectures import ARCHITECTURES
+from ferlite.services.classifier.policy import ABPolicy, PolicyError, PolicyStore, choose
+
+ALL = set(ARCHITECTURES)
+
+
+def _within(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
+    return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p)) + 1
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    ({"weights": {"resnet50": 1}}, "unknown architecture 'resnet50'"),
+    ({"weights": {"mobilenet_v2": -1}}, "must be a non-negative number"),
+    ({"weights": {"mobilenet_v2": 0, "efficientnet_b0": 0}}, "at least one weight must be > 0"),
+    ({"shadow_fraction": 1.5}, "shadow_fraction=1.5"),
+    ({"weigths": {}}, "unknown policy field(s): weigths"),
+])
+def test_invalid_policies_are_named(data, needle) -> None:
+    with pytest.raises(PolicyError) as err:
+        ABPolicy.from_dict(data)
+    assert needle in str(err.value)
+
+
+def test_weighted_random_routing_matches_weights() -> None:
+    policy = ABPolicy.from_dict({"weights": {"mobilenet_v2": 3, "mobilenet_v3_small": 1}, "sticky": False})
+    rng = random.Random(1)
+    counts = Counter(choose(policy, ALL, rng=rng) for _ in range(4000))
+    assert set(counts) == {"mobilenet_v2", "mobilenet_v3_small"}
+    assert _within(counts["mobilenet_v2"], 4000, 0.75)
+
+
+def test_sticky_routing_is_stable_proportional_and_minimal_on_change() -> None:
+    policy = ABPolicy.from_dict({"weights": {a: 1 for a in ARCHITECTURES}})
+    keys = [f"stream-{i}" for i in range(4000)]
+    first = {k: choose(policy, ALL, k) for k in keys}
+    assert all(choose(policy, ALL, k) == first[k] for k in keys[:200])
+    counts = Counter(first.values())
+    assert all(_within(counts[a], 4000, 0.25) for a in ARCHITECTURES), counts
+    heavier = ABPolicy.from_dict({"weights": {**{a: 1 for a in ARCHITECTURES}, "efficientnet_b0": 2}})
+    moved = [k for k in keys if choose(heavier, ALL, k) != first[k]]
+    # only keys moving TO efficientnet_b0 should move: its share goes from 1/4 to 2/5
+    assert all(choose(heavier, ALL, k) == "efficientnet_b0" for k in moved)
+    assert _within(len(moved), 4000, 0.4 - 0.25, sigmas=5)
+
+
+def test_unready_arms_are_skipped() -> None:
+    policy = ABPolicy.from_dict({"weights": {"mobilenet_v2": 1, "efficientnet_b0": 1}})
+    ready = {"mobilenet_v2", "mobilenet_v3_small"}
+    assert {choose(policy, ready, f"k{i}") for i in range(200)} == {"mobilenet_v2"}
+    assert choose(policy, {"mobilenet_v3_small"}, "k") is None
+
+
+def test_policy_file_hot_reload_keeps_last_good(tmp_path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"weights": {"mobilenet_v2": 1}}))
+    seen = []
+    store = PolicyStore(path, on_change=seen.append, interval=0.05).start()
+    try:
+        assert store.policy.weights == {"mobilenet_v2": 1}
+        path.write_text(json.dumps({"weights": {"efficientnet_b0": 2}, "shadow_fraction": 0.5}))
+        deadline = time.monotonic() + 5
+        while store.policy.weights != {"efficientnet_b0": 2} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.policy.shadow_fraction == 0.5 and seen
+        path.write_text("{not json")
+        deadline = time.monotonic() + 5
+        while store.rejected == 0 and time.monotonic() < deadline:  # the watcher must have read it
+            time.sleep(0.02)
+        assert store.rejected == 1
+        assert store.policy.weights == {"efficientnet_b0": 2}  # an invalid file never replaces a good policy
+        path.write_text(json.dumps({"weights": {"mobilenet_v3_small": 1}}))  # and the watcher goes on
+        deadline = time.monotonic() + 5
+        while store.policy.weights != {"mobilenet_v3_small": 1} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.policy.weights == {"mobilenet_v3_small": 1}
+    finally:
+        store.stop()
+    path.write_text(json.dumps({"weights": {"x": 1}}))
+    with pytest.raises(PolicyError, match="unknown architecture"):
+        PolicyStore(path)
