@@ -22,9 +22,11 @@ class ScriptedBackend:
     def __init__(self) -> None:
         self.ready = set(ARCHITECTURES)
         self.calls: list[tuple[str, tuple[int, ...]]] = []
+        self.dtypes: list[np.dtype] = []
 
     def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
         self.calls.append((architecture, batch.shape))
+        self.dtypes.append(batch.dtype)
         probs = np.tile(np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1], np.float32), (len(batch), 1))
         return Inference(probs, "1")
 
@@ -78,3 +80,24 @@ def test_flips_temperature_and_abstention_come_from_the_metadata() -> None:
     assert result.uncertain.tolist() == [True, True]
     sure = core({"mobilenet_v2": meta("mobilenet_v2", abstain_below=0.3)})[0]
     assert sure.classify(np.zeros((1, 48, 48, 3), np.float32)).primary.uncertain.tolist() == [False]
+
+
+def test_uint8_crops_stay_pixels_to_the_backend_and_convert_exactly_for_either_model_input() -> None:
+    from ferlite.base import preprocess
+    from ferlite.services.classifier.backend import as_model_input
+    from ferlite.services.classifier.core import decode_crops
+
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    batch = decode_crops([(64, 64, 3, "uint8", p.tobytes()) for p in pixels], 8)
+    assert batch.dtype == np.uint8  # a quarter of float32's bytes, all the way to Triton
+    c, backend, _ = core({"mobilenet_v2": meta("mobilenet_v2", 48, flip_tta=True)})
+    c.classify(batch)
+    assert backend.calls == [("mobilenet_v2", (4, 48, 48, 3))] and backend.dtypes == [np.uint8]
+    # An FP32 model (Triton's ONNX Runtime backend) gets exactly the shared x / 255.
+    np.testing.assert_array_equal(as_model_input(pixels, "FP32"), preprocess.normalize(pixels))
+    # Floats a client sent go to a UINT8 model as the pixels they came from.
+    np.testing.assert_array_equal(as_model_input(preprocess.normalize(pixels), "UINT8"), pixels)
+    mixed = decode_crops([(64, 64, 3, "uint8", pixels[0].tobytes()),
+                          (64, 64, 3, "float32", preprocess.normalize(pixels[1]).astype("<f4").tobytes())], 8)
+    assert mixed.dtype == np.float32
+    np.testing.assert_array_equal(mixed[0], preprocess.normalize(pixels[0]))

@@ -11,6 +11,8 @@ import numpy as np
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from ferlite.base import preprocess
+
 log = logging.getLogger("ferlite.classifier.backend")
 
 
@@ -24,6 +26,17 @@ class Inference:
     model_version: str
 
 
+def as_model_input(batch: np.ndarray, datatype: str) -> np.ndarray:
+    """A batch of crops (uint8 pixels or [0, 1] floats) as the model's input type."""
+    if datatype == "UINT8":
+        if batch.dtype != np.uint8:
+            batch = np.clip(np.rint(batch * 255.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(batch)
+    if batch.dtype == np.uint8:
+        batch = preprocess.normalize(batch)
+    return np.ascontiguousarray(batch, dtype=np.float32)
+
+
 class TritonBackend:
     def __init__(self, url: str, architectures: Iterable[str], interval: float = 0.5,
                  on_change: Callable[[set[str]], None] = lambda ready: None) -> None:
@@ -33,6 +46,7 @@ class TritonBackend:
         self.on_change = on_change
         self.client = triton.InferenceServerClient(url)
         self._ready: set[str] = set()
+        self._datatypes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,13 +90,23 @@ class TritonBackend:
             self._thread.join(2)
         self.client.close()
 
+    def input_datatype(self, architecture: str) -> str:
+        """The model's input type as Triton declares it: UINT8 (embedded repository: pixels, the model
+        normalises) or FP32 (ONNX Runtime backend: [0, 1] floats). Asked once per architecture."""
+        known = self._datatypes.get(architecture)
+        if known is None:  # raises InferenceServerException like infer: the caller handles both
+            meta = self.client.get_model_metadata(architecture, client_timeout=2.0)
+            known = self._datatypes[architecture] = meta.inputs[0].datatype
+        return known
+
     def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
         """Run one batch; fail fast (BackendUnavailable) rather than hang past `timeout`."""
         if architecture not in self._ready:
             raise BackendUnavailable(f"{architecture} is not ready on Triton")
-        tensor = triton.InferInput("image", list(batch.shape), "FP32")
-        tensor.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         try:
+            datatype = self.input_datatype(architecture)
+            tensor = triton.InferInput("image", list(batch.shape), datatype)
+            tensor.set_data_from_numpy(as_model_input(batch, datatype))
             result = self.client.infer(architecture, [tensor], outputs=[triton.InferRequestedOutput("probs")],
                                        client_timeout=max(0.05, timeout))
         except InferenceServerException as exc:

@@ -60,7 +60,10 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
         lines.append('backend: "onnxruntime"')
     lines += [
         f"max_batch_size: {max_batch}",
-        f'input [ {{ name: "image" data_type: TYPE_FP32 dims: [ {s}, {s}, 3 ] }} ]',
+        # The embedded Python model takes uint8 pixels and normalises them itself (a quarter of the
+        # bytes through Triton's shared memory); the ONNX Runtime backend runs the graph as exported.
+        f'input [ {{ name: "image" data_type: {"TYPE_UINT8" if flavour == "embedded" else "TYPE_FP32"} '
+        f'dims: [ {s}, {s}, 3 ] }} ]',
         'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 7 ] } ]',
         "version_policy: { latest: { num_versions: 1 } }",
     ]

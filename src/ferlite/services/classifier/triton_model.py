@@ -49,7 +49,10 @@ class TritonPythonModel:
         batches = [pb_utils.get_input_tensor_by_name(r, "image").as_numpy() for r in requests]
         sizes = [len(b) for b in batches]
         try:
-            probs = self._run(np.ascontiguousarray(np.concatenate(batches).astype(np.float32, copy=False)))
+            x = np.concatenate(batches)
+            if x.dtype == np.uint8:  # pixels: exactly x / 255, as ferlite.base.preprocess.normalize
+                x = x.astype(np.float32) / np.float32(255.0)
+            probs = self._run(np.ascontiguousarray(x, dtype=np.float32))
         except Exception as exc:  # a bad batch must fail its requests, not the model
             error = pb_utils.TritonError(f"inference failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
