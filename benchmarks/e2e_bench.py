@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from ferlite.base.model_metadata import PACK_DIR
 
@@ -70,11 +71,105 @@ def drive(target: str, streams: int, seconds: float, jpegs: list[bytes], detect_
             "error_codes": errors}
 
 
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """A /metrics page as {(sample name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    """Sum of `name` over every series whose labels include `labels`."""
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+
+
+def breakdown(stack: LocalStack, jpegs: list[bytes], frames: int = 120) -> dict:
+    """Where one frame's time goes, hop by hop: one camera, `frames` frames sent one after the other,
+    every service's (and Triton's) own counters read before and after. Means per frame, ms."""
+    urls = {k: v for k, v in stack.addresses().items() if k.endswith("metrics")}
+    before = {k: scrape(u) for k, u in urls.items()}
+    client = []
+    with CameraSession(f"127.0.0.1:{stack.config.facedetect_port}", "hops", "hops-1", retries=0,
+                       session_id=SESSION) as camera:
+        for i in range(frames):
+            t0 = time.perf_counter()
+            camera.process(jpegs[i % len(jpegs)])
+            client.append((time.perf_counter() - t0) * 1000)
+    after = {k: scrape(u) for k, u in urls.items()}
+
+    def delta(service: str, name: str, **labels: str) -> float:
+        return total(after[service], name, **labels) - total(before[service], name, **labels)
+
+    def per_frame_ms(service: str, name: str, scale: float = 1000.0, **labels: str) -> float:
+        return delta(service, name, **labels) * scale / frames
+
+    fd, cl, ag, tr = "facedetect metrics", "classifier metrics", "aggregator metrics", "triton metrics"
+    rows = {
+        "client round trip (Process)": float(np.mean(client)),
+        "facedetect: Process handler": per_frame_ms(fd, "ferlite_facedetect_rpc_duration_seconds_sum",
+                                                    method="Process"),
+        "facedetect: decode": per_frame_ms(fd, "ferlite_facedetect_pipeline_stage_duration_seconds_sum",
+                                           stage="decode"),
+        "facedetect: detect + crop": per_frame_ms(fd, "ferlite_facedetect_pipeline_stage_duration_seconds_sum",
+                                                  stage="detect"),
+        "facedetect: classify call (round trip)": per_frame_ms(
+            fd, "ferlite_facedetect_pipeline_stage_duration_seconds_sum", stage="classify"),
+        "classifier: Classify handler": per_frame_ms(cl, "ferlite_classifier_rpc_duration_seconds_sum",
+                                                     method="Classify"),
+        "classifier: Triton round trip": per_frame_ms(cl, "ferlite_classifier_inference_duration_seconds_sum"),
+        "triton: request (server side)": per_frame_ms(tr, "nv_inference_request_duration_us_total", 1e-3),
+        "triton: queue": per_frame_ms(tr, "nv_inference_queue_duration_us_total", 1e-3),
+        "triton: compute (input + infer + output)": sum(
+            per_frame_ms(tr, f"nv_inference_compute_{k}_duration_us_total", 1e-3) for k in ("input", "infer", "output")),
+        "facedetect: record call (round trip)": per_frame_ms(
+            fd, "ferlite_facedetect_pipeline_stage_duration_seconds_sum", stage="record"),
+        "aggregator: RecordEvents handler": per_frame_ms(ag, "ferlite_aggregator_rpc_duration_seconds_sum",
+                                                        method="RecordEvents"),
+    }
+    rows["= transport camera <-> facedetect"] = (rows["client round trip (Process)"]
+                                                 - rows["facedetect: Process handler"])
+    rows["= transport facedetect <-> classifier"] = (rows["facedetect: classify call (round trip)"]
+                                                     - rows["classifier: Classify handler"])
+    rows["= classifier own work (crops, resize, flips, calibration, metrics)"] = (
+        rows["classifier: Classify handler"] - rows["classifier: Triton round trip"])
+    rows["= Triton client + gRPC + Python-backend IPC"] = (rows["classifier: Triton round trip"]
+                                                            - rows["triton: compute (input + infer + output)"]
+                                                            - rows["triton: queue"])
+    rows["= transport facedetect <-> aggregator"] = (rows["facedetect: record call (round trip)"]
+                                                     - rows["aggregator: RecordEvents handler"])
+    faces = delta(cl, "ferlite_classifier_batch_size_sum")
+    return {"frames": frames, "faces_per_frame": faces / frames, "p50_client_ms": float(np.median(client)),
+            "mean_ms": rows}
+
+
+def breakdown_lines(b: dict) -> list[str]:
+    lines = ["", f"Per-hop breakdown: one camera, {b['frames']} frames one after another ({b['faces_per_frame']:.1f} "
+             f"faces per frame), every service's and Triton's own counters read before and after; mean ms per "
+             f"frame (client p50 {b['p50_client_ms']:.1f} ms). Rows starting with = are differences of the rows "
+             "above them: the cost of a hop itself.", "", "| hop | mean ms per frame |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in b["mean_ms"].items()]
+    return [*lines, ""]
+
+
+def write_breakdown(args: argparse.Namespace, b: dict) -> int:
+    md = "\n".join([f"# Per-hop breakdown (`{args.models}`, {b['architecture']})", *breakdown_lines(b)])
+    write_results("e2e_breakdown", {"models": str(args.models), **b}, md)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--port-offset", type=int, default=3100)
+    p.add_argument("--breakdown-arch", default="mobilenet_v2", help="the architecture served during the breakdown")
+    p.add_argument("--breakdown-only", action="store_true",
+                   help="only the per-hop breakdown (writes benchmarks/results/e2e_breakdown.{json,md})")
     args = p.parse_args()
     jpegs = sample_jpegs()
     o = args.port_offset
@@ -88,7 +183,13 @@ def main() -> int:
                                                         policy_file=str(policy), extra_env=unlimited)).start()
         target = f"127.0.0.1:{stack.config.facedetect_port}"
         try:
+            policy.write_text(json.dumps({"weights": {args.breakdown_arch: 1}, "sticky": False}))
+            time.sleep(2.5)  # the classifier polls the file every second
             drive(target, 2, 3, jpegs)  # warm-up
+            results["breakdown"] = {"architecture": args.breakdown_arch, **breakdown(stack, jpegs)}
+            print("\n".join(breakdown_lines(results["breakdown"])), flush=True)
+            if args.breakdown_only:
+                return write_breakdown(args, results["breakdown"])
             results["detect_only"] = {n: drive(target, n, args.seconds, jpegs, detect_only=True) for n in (1, 4, 8)}
             print("detect only: " + ", ".join(f"{n} streams p50 {r['p50_ms']:.1f} ms, {r['frames_per_s']:.1f} fps"
                                               for n, r in results["detect_only"].items()), flush=True)
@@ -117,6 +218,7 @@ def main() -> int:
         for n, r in row.items():
             lines.append(f"| {arch} | {n} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['frames_per_s']:.1f} | "
                          f"{r['p50_ms'] / base[n]['p50_ms']:.2f} | {r['errors']} |")
+    lines += breakdown_lines(results["breakdown"])
     lines += ["", "Resident memory with all four models loaded (service + its children):", "",
               "| service | RSS MB |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in results["rss_mb"].items()], ""]
     md = "\n".join(lines)

@@ -130,7 +130,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         self._limit(context, request.stream_id)
+        started = time.perf_counter()
         rgb = self._frame(request.frame, context)
+        self.core.h_stage.labels("decode").observe(time.perf_counter() - started)
         info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
                          [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))
                           for t in request.previous_tracks], request.record, request.session_id)
