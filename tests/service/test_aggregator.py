@@ -376,3 +376,40 @@ def test_event_markers_expire_long_before_the_aggregates(redis_server, tmp_path,
     marker = r.ttl(f"ferlite:event:{event(1).event_id}")
     stream = r.ttl("ferlite:stream:room-1")
     assert 0 < marker <= 3600 < stream
+
+
+def test_sigterm_drains_the_spool_or_keeps_it_for_the_next_start(tmp_path, model_dir) -> None:
+    """A simulated drain: events acknowledged as spooled during a Redis outage are handed to Redis
+    when the aggregator stops if Redis is back, and otherwise survive on the spool's volume and are
+    replayed by the next aggregator started on it. Nothing acknowledged is lost either way."""
+    server = start_redis(tmp_path / "redis")
+    core, _ = make_core(server, tmp_path, model_dir)
+    server.kill()
+    first = [event(i, ts=NOW - 10) for i in range(5)]
+    assert core.record(first).spooled and core.spool.depth == 5
+    server = start_redis(tmp_path / "redis", port=server.port)
+    core.stop()  # the SIGTERM path: Redis answers again, so the spool is handed over
+    assert core.spool.depth == 0 and core.store.event_count("room-1") == 5
+    server.kill()  # a second outage, and this time the pod goes away while Redis is still down
+    core, _ = make_core(server, tmp_path, model_dir)
+    second = [event(i, ts=NOW - 5) for i in range(5, 8)]
+    assert core.record(second).spooled
+    core.stop()
+    assert core.spool.depth == 3  # kept on disk, not dropped
+    server = start_redis(tmp_path / "redis", port=server.port)
+    try:
+        again, _ = make_core(server, tmp_path, model_dir)  # same data dir: the pod's own claim
+        assert again.spool.depth == 3
+        again.replay_pending()
+        assert again.spool.depth == 0 and again.store.event_count("room-1") == 8
+    finally:
+        server.stop()
+
+
+def test_redis_memory_is_exported_for_the_sizing_alert(redis_server, tmp_path, model_dir) -> None:
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    core.record([event(i, ts=NOW) for i in range(20)])
+    core._watch_memory()
+    used = metrics.registry.get_sample_value("ferlite_aggregator_redis_memory_used_bytes")
+    assert used is not None and used > 100_000  # a real Redis's used_memory, not a default
+    assert metrics.registry.get_sample_value("ferlite_aggregator_redis_memory_max_bytes") is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -55,6 +56,8 @@ class Aggregator:
         self._redis_up = True
         self.g_spool = metrics.gauge("spool_events", "Events spooled on disk waiting for Redis.")
         self.g_redis = metrics.gauge("redis_up", "1 when Redis answers, 0 during an outage.")
+        self.g_redis_used = metrics.gauge("redis_memory_used_bytes", "Redis used_memory (INFO memory).")
+        self.g_redis_max = metrics.gauge("redis_memory_max_bytes", "Redis maxmemory; 0 means no limit.")
         self.c_recorded = metrics.counter("events_recorded_total", "Events by outcome: stored, duplicate "
                                           "(a retry, not counted again), spooled, replayed.", ["outcome"])
         self.g_spool.set(spool.depth)
@@ -126,8 +129,21 @@ class Aggregator:
                 self.g_spool.set(self.spool.depth)
                 replayed += len(events)
 
+    def _watch_memory(self) -> None:
+        """Redis memory for the sizing alert (maxmemory with noeviction refuses writes when full)."""
+        try:
+            used, limit = self.store.memory()
+        except redis.RedisError:
+            return
+        self.g_redis_used.set(used)
+        self.g_redis_max.set(limit)
+
     def _replay_loop(self) -> None:
+        checks = 0
         while not self._stop.wait(self.config.replay_interval):
+            checks += 1
+            if self._redis_up and checks % 10 == 1:
+                self._watch_memory()
             if self.spool.depth or not self._redis_up:
                 if self.store.ping():
                     n = self.replay_pending()
@@ -146,9 +162,20 @@ class Aggregator:
         return self
 
     def stop(self) -> None:
+        """On SIGTERM (a drain, an upgrade): hand what the spool holds to Redis if it answers, so a
+        pod that goes away leaves nothing behind; otherwise it stays on the spool's volume (a
+        StatefulSet pod's own claim) and is replayed when the pod starts again."""
         self._stop.set()
         if self._replayer:
             self._replayer.join(5)
+        if self.spool.depth:
+            if self.store.ping():
+                with contextlib.suppress(redis.RedisError):
+                    n = self.replay_pending()
+                    log.info("spool drained on stop", extra={"events": n, "left": self.spool.depth})
+            else:
+                log.warning("stopping with events in the spool; Redis is unreachable: they stay on disk and "
+                            "are replayed at the next start", extra={"events": self.spool.depth})
 
     # ------------------------------------------------------------------ reads
     def _read(self, fn: Callable[[], object]) -> object:

@@ -160,6 +160,11 @@ class RedisStore:
         except redis.RedisError:
             return False
 
+    def memory(self) -> tuple[int, int]:
+        """(used_memory, maxmemory) in bytes; maxmemory 0 means no limit."""
+        info = self.r.info("memory")
+        return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
     def record(self, events: list[Event]) -> list[bool]:
         """Store a batch atomically; True per event stored now, False if its id was already stored."""
         minid = f"{int((time.time() - self.retention) * 1000)}-0"
