@@ -125,7 +125,8 @@ def breakdown(stack: LocalStack, jpegs: list[bytes], frames: int = 120) -> dict:
         "triton: request (server side)": per_frame_ms(tr, "nv_inference_request_duration_us_total", 1e-3),
         "triton: queue": per_frame_ms(tr, "nv_inference_queue_duration_us_total", 1e-3),
         "triton: compute (input + infer + output)": sum(
-            per_frame_ms(tr, f"nv_inference_compute_{k}_duration_us_total", 1e-3) for k in ("input", "infer", "output")),
+            per_frame_ms(tr, f"nv_inference_compute_{k}_duration_us_total", 1e-3)
+            for k in ("input", "infer", "output")),
         "facedetect: record call (round trip)": per_frame_ms(
             fd, "ferlite_facedetect_pipeline_stage_duration_seconds_sum", stage="record"),
         "aggregator: RecordEvents handler": per_frame_ms(ag, "ferlite_aggregator_rpc_duration_seconds_sum",

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ferlite.app.ab import main as ab_main
-from tests.support.chart import CHART, by_kind, notes, render
+from tests.support.chart import CHART, by_kind, notes, render, workloads
 from tests.support.k8s_double import InMemoryKubernetesApi
 from tests.support.procs import ROOT, require_tool
 
@@ -59,7 +59,7 @@ def test_rendered_manifests_validate_against_kubernetes_1_32(name: str) -> None:
 
 def test_default_chart_wiring() -> None:
     docs = render({})
-    deployments = by_kind(docs, "Deployment")
+    deployments = workloads(docs)
     assert set(deployments) == {"ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton",
                                 "ferlite-redis"}
     for name, dep in deployments.items():
@@ -150,7 +150,7 @@ def test_dashboard_queries_only_metrics_the_services_export(exported_models, tmp
     from ferlite.services.facedetect.config import FaceDetectConfig
     from ferlite.services.facedetect.server import build as build_facedetect
 
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "ferlite-dashboard.json").read_text())
+    dashboard = json.loads((CHART / "files" / "ferlite-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queried = {m for e in exprs for m in re.findall(r"\b((?:ferlite|nv)_[a-z0-9_]+)", e)}
     assert len(dashboard["panels"]) >= 10 and len(queried) >= 20
@@ -309,3 +309,48 @@ def test_face_detection_balances_over_headless_services() -> None:
         "spec"]["containers"][0]["env"]}
     assert env["FERLITE_FACEDETECT_CLASSIFIER_URL"] == "dns:///ferlite-classifier-pods:50052"
     assert env["FERLITE_FACEDETECT_AGGREGATOR_URL"] == "dns:///ferlite-aggregator-pods:50053"
+
+
+def test_aggregator_is_a_statefulset_with_a_spool_claim_per_pod() -> None:
+    """Two aggregator replicas never share one ReadWriteOnce spool: each pod gets its own claim
+    (kept when the pod or release goes away), and the HPA scales the StatefulSet."""
+    values = {"aggregator": {"replicas": 2, "spool": {"persistence": {"enabled": True, "size": "5Gi"}},
+                             "autoscaling": {"enabled": True}}}
+    docs = render(values)
+    assert "ferlite-aggregator" not in by_kind(docs, "Deployment")
+    sts = by_kind(docs, "StatefulSet")["ferlite-aggregator"]["spec"]
+    assert sts["serviceName"] == "ferlite-aggregator-pods"
+    assert [c["metadata"]["name"] for c in sts["volumeClaimTemplates"]] == ["spool"]
+    assert sts["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    pod = sts["template"]["spec"]
+    assert "spool" not in {v["name"] for v in pod["volumes"]}  # from the claim template, not a shared PVC
+    assert not [d for d in by_kind(docs, "PersistentVolumeClaim") if "spool" in d]
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["FERLITE_AGGREGATOR_EVENT_MARKER_SECONDS"] == "172800"
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")["ferlite-aggregator"]["spec"]["scaleTargetRef"]
+    assert hpa["kind"] == "StatefulSet"
+    plain = by_kind(render({}), "StatefulSet")["ferlite-aggregator"]["spec"]
+    assert "volumeClaimTemplates" not in plain
+    assert {"name": "spool", "emptyDir": {}} in plain["template"]["spec"]["volumes"]
+
+
+def test_a_cluster_without_the_prometheus_operator_gets_annotations_and_a_dashboard_configmap() -> None:
+    docs = render({"monitoring": {"grafanaDashboard": {"enabled": True}}})
+    assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PrometheusRule")
+    ports = {"ferlite-facedetect": "9101", "ferlite-classifier": "9102", "ferlite-aggregator": "9103",
+             "ferlite-triton": "8002"}
+    for name, port in ports.items():
+        meta = workloads(docs)[name]["spec"]["template"]["metadata"]
+        assert meta["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": port,
+                                       "prometheus.io/path": "/metrics"}, name
+        container_ports = {p["name"]: str(p["containerPort"])
+                           for p in workloads(docs)[name]["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        assert container_ports["metrics"] == port  # the annotation names the port that serves /metrics
+    cm = by_kind(docs, "ConfigMap")["ferlite-dashboard"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["ferlite-dashboard.json"]) == json.loads(
+        (CHART / "files" / "ferlite-dashboard.json").read_text())
+    off = render({"monitoring": {"scrapeAnnotations": False}})
+    assert "annotations" not in workloads(off)["ferlite-facedetect"]["spec"]["template"]["metadata"]

@@ -33,7 +33,7 @@ from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as fpb
 from ferlite.v1 import facedetect_pb2_grpc as fpb_grpc
 from tests.conftest import TINY_SIZE
-from tests.support.chart import by_kind, render
+from tests.support.chart import by_kind, render, workloads
 from tests.support.events import event
 from tests.support.procs import ROOT
 from tests.support.redis import free_port
@@ -239,7 +239,7 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
 
 def test_chart_wires_the_secrets() -> None:
     docs = render({"tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True}})
-    deployments = by_kind(docs, "Deployment")
+    deployments = workloads(docs)
     for name, var in (("ferlite-aggregator", "FERLITE_AGGREGATOR_AUTH_TOKEN"),
                       ("ferlite-classifier", "FERLITE_CLASSIFIER_AUTH_TOKEN")):
         env = {e["name"]: e for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}

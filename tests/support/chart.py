@@ -31,3 +31,8 @@ def notes(values: dict) -> str:
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def workloads(docs: list[dict]) -> dict[str, dict]:
+    """Deployments and StatefulSets (the aggregator) by name: everything that runs pods."""
+    return {**by_kind(docs, "Deployment"), **by_kind(docs, "StatefulSet")}

@@ -92,7 +92,7 @@ metadata:
   name: {{ include "ferlite.name" . }}
   labels: {{- include "ferlite.labels" . | nindent 4 }}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: {{ include "ferlite.name" . }}}
+  scaleTargetRef: {apiVersion: apps/v1, kind: {{ ternary "StatefulSet" "Deployment" (eq .component "aggregator") }}, name: {{ include "ferlite.name" . }}}
   minReplicas: {{ $cfg.autoscaling.minReplicas }}
   maxReplicas: {{ $cfg.autoscaling.maxReplicas }}
   metrics:
@@ -152,4 +152,15 @@ spec:
   selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
   ports:
     - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
+{{- end -}}
+
+{{/* Prometheus without the Operator: the classic prometheus.io/* pod annotations that the
+kubernetes_sd "pods" job of most Prometheus installs reads. */}}
+{{- define "ferlite.scrapeAnnotations" -}}
+{{- if .root.Values.monitoring.scrapeAnnotations }}
+annotations:
+  prometheus.io/scrape: "true"
+  prometheus.io/port: {{ .port | quote }}
+  prometheus.io/path: /metrics
+{{- end }}
 {{- end -}}
