@@ -33,6 +33,10 @@ VALUE_SETS = {
                                        "targetCPUUtilizationPercentage": 70}},
         "aggregator": {"spool": {"persistence": {"enabled": True, "size": "5Gi"}}},
         "networkPolicy": {"enabled": False}},
+    "no-operator-with-backups": {
+        "monitoring": {"grafanaDashboard": {"enabled": True}},
+        "redis": {"backup": {"enabled": True}},
+        "aggregator": {"autoscaling": {"enabled": True}}},
 }
 
 
@@ -354,3 +358,19 @@ def test_a_cluster_without_the_prometheus_operator_gets_annotations_and_a_dashbo
         (CHART / "files" / "ferlite-dashboard.json").read_text())
     off = render({"monitoring": {"scrapeAnnotations": False}})
     assert "annotations" not in workloads(off)["ferlite-facedetect"]["spec"]["template"]["metadata"]
+
+
+def test_redis_backup_cronjob_reaches_redis_and_keeps_its_claim() -> None:
+    docs = render({"redis": {"backup": {"enabled": True, "keep": 3}}})
+    job = by_kind(docs, "CronJob")["ferlite-redis-backup"]["spec"]
+    assert job["concurrencyPolicy"] == "Forbid"
+    pod = job["jobTemplate"]["spec"]["template"]["spec"]
+    script = pod["containers"][0]["command"][2]
+    assert "--rdb" in script and "ferlite-redis" in script and "tail -n +$((3 + 1))" in script
+    claim = by_kind(docs, "PersistentVolumeClaim")["ferlite-redis-backup"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # Redis admits the backup pods (and otherwise only the aggregator)
+    policy = by_kind(docs, "NetworkPolicy")["ferlite-redis"]["spec"]["ingress"][0]["from"]
+    components = [f["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for f in policy]
+    assert components == ["aggregator", "redis-backup"]
+    assert "CronJob" not in {d["kind"] for d in render({})}
