@@ -1,0 +1,71 @@
+"""The chart, run: its rendered workloads started as local processes by a kubelet double
+(tests/support/kubelet.py: no kube-apiserver or kubelet can run here), every probe the manifests
+declare checked against the running process, and a frame streamed through the rendered face
+detection classified by the rendered classifier on the rendered Triton and recorded by the
+rendered aggregator in the rendered Redis, with the tokens from the rendered Secrets."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from ferlite.app.client import CameraSession
+from ferlite.app.sample_clip import sample_jpegs
+from ferlite.base.model_metadata import PACK_DIR
+from ferlite.services.common.channels import ChannelSecurity
+from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
+from tests.support.chart import render
+from tests.support.kubelet import LocalKubelet
+
+ORDER = ["ferlite-redis", "ferlite-triton", "ferlite-aggregator", "ferlite-classifier", "ferlite-facedetect"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    # Two aggregator replicas would share this one machine's ports; one of each is enough to run
+    # every rendered command, env and probe.
+    values = {"aggregator": {"replicas": 1}, "facedetect": {"autoscaling": {"enabled": False}, "replicas": 1},
+              "classifier": {"autoscaling": {"enabled": False}, "replicas": 1}}
+    docs = render(values)
+    kubelet = LocalKubelet(docs, tmp_path_factory.mktemp("cluster"), {"/opt/ferlite/models": PACK_DIR})
+    assert set(kubelet.pods) == set(ORDER)
+    try:
+        for name in ORDER:
+            kubelet.start(name)
+            kubelet.wait_ready(name)
+        yield kubelet
+    finally:
+        codes = kubelet.stop()
+        assert all(c == [0] for c in codes.values()), codes
+
+
+def test_every_declared_probe_passes_against_the_running_workload(cluster) -> None:
+    for name in ORDER:
+        assert cluster.probe(name, "readinessProbe"), name
+        assert cluster.probe(name, "livenessProbe"), name
+    # The rendered probes ask what they should: liveness the "liveness" service, readiness the server.
+    classifier = cluster.pods["ferlite-classifier"].spec["containers"][0]
+    assert classifier["livenessProbe"]["grpc"]["service"] == "liveness"
+    assert "service" not in classifier["readinessProbe"]["grpc"]
+
+
+def test_a_frame_through_the_rendered_stack_is_classified_and_recorded(cluster) -> None:
+    auth = cluster.secrets["ferlite-auth"]
+    target = f"127.0.0.1:{cluster.service_ports[('ferlite-facedetect', 50051)]}"
+    with CameraSession(target, "chart-room", "cam-1", security=ChannelSecurity(token=auth["service-token"])) as cam:
+        replies = [cam.process(jpeg) for jpeg in sample_jpegs()[:6]]
+    faces = sum(len(r.faces) for r in replies)
+    assert faces >= 6 and all(r.recorded for r in replies)
+    assert {r.model.architecture for r in replies if r.faces} <= {"mobilenet_v2", "mobilenet_v3_small",
+                                                                  "mobilenet_v3_large"}  # B0 is gated
+    with CameraSession(target, "chart-room", "cam-2") as anonymous, pytest.raises(grpc.RpcError) as err:
+        anonymous.process(sample_jpegs()[0])  # the rendered Secret's service token is required
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    aggregator = f"127.0.0.1:{cluster.service_ports[('ferlite-aggregator', 50053)]}"
+    with grpc.insecure_channel(aggregator) as ch:
+        summary = aggregator_pb2_grpc.AggregatorStub(ch).GetSummary(
+            aggregator_pb2.SummaryRequest(classroom_id="chart-room", window_seconds=600, end_time=time.time() + 60),
+            metadata=[("authorization", f"Bearer {auth['auth-token']}")], timeout=10)
+    assert summary.total_events == faces
