@@ -413,3 +413,23 @@ def test_redis_memory_is_exported_for_the_sizing_alert(redis_server, tmp_path, m
     used = metrics.registry.get_sample_value("ferlite_aggregator_redis_memory_used_bytes")
     assert used is not None and used > 100_000  # a real Redis's used_memory, not a default
     assert metrics.registry.get_sample_value("ferlite_aggregator_redis_memory_max_bytes") is not None
+
+
+def test_every_replica_reports_the_same_drift_and_feedback_figures(redis_server, tmp_path, model_dir) -> None:
+    """Two aggregator replicas on one Redis: events stored by one and feedback taken by the other
+    show in both replicas' gauges, identically (the windows live in Redis, not in a process)."""
+    a, metrics_a = make_core(redis_server, tmp_path / "a", model_dir)
+    b, metrics_b = make_core(redis_server, tmp_path / "b", model_dir)
+    arm = {"architecture": "mobilenet_v2", "model_version": "1"}
+    a.record([event(i, "angry", confidence=0.4) for i in range(30)])
+    b.record([event(100 + i, "neutral", confidence=0.9) for i in range(20)])
+    assert b.feedback(event(0).event_id, "angry").correct
+    assert not b.feedback(event(1).event_id, "sad").correct
+    a.refresh_drift()
+    b.refresh_drift()
+    for name in ("drift_psi", "drift_js_divergence", "confidence_mean", "drift_window_events",
+                 "feedback_accuracy", "feedback_events"):
+        assert _gauge(metrics_a, name, **arm) == pytest.approx(_gauge(metrics_b, name, **arm)), name
+    assert _gauge(metrics_a, "drift_window_events", **arm) == 50  # both replicas' events, one window
+    assert _gauge(metrics_a, "confidence_mean", **arm) == pytest.approx((30 * 0.4 + 20 * 0.9) / 50)
+    assert _gauge(metrics_a, "feedback_accuracy", **arm) == pytest.approx(0.5)  # given to b, seen by a

@@ -104,7 +104,13 @@ class Aggregator:
 
     def _stored(self, events: list[Event], flags: list[bool], outcome: str) -> RecordResult:
         fresh = [e for e, new in zip(events, flags, strict=True) if new]
-        self.drift.observe(fresh)
+        added = self.drift.observe(fresh)
+        if added:
+            try:  # the shared window: a statistic, so a failure here never fails the stored batch
+                self.store.push_drift(added, self.config.drift_window)
+                self.refresh_drift()
+            except redis.RedisError as exc:
+                log.warning("drift window not updated", extra={"error": str(exc)[:200]})
         self.c_recorded.labels(outcome).inc(len(fresh))
         self.c_recorded.labels("duplicate").inc(len(events) - len(fresh))
         return RecordResult(len(fresh), len(events) - len(fresh), False)
@@ -138,12 +144,18 @@ class Aggregator:
         self.g_redis_used.set(used)
         self.g_redis_max.set(limit)
 
+    def refresh_drift(self) -> None:
+        """Drift and feedback gauges from Redis: the same figures on every replica."""
+        self.drift.refresh(self.store.drift_windows(), self.store.feedback_figures())
+
     def _replay_loop(self) -> None:
         checks = 0
         while not self._stop.wait(self.config.replay_interval):
             checks += 1
             if self._redis_up and checks % 10 == 1:
                 self._watch_memory()
+                with contextlib.suppress(redis.RedisError):
+                    self.refresh_drift()
             if self.spool.depth or not self._redis_up:
                 if self.store.ping():
                     n = self.replay_pending()

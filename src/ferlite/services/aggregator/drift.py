@@ -9,14 +9,14 @@ Three signals, because labels are rarely known live:
   (c) rolling accuracy over the last teacher feedbacks (ground truth where there is some).
 
 A PSI above 0.25 is the usual "significant shift" threshold; the Prometheus rules in deploy/ use
-it. The window lives in this process: each aggregator replica reports on the events it stored.
+it. The windows and the feedback figures live in Redis (the store's `drift:*` and `feedback:*`
+keys): every aggregator replica reports the same figures, whichever replica stored the events or
+took the feedback; each refreshes its gauges from Redis every few seconds.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ class DriftMonitor:
     def __init__(self, metrics: ServiceMetrics, model_dir: str | Path, window: int = 500) -> None:
         self.model_dir = Path(model_dir)
         self.window = window
-        self._recent: dict[tuple[str, str], deque[tuple[int, float]]] = {}
         self._references: dict[str, dict | None] = {}
         self._versions: dict[str, str | None] = {}
         labels = ["architecture", "model_version"]
@@ -95,21 +94,27 @@ class DriftMonitor:
                 self._versions[architecture] = None
         return version if version == self._versions[architecture] else "other"
 
-    def observe(self, events: list[Event]) -> None:
-        touched = set()
+    def observe(self, events: list[Event]) -> dict[tuple[str, str], list[tuple[int, float]]]:
+        """Count newly stored events; return what they add to each arm's shared window (the caller
+        appends it in Redis, then calls `refresh`)."""
+        added: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for e in events:
-            e = dataclasses.replace(e, model_version=self.version_label(e.architecture, e.model_version))
-            key = (e.architecture, e.model_version)
-            window = self._recent.setdefault(key, deque(maxlen=self.window))
-            window.append((INDEX[e.label], e.confidence))
-            touched.add(key)
+            version = self.version_label(e.architecture, e.model_version)
+            added.setdefault((e.architecture, version), []).append((INDEX[e.label], e.confidence))
             self.c_events.labels(e.label).inc()
-            self.c_arm.labels(e.architecture, e.model_version, e.label).inc()
-        for key in touched:
-            self._update(*key)
+            self.c_arm.labels(e.architecture, version, e.label).inc()
+        return added
 
-    def _update(self, architecture: str, version: str) -> None:
-        window = self._recent[(architecture, version)]
+    def refresh(self, windows: dict[tuple[str, str], list[tuple[int, float]]],
+                feedback: dict[tuple[str, str], tuple[int, int, int]]) -> None:
+        """Gauges from the shared windows and feedback figures (read from Redis)."""
+        for (architecture, version), window in windows.items():
+            if window and self.version_label(architecture, version) == version:
+                self._update(architecture, version, window[:self.window])
+        for (architecture, version), (total, hits, n) in feedback.items():
+            self.feedback(architecture, version, total, hits, n)
+
+    def _update(self, architecture: str, version: str, window: list[tuple[int, float]]) -> None:
         labels = np.array([w[0] for w in window])
         conf = np.array([w[1] for w in window])
         actual = np.bincount(labels, minlength=NUM_CLASSES) / len(labels)

@@ -9,7 +9,10 @@ Keys (prefix `ferlite:` by default; every key expires after the retention period
 - `minute:{classroom}:{epoch minute}` (hash): count per label, `total`, `uncertain`.
 - `classrooms` (set): classroom ids seen.
 - `feedback:{architecture}:{version}` (hash): `total` and `correct` teacher feedbacks.
-- `feedback_recent:{architecture}:{version}` (list): the last N event ids with feedback.
+- `feedback_recent:{architecture}:{version}` (list): the last N event ids with feedback; the
+  `feedback` hash also keeps the rolling accuracy over them (`recent_hits`, `recent_n`).
+- `drift:{architecture}:{version}` (list): the drift window, "class:confidence" of the newest
+  events, shared by every aggregator replica so all report the same drift figures.
 
 One Lua script records a whole batch: for each event it checks the marker, and only if absent
 writes the marker, the stream entry and the minute counters. A script runs atomically, so an
@@ -110,6 +113,7 @@ for _, id in ipairs(recent) do
     if r[1] == r[2] then hits = hits + 1 end
   end
 end
+redis.call('HSET', fkey, 'recent_hits', hits, 'recent_n', n)  -- every replica reads the same figure
 local totals = redis.call('HMGET', fkey, 'total', 'correct')
 return {label, arch, ver, correct, tonumber(totals[1]), tonumber(totals[2]), hits, n}
 """
@@ -206,6 +210,34 @@ class RedisStore:
         _label, arch, ver, correct, total, total_correct, hits, n = out
         return Feedback(bool(correct), arch.decode(), ver.decode(), int(total), int(total_correct),
                         int(hits), int(n))
+
+    def push_drift(self, windows: dict[tuple[str, str], list[tuple[int, float]]], size: int) -> None:
+        """Append (class index, confidence) of newly stored events to each arm's shared window."""
+        pipe = self.r.pipeline(transaction=False)
+        for (arch, version), items in windows.items():
+            key = f"{self.prefix}drift:{arch}:{version}"
+            pipe.lpush(key, *[f"{k}:{c:.4f}" for k, c in items])
+            pipe.ltrim(key, 0, size - 1)
+            pipe.expire(key, int(self.retention))
+        pipe.execute()
+
+    def drift_windows(self) -> dict[tuple[str, str], list[tuple[int, float]]]:
+        """Every arm's shared drift window."""
+        out = {}
+        for key in self.r.scan_iter(match=f"{self.prefix}drift:*", count=100):
+            arch, version = key.decode()[len(self.prefix) + len("drift:"):].split(":", 1)
+            items = [v.decode().split(":") for v in self.r.lrange(key, 0, -1)]
+            out[(arch, version)] = [(int(k), float(c)) for k, c in items]
+        return out
+
+    def feedback_figures(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(feedbacks in all, hits and count over the recent window) per arm, as the last feedback left them."""
+        out = {}
+        for key in self.r.scan_iter(match=f"{self.prefix}feedback:*", count=100):
+            arch, version = key.decode()[len(self.prefix) + len("feedback:"):].split(":", 1)
+            total, hits, n = self.r.hmget(key, "total", "recent_hits", "recent_n")
+            out[(arch, version)] = (int(total or 0), int(hits or 0), int(n or 0))
+        return out
 
     def stream_key(self, classroom: str) -> str:
         return f"{self.prefix}stream:{classroom}"
