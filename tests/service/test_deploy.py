@@ -374,3 +374,23 @@ def test_redis_backup_cronjob_reaches_redis_and_keeps_its_claim() -> None:
     components = [f["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for f in policy]
     assert components == ["aggregator", "redis-backup"]
     assert "CronJob" not in {d["kind"] for d in render({})}
+
+
+def test_egress_lets_each_pod_reach_dns_and_its_next_hop_only() -> None:
+    def egress(docs, name):
+        rules = by_kind(docs, "NetworkPolicy")[name]["spec"]["egress"]
+        dns, hops = rules[0], rules[1:]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        return {(t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                 or t["ipBlock"]["cidr"], r["ports"][0]["port"]) for r in hops for t in r["to"]}
+
+    docs = render({})
+    assert egress(docs, "ferlite-facedetect") == {("classifier", 50052), ("aggregator", 50053)}
+    assert egress(docs, "ferlite-classifier") == {("triton", 8001)}
+    assert egress(docs, "ferlite-aggregator") == {("redis", 6379)}
+    assert egress(docs, "ferlite-triton") == set() and egress(docs, "ferlite-redis") == set()
+    for policy in by_kind(docs, "NetworkPolicy").values():
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    managed = render({"redis": {"enabled": False, "externalUrl": "rediss://r.example:6380/0"},
+                      "networkPolicy": {"externalRedis": {"cidr": "10.9.0.0/16", "port": 6380}}})
+    assert egress(managed, "ferlite-aggregator") == {("10.9.0.0/16", 6380)}
