@@ -9,7 +9,8 @@ out=${1:-var/certs}
 days=${FERLITE_CERT_DAYS:-30}
 mkdir -p "$out"
 cd "$out"
-san="DNS:localhost,IP:127.0.0.1,DNS:ferlite-facedetect,DNS:ferlite-classifier,DNS:ferlite-aggregator"
+# the chart's Service names too, headless `-pods` ones included (face detection dials those)
+san="DNS:localhost,IP:127.0.0.1,DNS:ferlite-facedetect,DNS:ferlite-classifier,DNS:ferlite-aggregator,DNS:ferlite-classifier-pods,DNS:ferlite-aggregator-pods"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days "$days" \
   -subj "/CN=ferlite local CA" -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
 for who in server client; do

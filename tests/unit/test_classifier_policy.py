@@ -90,3 +90,36 @@ def test_policy_file_hot_reload_keeps_last_good(tmp_path) -> None:
     path.write_text(json.dumps({"weights": {"x": 1}}))
     with pytest.raises(PolicyError, match="unknown architecture"):
         PolicyStore(path)
+
+
+def test_the_policy_file_is_the_one_writer(tmp_path, monkeypatch) -> None:
+    """SetPolicy on one replica writes the shared file, so every replica watching it applies the
+    same policy; where the file is a read-only mount (a ConfigMap), SetPolicy refuses and says which
+    tool writes it, instead of changing one replica only."""
+    import os
+
+    from ferlite.services.classifier.policy import ABPolicy, PolicyReadOnly
+
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"weights": {"mobilenet_v2": 1}}))
+    one, two = PolicyStore(path, interval=0.05).start(), PolicyStore(path, interval=0.05).start()
+    try:
+        one.set(ABPolicy({"mobilenet_v3_small": 2}, True, 0.0))
+        deadline = time.monotonic() + 5
+        while two.policy.weights != {"mobilenet_v3_small": 2} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert two.policy.weights == {"mobilenet_v3_small": 2} and two.policy.revision == one.policy.revision
+        assert json.loads(path.read_text())["weights"] == {"mobilenet_v3_small": 2}
+        assert one.rejected == two.rejected == 0  # its own write is not applied twice, nor refused
+
+        def read_only(*args, **kwargs):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(os, "replace", read_only)
+        with pytest.raises(PolicyReadOnly, match="ferlite ab set"):
+            one.set(ABPolicy({"efficientnet_b0": 1}, True, 0.0))
+        assert one.policy.weights == {"mobilenet_v3_small": 2}  # nothing changed anywhere
+        assert not list(tmp_path.glob(".policy.json.*"))
+    finally:
+        one.stop()
+        two.stop()

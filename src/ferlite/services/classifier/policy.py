@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -97,6 +98,10 @@ def choose(policy: ABPolicy, ready: Iterable[str], key: str = "", rng: random.Ra
     return arms[-1][0]
 
 
+class PolicyReadOnly(PolicyError):
+    """The policy file is read-only here: SetPolicy cannot be the writer."""
+
+
 class PolicyStore:
     """The live policy; reloads `path` when its content changes; settable at run time."""
 
@@ -120,12 +125,34 @@ class PolicyStore:
             return self._policy
 
     def set(self, policy: ABPolicy) -> ABPolicy:
+        """Make `policy` the live one. With a policy file, the file is the one writer: the policy is
+        written there (atomically) and every replica watching it applies the same policy; a file
+        this process cannot write (a ConfigMap mount) refuses, naming the tool that can."""
         policy = policy.validate().with_revision()
+        if self.path:
+            self._write(policy)
+        return self._apply(policy)
+
+    def _apply(self, policy: ABPolicy) -> ABPolicy:
         with self._lock:
             self._policy = policy
         log.info("policy set", extra={"policy": policy.to_dict()})
         self.on_change(policy)
         return policy
+
+    def _write(self, policy: ABPolicy) -> None:
+        assert self.path is not None
+        text = json.dumps({k: v for k, v in policy.to_dict().items() if k != "revision"}, indent=1) + "\n"
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PolicyReadOnly(f"the A/B policy comes from {self.path}, which cannot be written here "
+                                 f"({exc.strerror}); change it where it lives (in a cluster: `ferlite ab set`, "
+                                 "which patches the ConfigMap every replica reads)") from exc
+        self._file_text = text  # our own write: the watcher need not apply it again
 
     def reload(self, initial: bool = False) -> bool:
         """Apply the file if its content changed; keep the current policy if it is invalid."""
@@ -147,7 +174,7 @@ class PolicyStore:
             self.rejected += 1
             log.error("ignoring invalid policy file", extra={"path": str(self.path), "error": str(exc)})
             return False
-        self.set(policy)
+        self._apply(policy)
         return True
 
     def start(self) -> PolicyStore:

@@ -20,7 +20,7 @@ from ferlite.v1 import common_pb2
 from .backend import TritonBackend
 from .config import ClassifierConfig
 from .core import ArmResult, Classifier, InvalidInput, Unavailable, decode_crops
-from .policy import ABPolicy, PolicyError, PolicyStore
+from .policy import ABPolicy, PolicyError, PolicyReadOnly, PolicyStore
 from .repository import build_repository, discover
 from .triton import EmbeddedTriton
 
@@ -81,6 +81,8 @@ class AdminServicer(pb_grpc.ABAdminServicer):
         p = request.policy
         try:
             policy = self.store.set(ABPolicy(dict(p.weights), p.sticky, p.shadow_fraction))
+        except PolicyReadOnly as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except PolicyError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return self._to_pb(policy)
