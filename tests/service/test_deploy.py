@@ -394,3 +394,17 @@ def test_egress_lets_each_pod_reach_dns_and_its_next_hop_only() -> None:
     managed = render({"redis": {"enabled": False, "externalUrl": "rediss://r.example:6380/0"},
                       "networkPolicy": {"externalRedis": {"cidr": "10.9.0.0/16", "port": 6380}}})
     assert egress(managed, "ferlite-aggregator") == {("10.9.0.0/16", 6380)}
+
+
+def test_every_value_in_the_schema_says_what_it_is_for() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    missing = []
+
+    def walk(node: dict, path: str) -> None:
+        if "type" in node and not node.get("description"):
+            missing.append(path or "/")
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}/{key}")
+
+    walk(schema, "")
+    assert missing == []
