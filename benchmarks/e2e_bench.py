@@ -29,6 +29,8 @@ from ferlite.base.model_metadata import PACK_DIR
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, write_results
+from benchmarks.peer_fer import FRAMES
+from benchmarks.photos import photo_jpegs
 from ferlite.app.client import CameraSession
 from ferlite.app.load import tree_rss_kb
 from ferlite.app.sample_clip import sample_jpegs
@@ -171,8 +173,11 @@ def main() -> int:
     p.add_argument("--breakdown-arch", default="mobilenet_v2", help="the architecture served during the breakdown")
     p.add_argument("--breakdown-only", action="store_true",
                    help="only the per-hop breakdown (writes benchmarks/results/e2e_breakdown.{json,md})")
+    p.add_argument("--frames", choices=["photos", "sample"], default="photos",
+                   help="photos: real photographs from registry packages (benchmarks/photos.py: a six-person "
+                        "group, two portraits); sample: the demo clip's frames")
     args = p.parse_args()
-    jpegs = sample_jpegs()
+    jpegs = photo_jpegs() if args.frames == "photos" else sample_jpegs()
     o = args.port_offset
     results: dict = {"per_architecture": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +212,7 @@ def main() -> int:
             stack.stop()
     base = results["detect_only"]
     lines = ["# End-to-end benchmark", "",
-             f"Frames (640x480 JPEG, real faces) through the full local stack (`{args.models}`, embedded Triton "
+             f"Frames ({FRAMES[args.frames]}) through the full local stack (`{args.models}`, embedded Triton "
              "and Redis, separate processes), 2-core CPU, each client sending as fast as answered, "
              f"{args.seconds:g} s per cell. Baseline from the same run: `Detect` alone.", "",
              "| architecture | streams | p50 ms | p99 ms | frames/s | p50 vs Detect-only | errors |",

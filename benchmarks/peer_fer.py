@@ -34,9 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, percentiles, timed, write_results  # noqa: E402
+from benchmarks.photos import photo_jpegs  # noqa: E402
 from ferlite.app.sample_clip import sample_jpegs  # noqa: E402
 
 VENV = RESULTS / "tmp" / "fer-venv"
+FRAMES = {"photos": "real photographs (benchmarks/photos.py): a 1280x886 group of six at a table, twice, and two "
+                     "portraits, 512 px",
+          "sample": "the demo clip's 640x480 frames (the astronaut portrait and a six-face LFW classroom)"}
 
 
 # One session per benchmark run: event ids stay unique across runs (see facedetect.proto).
@@ -133,10 +137,13 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=4000, help="most labelled images per set")
     p.add_argument("--setup", action="store_true", help="create the peer's virtual environment first")
     p.add_argument("--port-offset", type=int, default=3200)
+    p.add_argument("--frames", choices=["photos", "sample"], default="photos",
+                   help="photos: real photographs from registry packages (benchmarks/photos.py: a six-person "
+                        "group, two portraits); sample: the demo clip's frames")
     args = p.parse_args()
     if args.setup or not (VENV / "bin" / "python").exists():
         setup()
-    jpegs = sample_jpegs()
+    jpegs = photo_jpegs() if args.frames == "photos" else sample_jpegs()
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, j in enumerate(jpegs):
@@ -160,8 +167,8 @@ def main() -> int:
     print(f"per frame p50: fer {peer['p50_ms']:.1f} ms; ferlite in-process {local['p50_ms']:.1f} ms "
           f"({speed_local:.1f}x faster); ferlite through the stack {stacked['p50_ms']:.1f} ms ({speed_stack:.1f}x)")
     lines = ["# Against the peer: the `fer` package", "",
-             "Same run, same 20 frames (640x480 JPEG: the astronaut portrait and the six-face classroom), "
-             "2-core CPU. `fer` 25.10.3 with its bundled TFLite model and Haar detector, in its own venv.", "",
+             f"Same run, same frames: {FRAMES[args.frames]}; 2-core CPU. `fer` 25.10.3 with its bundled "
+             "TFLite model and Haar detector, in its own venv.", "",
              "| system | p50 ms/frame | p99 ms/frame | fer / system |", "|---|---|---|---|",
              f"| fer (FER.detect_emotions) | {peer['p50_ms']:.1f} | - | 1.0 |",
              f"| ferlite in-process (BlazeFace + {args.arch} on ONNX Runtime) | {local['p50_ms']:.1f} | "
