@@ -19,7 +19,8 @@ from ferlite.base.model_metadata import PACK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-ORDER = ["pack", "e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "soak", "training"]
+ORDER = ["pack", "e2e", "peer", "classifier", "roofline", "facedetect", "aggregator", "redis_sizing", "soak",
+         "recovery", "training"]
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -34,9 +35,11 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "e2e": [*py, str(b / "e2e_bench.py"), "--models", str(args.models)],
         "roofline": [*py, str(b / "roofline.py")],
         "soak": [*py, str(b / "soak.py"), "--models", str(args.models), "--duration", str(args.soak_seconds)],
+        "recovery": [*py, str(b / "recovery.py"), "--models", str(args.models)],
+        "redis_sizing": [*py, str(b / "redis_sizing.py")],
         "training": [*py, str(b / "train_compare.py"), "--data-root", str(args.data_root)],
-        # after "training": fer's accuracy is measured on the test splits that run wrote
-        "peer": [*py, str(b / "peer_fer.py"), "--models", str(args.models), "--runs", str(args.runs),
+        # fer's accuracy is measured on the model pack's own held-out faces (train_pack.py prepare's file)
+        "peer": [*py, str(b / "peer_fer.py"), "--models", str(args.models), "--data", str(args.pack_data),
                  *(["--setup"] if not (RESULTS / "tmp" / "fer-venv").exists() else [])],
     }
 
@@ -61,7 +64,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="train_compare.py run folders")
+    p.add_argument("--pack-data", type=Path, default=ROOT / ".pack" / "fer2013.npz",
+                   help="the decoded splits `benchmarks/train_pack.py prepare` writes (for the peer's accuracy)")
     p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))
     p.add_argument("--soak-seconds", type=float, default=600)
     p.add_argument("--collect", action="store_true", help="only rebuild BENCHMARKS.md")
@@ -71,7 +75,6 @@ def main() -> int:
         unknown = set(chosen) - set(ORDER)
         if unknown:
             p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-        chosen.sort(key=lambda n: n == "peer")  # runs last: it reads the test splits "training" wrote
         cmds = commands(args)
         for name in chosen:
             print(f"== {name}: {' '.join(cmds[name][1:])}", flush=True)
