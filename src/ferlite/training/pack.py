@@ -210,6 +210,7 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         folder = out / m.architecture
         m.extra["folder_bytes"] = {f.name: f.stat().st_size for f in sorted(folder.iterdir())}
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    fixed = results.get("fixed_epochs") or {}  # in --budgets order; 0 = from the time budget
     lines = [
         "# The ferlite model pack",
         "",
@@ -250,10 +251,14 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         "",
         "```bash",
         "python benchmarks/train_pack.py prepare --data-root DATA --out .pack/fer2013.npz   # FER2013 + CK+48 folders",
-        "python benchmarks/train_pack.py train --data .pack/fer2013.npz --weights-dir WEIGHTS --jobs pack \\",
-        f"    --size {results.get('size')} --student-size {metas[-1].input_size if metas else 48} --out runs/pack",
-        "python benchmarks/train_pack.py build --run runs/pack --out modelpack",
+        "python benchmarks/train_pack.py train --data .pack/fer2013.npz --weights-dir WEIGHTS --jobs pack,ablation \\",
+        f"    --size {results.get('size')} --student-size {metas[-1].input_size if metas else 48}"
+        + (f" --epochs {','.join(str(v) for v in fixed.values())}" if any(fixed.values()) else "") + " --out runs/pack",
+        "python benchmarks/train_pack.py build --run runs/pack --ablation runs/pack --out modelpack",
         "```",
+        "",
+        "`train` is resumable: run it again after an interruption and the finished jobs are kept. "
+        "`--jobs ablation` trains each distilled student again without the teacher, at the same epochs.",
         "",
         "`WEIGHTS` holds ImageNet no-top `.weights.h5` files for MobileNetV2 and MobileNetV3-Small. On a GPU run",
         "`train` with `KERAS_BACKEND=torch` (and the `.jpeg.npz` file `prepare` also writes). To serve your own",
