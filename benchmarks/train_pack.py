@@ -7,8 +7,9 @@ Two steps, so the heavy one can run on a machine that has neither the data folde
            by `training.splits` (seed 42, byte duplicates on one side), PublicTest with images
            byte-identical to a training image removed, CK+48 (contempt dropped) for the
            cross-dataset row; written as one compressed file of 48×48 grey faces.
+  report   rewrite benchmarks/results/pack.md from a built pack (after a later ablation)
   train    (any Keras 3 backend; KERAS_BACKEND=torch on a GPU)  the jobs below, each writing its
-           metrics to results.json as it ends, the pack's weights to OUT/<arch>.weights.h5.
+           metrics to results.json as it ends, the pack's weights to OUT/<arch>.weights.npz.
 
 The training graph is the exported model behind a TensorFlow-free input stage: 48×48 grey →
 bilinear resize to the model size (the half-pixel rule of preprocess.resize's cv2.INTER_LINEAR)
@@ -281,6 +282,16 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
     return lines
 
 
+def epochs_sentence(results: dict) -> str:
+    fixed = results.get("fixed_epochs") or {}
+    budget = results.get("budgets_s") or {}
+    if any(fixed.values()):
+        return ("epochs fixed per model (" + ", ".join(f"{a} {e or 'from a ' + str(budget.get(a)) + ' s budget'}"
+                                                      for a, e in fixed.items()) + "), cosine decay after one warm-up "
+                f"epoch; input {results.get('size')} px for the ImageNet-initialised models.")
+    return "per-model time budgets fix the epoch count after one warm-up epoch."
+
+
 def write_benchmark(metas: list, results: dict, ablation: dict | None = None) -> None:
     """benchmarks/results/pack.{md,json}: the model pack's training run beside its served figures."""
     from benchmarks.common import write_results
@@ -306,8 +317,8 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
     lines += ["", f"Recipe: batch {results.get('batch_size')}, peak lr {results.get('lr')} from ImageNet weights "
               f"(BatchNorm frozen: {results.get('freeze_bn')}), {results.get('scratch_lr')} from scratch, AdamW "
               f"(weight decay {results.get('weight_decay')}), label smoothing {results.get('label_smoothing')}, "
-              f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; per-model time budgets "
-              "fix the epoch count after one warm-up epoch.", *ablation_lines(results, ablation or {}), ""]
+              f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; "
+              + epochs_sentence(results), *ablation_lines(results, ablation or {}), ""]
     write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
                   "\n".join(lines))
 
@@ -471,7 +482,18 @@ def main() -> int:
     b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
     b.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation",
                    help="the ablation run's --out, reported beside the pack when present")
+    r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md from a built pack and its run")
+    r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
+    r.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    r.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation")
     args = p.parse_args()
+    if args.cmd == "report":
+        from ferlite.base.model_metadata import find_models
+
+        ablation = args.ablation / "results.json"
+        write_benchmark(find_models(args.pack), json.loads((args.run / "results.json").read_text()),
+                        json.loads(ablation.read_text()) if ablation.exists() else None)
+        return 0
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)
     elif args.cmd == "build":
