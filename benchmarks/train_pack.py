@@ -279,6 +279,16 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
         elif kd:
             lines.append(f"| {arch} | {kd['val_accuracy']:.3f} / {kd.get('test_accuracy', 0):.3f} | not run | "
                          f"{kd['epochs']} |")
+    lines += ["", "ImageNet initialisation ablation (the same architecture, input size, epochs and recipe from random "
+              "weights: BatchNorm trained, peak lr of the from-scratch runs; `--ablation-archs` or "
+              "`--ablation-scratch`; MobileNetV3-Large and EfficientNetB0 have no ImageNet weights here):", "",
+              "| model | ImageNet init: val / test | from scratch: val / test | epochs |", "|---|---|---|---|"]
+    for arch in ("mobilenet_v2", "mobilenet_v3_small"):
+        pre, scratch = results["jobs"].get(arch), ablation.get("jobs", {}).get(f"{arch}_scratch")
+        if pre:
+            lines.append(f"| {arch} | {pre['val_accuracy']:.3f} / {pre.get('test_accuracy', 0):.3f} | " + (
+                f"{scratch['val_accuracy']:.3f} / {scratch.get('test_accuracy', 0):.3f}" if scratch else "not run")
+                + f" | {pre['epochs']} |")
     return lines
 
 
