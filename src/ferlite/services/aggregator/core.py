@@ -107,8 +107,8 @@ class Aggregator:
         added = self.drift.observe(fresh)
         if added:
             try:  # the shared window: a statistic, so a failure here never fails the stored batch
-                self.store.push_drift(added, self.config.drift_window)
-                self.refresh_drift()
+                # Only the arms this batch touched; the others (and feedback) in the periodic refresh.
+                self.drift.refresh(self.store.push_drift(added, self.config.drift_window), {})
             except redis.RedisError as exc:
                 log.warning("drift window not updated", extra={"error": str(exc)[:200]})
         self.c_recorded.labels(outcome).inc(len(fresh))

@@ -119,6 +119,12 @@ return {label, arch, ver, correct, tonumber(totals[1]), tonumber(totals[2]), hit
 """
 
 
+def _window(entries: list[bytes]) -> list[tuple[int, float]]:
+    """A drift list's "class:confidence" entries, newest first."""
+    pairs = [e.decode().split(":") for e in entries]
+    return [(int(k), float(c)) for k, c in pairs]
+
+
 @dataclass(frozen=True)
 class Summary:
     classroom_id: str
@@ -211,23 +217,26 @@ class RedisStore:
         return Feedback(bool(correct), arch.decode(), ver.decode(), int(total), int(total_correct),
                         int(hits), int(n))
 
-    def push_drift(self, windows: dict[tuple[str, str], list[tuple[int, float]]], size: int) -> None:
-        """Append (class index, confidence) of newly stored events to each arm's shared window."""
+    def push_drift(self, added: dict[tuple[str, str], list[tuple[int, float]]],
+                   size: int) -> dict[tuple[str, str], list[tuple[int, float]]]:
+        """Append (class index, confidence) of newly stored events to each arm's shared window and
+        return those arms' windows as they now stand (one round trip; no scan of other arms)."""
         pipe = self.r.pipeline(transaction=False)
-        for (arch, version), items in windows.items():
+        for (arch, version), items in added.items():
             key = f"{self.prefix}drift:{arch}:{version}"
             pipe.lpush(key, *[f"{k}:{c:.4f}" for k, c in items])
             pipe.ltrim(key, 0, size - 1)
             pipe.expire(key, int(self.retention))
-        pipe.execute()
+            pipe.lrange(key, 0, -1)
+        replies = pipe.execute()
+        return {arm: _window(reply) for arm, reply in zip(added, replies[3::4], strict=True)}
 
     def drift_windows(self) -> dict[tuple[str, str], list[tuple[int, float]]]:
         """Every arm's shared drift window."""
         out = {}
         for key in self.r.scan_iter(match=f"{self.prefix}drift:*", count=100):
             arch, version = key.decode()[len(self.prefix) + len("drift:"):].split(":", 1)
-            items = [v.decode().split(":") for v in self.r.lrange(key, 0, -1)]
-            out[(arch, version)] = [(int(k), float(c)) for k, c in items]
+            out[(arch, version)] = _window(self.r.lrange(key, 0, -1))
         return out
 
     def feedback_figures(self) -> dict[tuple[str, str], tuple[int, int, int]]:
