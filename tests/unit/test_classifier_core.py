@@ -34,8 +34,7 @@ class ScriptedBackend:
 def core(metadata: dict[str, ModelMetadata], floor: float = 0.3) -> tuple[Classifier, ScriptedBackend, ServiceMetrics]:
     backend = ScriptedBackend()
     metrics = ServiceMetrics("classifier")
-    sizes = {a: m.input_size for a, m in metadata.items()}
-    return Classifier(backend, PolicyStore(), sizes, metrics, metadata=metadata, min_val_accuracy=floor), \
+    return Classifier(backend, PolicyStore(), metadata, metrics, min_val_accuracy=floor), \
         backend, metrics
 
 

@@ -91,16 +91,16 @@ def decode_crops(crops: list[tuple[int, int, int, str, bytes]], max_batch: int) 
 
 
 class Classifier:
-    def __init__(self, backend: TritonBackend, policies: PolicyStore, input_sizes: dict[str, int],
+    def __init__(self, backend: TritonBackend, policies: PolicyStore, metadata: dict[str, ModelMetadata],
                  metrics: ServiceMetrics, max_batch: int = 64, timeout: float = 5.0, seed: int = 0,
-                 metadata: dict[str, ModelMetadata] | None = None, min_val_accuracy: float = 0.0) -> None:
+                 min_val_accuracy: float = 0.0) -> None:
         self.backend = backend
         self.policies = policies
-        self.input_sizes = input_sizes
-        self.metadata = metadata or {}
+        self.metadata = metadata  # architecture -> its exported model's metadata: the served arms
+        self.input_sizes = {a: m.input_size for a, m in metadata.items()}  # each model owns its size
         # Quality gate: an arm whose validation accuracy is below the floor never takes traffic.
         self.gated = {a for a, m in self.metadata.items()
-                      if a in input_sizes and (m.val_accuracy is None or m.val_accuracy < min_val_accuracy)}
+                      if m.val_accuracy is None or m.val_accuracy < min_val_accuracy}
         for arch in sorted(self.gated):
             log.warning("quality gate: %s is not served (validation accuracy %s < floor %.3f)", arch,
                         self.metadata[arch].val_accuracy, min_val_accuracy)
@@ -123,7 +123,7 @@ class Classifier:
         self.g_weight = metrics.gauge("ab_weight", "Normalised A/B weight of each architecture.", ["architecture"])
         self.g_gated = metrics.gauge("arm_gated", "1 when the quality gate keeps the architecture from traffic "
                                      "(validation accuracy below the floor).", ["architecture"])
-        for arch in input_sizes:
+        for arch in self.input_sizes:
             self.g_gated.labels(arch).set(1 if arch in self.gated else 0)
         self.publish_policy(policies.policy)
 
@@ -138,10 +138,10 @@ class Classifier:
             self.g_ready.labels(arch).set(1 if arch in ready else 0)
 
     def _run(self, arch: str, batch: np.ndarray, timeout: float) -> ArmResult:
-        meta = self.metadata.get(arch)
-        batch = resize_batch(batch, self.input_sizes[arch])
+        meta = self.metadata[arch]
+        batch = resize_batch(batch, meta.input_size)
         n = len(batch)
-        if meta is not None and meta.flip_tta:  # mirrored faces in the same Triton call
+        if meta.flip_tta:  # mirrored faces in the same Triton call
             batch = np.concatenate([batch, batch[:, :, ::-1]])
         start = time.perf_counter()
         try:
@@ -152,17 +152,16 @@ class Classifier:
         seconds = time.perf_counter() - start
         version = inference.model_version
         probs = inference.probabilities
-        if meta is not None:
-            if meta.flip_tta:
-                probs = (probs[:n] + probs[n:]) / 2
-            probs = meta.calibrate(probs)
+        if meta.flip_tta:
+            probs = (probs[:n] + probs[n:]) / 2
+        probs = meta.calibrate(probs)
         self.h_latency.labels(arch, version).observe(seconds)
         self.h_batch.labels(arch).observe(n)
         for row in probs:
             k = int(row.argmax())
             self.c_pred.labels(arch, version, EMOTIONS[k]).inc()
             self.h_conf.labels(arch, version).observe(float(row[k]))
-        return ArmResult(arch, version, probs, seconds * 1000.0, meta.abstain_below if meta else 0.0)
+        return ArmResult(arch, version, probs, seconds * 1000.0, meta.abstain_below)
 
     def classify(self, batch: np.ndarray, routing_key: str = "", architecture: str = "",
                  timeout: float | None = None) -> Classification:

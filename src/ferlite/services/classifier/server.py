@@ -142,8 +142,7 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval)
     policies = PolicyStore(config.policy_file or None)
     metadata = {m.architecture: m for m in find_models(config.model_dir)}
-    core = Classifier(backend, policies, {m.architecture: m.input_size for m in models}, metrics,
-                      config.max_batch, config.timeout_seconds, config.seed, metadata=metadata,
+    core = Classifier(backend, policies, metadata, metrics, config.max_batch, config.timeout_seconds, config.seed,
                       min_val_accuracy=config.min_val_accuracy)
     return ClassifierServer(config, core, policies, backend, metrics, triton)
 
