@@ -29,8 +29,7 @@ from ferlite.base.model_metadata import PACK_DIR
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import percentiles, write_results
-from benchmarks.peer_fer import FRAMES
-from benchmarks.photos import photo_jpegs
+from benchmarks.photos import FRAMES, photo_jpegs
 from ferlite.app.client import CameraSession
 from ferlite.app.load import tree_rss_kb
 from ferlite.app.sample_clip import sample_jpegs

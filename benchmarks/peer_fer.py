@@ -34,13 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, percentiles, timed, write_results  # noqa: E402
-from benchmarks.photos import photo_jpegs  # noqa: E402
+from benchmarks.photos import FRAMES, photo_jpegs  # noqa: E402
 from ferlite.app.sample_clip import sample_jpegs  # noqa: E402
 
 VENV = RESULTS / "tmp" / "fer-venv"
-FRAMES = {"photos": "real photographs (benchmarks/photos.py): a 1280x886 group of six at a table, twice, and two "
-                     "portraits, 512 px",
-          "sample": "the demo clip's 640x480 frames (the astronaut portrait and a six-face LFW classroom)"}
 
 
 # One session per benchmark run: event ids stay unique across runs (see facedetect.proto).

@@ -24,6 +24,10 @@ import numpy as np
 
 TMP = Path(__file__).resolve().parent / "results" / "tmp"
 GROUP_MEMBER = "insightface-2.1/insightface/data/images/t1.jpg"
+# --frames of the speed benchmarks: what each set is, for their reports
+FRAMES = {"photos": "real photographs (benchmarks/photos.py): a 1280x886 group of six at a table, twice, and two "
+                     "portraits, 512 px",
+          "sample": "the demo clip's 640x480 frames (the astronaut portrait and a six-face LFW classroom)"}
 
 
 def _group_photo() -> np.ndarray:

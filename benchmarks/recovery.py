@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,12 +35,9 @@ import cv2
 
 from benchmarks.common import write_results
 from ferlite.app.client import CameraSession, encode_jpeg
+from ferlite.app.load import process_children
 from ferlite.app.sample_clip import _classroom_frames
-from ferlite.app.stack import (
-    LocalStack,
-    StackConfig,
-    StackError,
-)
+from ferlite.app.stack import LocalStack, StackConfig, free_port_offset, serving
 from ferlite.app.up import supervise
 from ferlite.base.model_metadata import PACK_DIR
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
@@ -50,41 +46,12 @@ REDIS_HEALTH = "ferlite.aggregator.redis"
 CLASSROOM = "recovery-room"
 
 
-def free_config(models: Path, work: Path) -> StackConfig:
-    """A stack config whose ports are all free (offsets 300, 400, ...: beside a running stack)."""
-    for offset in range(300, 5000, 100):
-        config = StackConfig.with_port_offset(offset, model_dir=models, data_dir=work)
-        try:
-            config.check_ports()
-            return config
-        except StackError:
-            continue
-    raise StackError("no free port offset")
-
-
 def child_pid(parent: int, name: str) -> int:
     """The pid of `parent`'s child process whose command is `name` (Redis, Triton)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        if int(rest[1]) == parent and name in comm:
-            return int(entry.name)
+    for pid, command in process_children().get(parent, []):
+        if name in command:
+            return pid
     raise LookupError(f"no {name} child of {parent}")
-
-
-def serving(target: str, service: str = "") -> bool:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            return health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=1).status == \
-                health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            return False
 
 
 class Camera(threading.Thread):
@@ -122,7 +89,7 @@ def main() -> int:
     p.add_argument("--target-s", type=float, default=10.0, help="recovery time each part must meet")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ferlite-recovery-"))
-    config = free_config(args.models, work)
+    config = StackConfig.with_port_offset(free_port_offset(), model_dir=args.models, data_dir=work)
     stack = LocalStack(config).start()
     stop = threading.Event()
     threading.Thread(target=supervise, args=(stack, stop), daemon=True).start()

@@ -32,18 +32,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from ferlite.app.stack import serving
 from tests.support.procs import ROOT
+from tests.support.redis import free_port
 
 SERVICE_NAME = re.compile(r"\b(?P<name>ferlite-[a-z0-9-]+?)(?:-pods)?:(?P<port>\d+)\b")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -53,6 +46,7 @@ class Pod:
     root: Path
     ports: dict[int, int] = field(default_factory=dict)  # containerPort -> local port
     procs: list[subprocess.Popen] = field(default_factory=list)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)  # container name -> the env it runs with
 
 
 class LocalKubelet:
@@ -183,8 +177,10 @@ class LocalKubelet:
         for c in pod.spec["containers"]:
             mounts = self._mounts(pod, c)
             env = self._env(pod, c, mounts)
+            argv = self._argv(pod, c, mounts, env)  # may add the image's PATH to env
+            pod.envs[c["name"]] = env  # exec probes run with it, as in the container
             log = (pod.root / f"{c['name']}.log").open("ab")
-            pod.procs.append(subprocess.Popen(self._argv(pod, c, mounts, env), env=env, stdout=log,
+            pod.procs.append(subprocess.Popen(argv, env=env, stdout=log,
                                               stderr=subprocess.STDOUT, cwd=pod.root, start_new_session=True))
         return pod
 
@@ -204,13 +200,7 @@ class LocalKubelet:
     def _check(self, pod: Pod, container: dict, p: dict) -> bool:
         if "grpc" in p:
             port = pod.ports[self._container_port(pod, p["grpc"]["port"])]
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                try:
-                    status = health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service=p["grpc"].get("service", "")), timeout=2).status
-                except grpc.RpcError:
-                    return False
-            return status == health_pb2.HealthCheckResponse.SERVING
+            return serving(f"127.0.0.1:{port}", p["grpc"].get("service", ""), timeout=2)
         if "httpGet" in p:
             port = pod.ports[self._container_port(pod, p["httpGet"]["port"])]
             try:
@@ -223,9 +213,7 @@ class LocalKubelet:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
         if "exec" in p:
-            mounts = self._mounts(pod, container)
-            env = self._env(pod, container, mounts)
-            self._argv(pod, container, mounts, env)  # the image's PATH (redis-cli beside redis-server)
+            env = pod.envs[container["name"]]  # the image's PATH too (redis-cli beside redis-server)
             cmd = p["exec"]["command"]
             if cmd[:2] == ["sh", "-c"] and "redis-cli" in cmd[2]:
                 cmd = ["sh", "-c", cmd[2].replace("redis-cli", f"redis-cli -p {pod.ports[6379]}")]

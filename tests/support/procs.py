@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -15,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
-from ferlite.app.stack import StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,12 +98,3 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def free_stack_offset() -> int:
-    """A port offset at which every port of a local stack (StackConfig.ports) is free."""
-    for _ in range(50):
-        offset = random.randint(1000, 6000)
-        if all(port_free(p) for p in StackConfig.with_port_offset(offset).ports()):
-            return offset
-    raise RuntimeError("no free port range")

@@ -4,11 +4,11 @@ the full local stack of real processes, zero errors, every stream served, clean 
 from __future__ import annotations
 
 from ferlite.app.load import run_load
-from tests.support.procs import free_stack_offset
+from ferlite.app.stack import free_port_offset
 
 
 def test_eight_streams_for_thirty_seconds(exported_models) -> None:
-    result = run_load(exported_models, streams=8, duration=30.0, fps=4.0, port_offset=free_stack_offset(), warmup=8.0)
+    result = run_load(exported_models, streams=8, duration=30.0, fps=4.0, port_offset=free_port_offset(), warmup=8.0)
     assert result["errors"] == 0, result["error_examples"]
     assert all(n >= 60 for n in result["frames_per_stream"]), result["frames_per_stream"]  # ~4 fps x 30 s each
     assert result["services_alive"] and set(result["exit_codes"].values()) == {0}

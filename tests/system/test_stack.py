@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from ferlite.app.sample_clip import make_clip
-from ferlite.app.stack import StackConfig
-from tests.support.procs import ROOT, free_stack_offset, port_free
+from ferlite.app.stack import StackConfig, free_port_offset, serving
+from tests.support.procs import ROOT, port_free
 
 
 class RunningUp:
@@ -55,7 +55,7 @@ def test_up_without_models_says_what_to_run(tmp_path) -> None:
 
 
 def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
-    offset = free_stack_offset()
+    offset = free_port_offset()
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
     shm_before = set(os.listdir("/dev/shm"))
@@ -122,7 +122,7 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
 
     if len(find_models(PACK_DIR)) != 4:
         pytest.fail(f"the model pack in {PACK_DIR} is incomplete")
-    offset = free_stack_offset()
+    offset = free_port_offset()
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
     pick = max(find_models(PACK_DIR), key=lambda m: m.validation["accuracy"]).architecture
@@ -155,7 +155,7 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
 def test_busy_ports_and_bad_offsets_are_refused_and_the_running_token_is_kept(tmp_path) -> None:
     import socket
 
-    offset = free_stack_offset()
+    offset = free_port_offset()
     ports = StackConfig.with_port_offset(offset)
     token = tmp_path / "auth-token"
     token.write_text("token-of-the-running-stack")
@@ -172,20 +172,8 @@ def test_busy_ports_and_bad_offsets_are_refused_and_the_running_token_is_kept(tm
     assert far.returncode == 2 and "out of range" in far.stderr and "Traceback" not in far.stderr
 
 
-def _serving(target: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            return False
-
-
 def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) -> None:
-    offset = free_stack_offset()
+    offset = free_port_offset()
     ports = StackConfig.with_port_offset(offset)
     data_dir = tmp_path / "var"
     up = RunningUp("--models", str(exported_models), "--data-dir", str(data_dir), "--port-offset", str(offset))
@@ -202,7 +190,7 @@ def test_up_restarts_a_service_killed_with_sigkill(exported_models, tmp_path) ->
             killed = time.monotonic()
             # The classifier brings its embedded Triton and models back up with it: slower.
             deadline = killed + (90 if name == "classifier" else 30)
-            while not _serving(f"127.0.0.1:{port}"):
+            while not serving(f"127.0.0.1:{port}"):
                 assert up.proc.poll() is None, "ferlite up gave up:\n" + up.tail()
                 assert time.monotonic() < deadline, f"{name} not serving again:\n" + "".join(lines[-30:])
                 time.sleep(0.3)

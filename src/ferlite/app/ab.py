@@ -67,8 +67,7 @@ def read_policy(api, namespace: str, name: str) -> ABPolicy:
 
 
 def write_policy(api, namespace: str, name: str, policy: ABPolicy) -> None:
-    body = {"data": {KEY: json.dumps({k: v for k, v in policy.to_dict().items() if k != "revision"},
-                                     sort_keys=True)}}
+    body = {"data": {KEY: json.dumps(policy.settings(), sort_keys=True)}}
     _call(lambda: api.patch_namespaced_config_map(name, namespace, body, _request_timeout=10), "patching",
           namespace, name)
 

@@ -34,6 +34,11 @@ def encode_jpeg(frame_bgr: np.ndarray, quality: int = 90) -> bytes:
     return jpeg.tobytes()
 
 
+def as_frame(frame: bytes | np.ndarray) -> pb.Frame:
+    """JPEG bytes as they are, a BGR array encoded here."""
+    return pb.Frame(encoded=frame if isinstance(frame, bytes) else encode_jpeg(frame))
+
+
 class CameraSession:
     """One camera's run against face detection. `process` sends the next frame (index counted here)."""
 
@@ -53,8 +58,7 @@ class CameraSession:
         """Send one frame (JPEG bytes, or a BGR array encoded here) with the tracks of the last answer;
         retry it on UNAVAILABLE/DEADLINE_EXCEEDED with the same index (`retries` times, or for
         `retry_for` seconds when that is set). The index advances whether or not it succeeds."""
-        jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame)
-        request = pb.ProcessRequest(frame=pb.Frame(encoded=jpeg), classroom_id=self.classroom,
+        request = pb.ProcessRequest(frame=as_frame(frame), classroom_id=self.classroom,
                                     stream_id=self.stream_id, frame_index=self.index,
                                     timestamp=time.time() if timestamp is None else timestamp,
                                     previous_tracks=self.tracks, record=self.record, session_id=self.session_id)
@@ -65,8 +69,7 @@ class CameraSession:
 
     def detect(self, frame: bytes | np.ndarray) -> pb.DetectResponse:
         """Detection only (no classification, nothing recorded)."""
-        jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame)
-        return self._call(self.stub.Detect, pb.DetectRequest(frame=pb.Frame(encoded=jpeg)))
+        return self._call(self.stub.Detect, pb.DetectRequest(frame=as_frame(frame)))
 
     def _call(self, method, request):
         started = time.monotonic()

@@ -34,26 +34,31 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def tree_rss_kb(pid: int) -> int:
-    """RSS of a process and all its descendants, from /proc."""
-    total, todo = 0, [pid]
-    children: dict[int, list[int]] = {}
+def process_children() -> dict[int, list[tuple[int, str]]]:
+    """Every process's children, from /proc/*/stat: parent pid -> [(pid, command name)]."""
+    children: dict[int, list[tuple[int, str]]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            children.setdefault(ppid, []).append(int(entry.name))
+            children.setdefault(ppid, []).append((int(entry.name), stat[stat.index("(") + 1:stat.rindex(")")]))
+    return children
+
+
+def tree_rss_kb(pid: int) -> int:
+    """RSS of a process and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    children = process_children()
     while todo:
         p = todo.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            total += rss_kb(p)
         except OSError:
             continue
-        todo += children.get(p, [])
+        todo += [child for child, _ in children.get(p, [])]
     return total
 
 

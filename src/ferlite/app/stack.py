@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -76,6 +77,16 @@ class StackConfig:
         if busy:
             raise StackError("ports in use: " + ", ".join(f"{n} {p}" for n, p in busy.items())
                              + " (another ferlite stack? stop it, or start this one with --port-offset 100)")
+
+
+def free_port_offset(host: str = "127.0.0.1", tries: int = 50) -> int:
+    """A port offset at which every port of a local stack is free (random, so concurrent runs rarely
+    pick the same one)."""
+    for _ in range(tries):
+        offset = random.randint(1000, 6000)
+        if all(_port_free(host, p) for p in StackConfig.with_port_offset(offset).ports()):
+            return offset
+    raise StackError("no port offset with every stack port free")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -149,23 +160,32 @@ def answered_by(proc: subprocess.Popen, port: int) -> bool:
     return listening is None or bool(listening & socket_inodes(proc.pid))
 
 
+def serving(target: str, service: str = "", timeout: float = 1.0,
+            channel: grpc.Channel | None = None) -> bool:
+    """Whether `target` answers grpc.health.v1 SERVING for `service` ("" = the whole server)."""
+    with contextlib.ExitStack() as stack:
+        if channel is None:
+            channel = stack.enter_context(grpc.insecure_channel(target))
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+
 def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     """Wait until `target` answers SERVING, and (given `proc`) check that the answer comes from that
     process: a port taken by another program after the free-port check must not pass for ours."""
     deadline = time.monotonic() + timeout
     port = int(target.rpartition(":")[2])
     with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
         while True:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    if proc is None or answered_by(proc, port):
-                        return
-                    raise StackError(f"{target} answers, but not from the service started here (pid {proc.pid}): "
-                                     "another program took the port; stop it or use --port-offset")
-            except grpc.RpcError:
-                pass
+            if serving(target, channel=channel):
+                if proc is None or answered_by(proc, port):
+                    return
+                raise StackError(f"{target} answers, but not from the service started here (pid {proc.pid}): "
+                                 "another program took the port; stop it or use --port-offset")
             if proc is not None and proc.poll() is not None:
                 raise StackError(f"{target} exited with code {proc.returncode}")
             if time.monotonic() > deadline:

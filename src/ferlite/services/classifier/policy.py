@@ -71,9 +71,12 @@ class ABPolicy:
         return cls({str(k): v for k, v in weights.items()}, bool(data.get("sticky", True)),
                    float(data.get("shadow_fraction", 0.0))).validate().with_revision()
 
+    def settings(self) -> dict:
+        """What a policy file or ConfigMap holds: the policy without its derived revision."""
+        return {"weights": dict(self.weights), "sticky": self.sticky, "shadow_fraction": self.shadow_fraction}
+
     def to_dict(self) -> dict:
-        return {"weights": dict(self.weights), "sticky": self.sticky, "shadow_fraction": self.shadow_fraction,
-                "revision": self.revision}
+        return {**self.settings(), "revision": self.revision}
 
 
 def _unit_hash(key: str, arm: str) -> float:
@@ -142,7 +145,7 @@ class PolicyStore:
 
     def _write(self, policy: ABPolicy) -> None:
         assert self.path is not None
-        text = json.dumps({k: v for k, v in policy.to_dict().items() if k != "revision"}, indent=1) + "\n"
+        text = json.dumps(policy.settings(), indent=1) + "\n"
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(text)

@@ -32,8 +32,8 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
     (or the admin token) on the pipeline's writes. A method not listed is open."""
 
     def __init__(self, rules: Mapping[str, Iterable[str]]) -> None:
-        self.rules = {method: tuple(t.encode() for t in tokens if t) for method, tokens in rules.items()}
-        self.rules = {method: tokens for method, tokens in self.rules.items() if tokens}
+        encoded = {method: tuple(t.encode() for t in tokens if t) for method, tokens in rules.items()}
+        self.rules = {method: tokens for method, tokens in encoded.items() if tokens}  # no token: open
 
     def _allowed(self, details: Any) -> bool:
         given = bearer(details.invocation_metadata).encode()
