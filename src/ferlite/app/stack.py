@@ -90,9 +90,13 @@ def free_port_offset(host: str = "127.0.0.1", tries: int = 50) -> int:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Nobody listens there. Bound as the servers bind (SO_REUSEADDR), so the TIME_WAIT leftovers of
+    the last run's closed connections (a demo reading /metrics) do not count as a stack in the way."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen()
         except OSError:
             return False
     return True
