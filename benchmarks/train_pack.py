@@ -132,14 +132,35 @@ class CosineWithWarmup:
     """Per-batch learning rate: linear warm-up over the first epoch, then cosine to 1 % over the
     epochs fixed after it (`total_epochs` is set once the first epoch's time is known)."""
 
-    def __init__(self, peak: float, steps_per_epoch: int) -> None:
-        self.peak, self.steps, self.total_epochs = peak, steps_per_epoch, 1
+    def __init__(self, peak: float, steps_per_epoch: int, total_epochs: int = 1) -> None:
+        self.peak, self.steps, self.total_epochs = peak, steps_per_epoch, total_epochs
 
     def __call__(self, epoch: int, batch: int) -> float:
         if epoch == 0:
             return self.peak * (batch + 1) / self.steps
         t = ((epoch - 1) * self.steps + batch) / max(1, (self.total_epochs - 1) * self.steps)
         return self.peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def in_graph(self):
+        """The same curve as a Keras schedule of the optimizer's step counter, for a fixed epoch
+        count. It runs inside the compiled train step, so it works where a callback's per-batch
+        assignment would not reach it (the JAX backend reads optimizer state once per epoch)."""
+        keras = _keras()
+        ops = keras.ops
+        peak, steps, total = float(self.peak), float(self.steps), float(self.total_epochs)
+
+        class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+            def __call__(self, step):
+                step = ops.cast(step, "float32")
+                warm = peak * (step + 1.0) / steps
+                t = ops.minimum(1.0, (step - steps) / max(1.0, (total - 1.0) * steps))
+                cosine = peak * (0.01 + 0.99 * 0.5 * (1.0 + ops.cos(math.pi * t)))
+                return ops.where(step < steps, warm, cosine)
+
+            def get_config(self):
+                return {"peak": peak, "steps": steps, "total": total}
+
+        return Schedule()
 
 
 def predict_probs(model, x: np.ndarray, flip: bool, batch: int = 512) -> np.ndarray:
@@ -201,9 +222,23 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
             NUM_CLASSES, args.alpha, args.temperature, args.label_smoothing)
     else:
         y_fit, loss = y_tr, keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
-    steps = math.ceil(len(x_tr) / args.batch_size)
-    schedule = CosineWithWarmup(job.lr, steps)
-    optimizer = keras.optimizers.AdamW(job.lr, weight_decay=args.weight_decay)
+    x_fit = x_tr
+    if keras.backend.backend() == "jax":
+        # XLA compiles the train step once per batch shape: whole batches only (a seeded draw leaves
+        # out fewer than one batch of the ~24k faces), so it compiles once, not twice per job.
+        keep = np.random.default_rng(args.seed).permutation(len(x_tr))
+        keep = np.sort(keep[: len(x_tr) // args.batch_size * args.batch_size])
+        x_fit, y_fit = x_tr[keep], y_fit[keep]
+        record["train_images"] = len(keep)
+    steps = math.ceil(len(x_fit) / args.batch_size)
+    schedule = CosineWithWarmup(job.lr, steps, job.epochs or 1)
+    if job.epochs:  # a fixed epoch count: the schedule lives in the train step (any backend)
+        optimizer = keras.optimizers.AdamW(schedule.in_graph(), weight_decay=args.weight_decay)
+    elif keras.backend.backend() == "jax":
+        raise SystemExit("the JAX backend needs fixed epoch counts (--epochs): a time budget sets the "
+                         "schedule's length after the first epoch, which only a per-batch callback can follow")
+    else:
+        optimizer = keras.optimizers.AdamW(job.lr, weight_decay=args.weight_decay)
     graph.compile(optimizer, loss)
     best = {"val_accuracy": -1.0}
     history: list[dict] = []
@@ -214,7 +249,8 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
             self.epoch = epoch
 
         def on_train_batch_begin(self, batch, logs=None):
-            optimizer.learning_rate.assign(schedule(self.epoch, batch))
+            if not job.epochs:
+                optimizer.learning_rate.assign(schedule(self.epoch, batch))
 
         def on_epoch_end(self, epoch, logs=None):
             probs = predict_probs(graph, x_va, flip=False)
@@ -222,20 +258,18 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
             history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_accuracy": acc,
                             "seconds": round(time.perf_counter() - stage2_start, 1)})
             print(f"  {job.name} epoch {epoch + 1}/{schedule.total_epochs} loss {logs['loss']:.4f} "
-                  f"val_acc {acc:.4f}", flush=True)
+                  f"val_acc {acc:.4f} lr {float(schedule(epoch + 1, 0)):.2e} at {history[-1]['seconds']} s",
+                  flush=True)
             if acc > best["val_accuracy"]:
                 best.update(val_accuracy=acc, epoch=epoch + 1, weights=model.get_weights())
-            if epoch == 0:
-                if job.epochs:
-                    schedule.total_epochs = job.epochs
-                else:
-                    per_epoch = time.perf_counter() - stage2_start
-                    left = job.budget_s - (time.perf_counter() - start)
-                    schedule.total_epochs = max(2, min(args.max_epochs, 1 + int(left / per_epoch)))
+            if epoch == 0 and not job.epochs:
+                per_epoch = time.perf_counter() - stage2_start
+                left = job.budget_s - (time.perf_counter() - start)
+                schedule.total_epochs = max(2, min(args.max_epochs, 1 + int(left / per_epoch)))
             if epoch + 1 >= schedule.total_epochs:
                 self.model.stop_training = True
 
-    graph.fit(x_tr, y_fit, batch_size=args.batch_size, epochs=args.max_epochs, shuffle=True,
+    graph.fit(x_fit, y_fit, batch_size=args.batch_size, epochs=job.epochs or args.max_epochs, shuffle=True,
               callbacks=[Control()], verbose=0)
     model.set_weights(best["weights"])
     plain = training_graph(model, job.size, augment=False, seed=args.seed)
@@ -360,6 +394,10 @@ def train(args: argparse.Namespace) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
         print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}", flush=True)
+    elif _keras().backend.backend() == "jax":
+        import jax
+
+        print(f"jax {jax.__version__}, devices {jax.devices()}", flush=True)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(args.data, args.limit)
