@@ -73,6 +73,21 @@ def main() -> int:
                 "grpc_over_in_process": grpc_rate / direct_rate}
             print(f"batch {batch:>2}: {grpc_rate:8.0f} events/s through gRPC, {direct_rate:8.0f} in-process "
                   f"(ratio {grpc_rate / direct_rate:.2f})", flush=True)
+        # One camera frame's RecordEvents (4 faces) with the drift window updated inline, as before the
+        # drift thread (record, then the window's Redis round trip), and as now (the thread does it).
+        core, frame_batches = server.core, iter(range(10**9))
+
+        def frame(inline: bool) -> None:
+            k = next(frame_batches)
+            core.record([make_event(4 * k + j, "frames", now) for j in range(4)])
+            if inline:
+                core.flush_drift()
+
+        results["frame_record"] = {name: percentiles(timed(lambda i=inline: frame(i), 400))
+                                   for name, inline in (("drift_inline", True), ("drift_thread", False))}
+        fr = results["frame_record"]
+        print(f"frame of 4 events: p50 {fr['drift_inline']['p50_ms']:.2f} ms with the drift window inline, "
+              f"{fr['drift_thread']['p50_ms']:.2f} ms with the drift thread", flush=True)
         for size in (1000, args.big):
             room = f"room{size}"
             # spread over the last 50 minutes, so a 1-hour summary touches 50 minute buckets
@@ -98,6 +113,11 @@ def main() -> int:
         "| batch | events/s via gRPC | events/s in-process | ratio |", "|---|---|---|---|",
         *[f"| {b.split('_')[1]} | {v['grpc_events_per_s']:.0f} | {v['in_process_events_per_s']:.0f} | "
           f"{v['grpc_over_in_process']:.2f} |" for b, v in t.items()], "",
+        "One camera frame's events (4) recorded in-process, p50 / p99 ms: the drift window updated inline "
+        "(before: record, then the window's Redis round trip) vs on the drift thread (now):", "",
+        "| drift window | p50 ms | p99 ms |", "|---|---|---|",
+        *[f"| {k.replace('drift_', '')} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |"
+          for k, v in results["frame_record"].items()], "",
         "| events in classroom | summary p50 (ms) | p99 (ms) | p50 / Redis PING |", "|---|---|---|---|",
         *[f"| {k.split('_')[1]} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | "
           f"{v['p50_ms'] / results['redis_ping']['p50_ms']:.1f} |" for k, v in s.items()], "",

@@ -139,9 +139,11 @@ def test_drift_gauges_move_when_predictions_shift(redis_server, tmp_path, model_
     arm = {"architecture": "mobilenet_v2", "model_version": "1"}
     mix = ["neutral"] * 20 + ["happy"] * 15 + ["sad"] * 5 + ["surprise"] * 5 + ["angry", "fear"] * 3
     core.record([event(i, label, confidence=0.8) for i, label in enumerate(mix[:50])])
+    core.flush_drift()  # the drift thread's work (not started here)
     calm = _gauge(metrics, "drift_psi", **arm)
     assert calm is not None and calm < 0.1
     core.record([event(1000 + i, "angry", confidence=0.4) for i in range(50)])  # the window is 50
+    core.flush_drift()
     shifted = _gauge(metrics, "drift_psi", **arm)
     assert shifted > 1.0 > calm
     assert _gauge(metrics, "drift_js_divergence", **arm) > 0.5
@@ -415,6 +417,37 @@ def test_redis_memory_is_exported_for_the_sizing_alert(redis_server, tmp_path, m
     assert metrics.registry.get_sample_value("ferlite_aggregator_redis_memory_max_bytes") is not None
 
 
+def test_recording_never_waits_for_the_drift_window(redis_server, tmp_path, model_dir) -> None:
+    """The drift window is a statistic: RecordEvents returns once the events are stored, while the
+    window's Redis update (held up here) happens on the drift thread and lands afterwards."""
+    core, metrics = make_core(redis_server, tmp_path, model_dir)
+    arm = {"architecture": "mobilenet_v2", "model_version": "1"}
+    release, pushing = threading.Event(), threading.Event()
+    real_push = core.store.push_drift
+
+    def held_push(added, size):
+        pushing.set()
+        assert release.wait(10)
+        return real_push(added, size)
+
+    core.store.push_drift = held_push
+    core.start()
+    try:
+        assert core.record([event(i, "angry", confidence=0.4) for i in range(5)]).accepted == 5
+        assert pushing.wait(5)  # the drift thread is inside the (held) Redis update...
+        assert core.record([event(10 + i, "happy") for i in range(3)]).accepted == 3  # ...and recording goes on
+        assert core.store.event_count("room-1") == 8
+        assert _gauge(metrics, "drift_window_events", **arm) is None
+        release.set()
+        deadline = time.monotonic() + 5
+        while _gauge(metrics, "drift_window_events", **arm) != 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _gauge(metrics, "drift_window_events", **arm) == 8  # both batches, in one window
+    finally:
+        release.set()
+        core.stop()
+
+
 def test_every_replica_reports_the_same_drift_and_feedback_figures(redis_server, tmp_path, model_dir) -> None:
     """Two aggregator replicas on one Redis: events stored by one and feedback taken by the other
     show in both replicas' gauges, identically (the windows live in Redis, not in a process)."""
@@ -425,6 +458,8 @@ def test_every_replica_reports_the_same_drift_and_feedback_figures(redis_server,
     b.record([event(100 + i, "neutral", confidence=0.9) for i in range(20)])
     assert b.feedback(event(0).event_id, "angry").correct
     assert not b.feedback(event(1).event_id, "sad").correct
+    a.flush_drift()
+    b.flush_drift()
     a.refresh_drift()
     b.refresh_drift()
     for name in ("drift_psi", "drift_js_divergence", "confidence_mean", "drift_window_events",

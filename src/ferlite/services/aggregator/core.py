@@ -53,6 +53,11 @@ class Aggregator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._replayer: threading.Thread | None = None
+        # Drift items of stored events wait here for the drift thread (see flush_drift).
+        self._drift_lock = threading.Lock()
+        self._drift_pending: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._drift_ready = threading.Event()
+        self._drift_thread: threading.Thread | None = None
         self._redis_up = True
         self.g_spool = metrics.gauge("spool_events", "Events spooled on disk waiting for Redis.")
         self.g_redis = metrics.gauge("redis_up", "1 when Redis answers, 0 during an outage.")
@@ -106,14 +111,39 @@ class Aggregator:
         fresh = [e for e, new in zip(events, flags, strict=True) if new]
         added = self.drift.observe(fresh)
         if added:
-            try:  # the shared window: a statistic, so a failure here never fails the stored batch
-                # Only the arms this batch touched; the others (and feedback) in the periodic refresh.
-                self.drift.refresh(self.store.push_drift(added, self.config.drift_window), {})
-            except redis.RedisError as exc:
-                log.warning("drift window not updated", extra={"error": str(exc)[:200]})
+            self._queue_drift(added)
         self.c_recorded.labels(outcome).inc(len(fresh))
         self.c_recorded.labels("duplicate").inc(len(events) - len(fresh))
         return RecordResult(len(fresh), len(events) - len(fresh), False)
+
+    def _queue_drift(self, added: dict[tuple[str, str], list[tuple[int, float]]]) -> None:
+        window = self.config.drift_window
+        with self._drift_lock:
+            for arm, items in added.items():
+                queued = self._drift_pending.setdefault(arm, [])
+                queued.extend(items)
+                del queued[:-window]  # older items would fall out of the window at once anyway
+        self._drift_ready.set()
+
+    def flush_drift(self) -> None:
+        """Append the queued drift items to the shared windows in Redis and refresh those arms'
+        gauges. The drift thread does this, not the RecordEvents call: the window is a statistic,
+        and its Redis round trip (a second AOF fsync, the window read back) used to be a third of
+        the recording time on every frame's critical path. A failure drops the items (logged)."""
+        with self._drift_lock:
+            pending, self._drift_pending = self._drift_pending, {}
+            self._drift_ready.clear()
+        if not pending:
+            return
+        try:  # only the arms these events touched; the others (and feedback) in the periodic refresh
+            self.drift.refresh(self.store.push_drift(pending, self.config.drift_window), {})
+        except redis.RedisError as exc:
+            log.warning("drift window not updated", extra={"error": str(exc)[:200]})
+
+    def _drift_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._drift_ready.wait(1.0):
+                self.flush_drift()
 
     def replay_pending(self) -> int:
         """Replay spooled batches oldest first until the spool is empty or Redis fails again."""
@@ -169,6 +199,8 @@ class Aggregator:
     def start(self) -> Aggregator:
         self._replayer = threading.Thread(target=self._replay_loop, name="spool-replay", daemon=True)
         self._replayer.start()
+        self._drift_thread = threading.Thread(target=self._drift_loop, name="drift-writer", daemon=True)
+        self._drift_thread.start()
         if self.spool.depth:
             log.info("spool holds events from an earlier outage", extra={"events": self.spool.depth})
         return self
@@ -180,6 +212,9 @@ class Aggregator:
         self._stop.set()
         if self._replayer:
             self._replayer.join(5)
+        if self._drift_thread:
+            self._drift_thread.join(5)
+        self.flush_drift()
         if self.spool.depth:
             if self.store.ping():
                 with contextlib.suppress(redis.RedisError):
