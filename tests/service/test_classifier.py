@@ -45,6 +45,10 @@ def test_repository_flavours(exported_models, tmp_path) -> None:
         assert f"data_type: TYPE_UINT8 dims: [ {TINY_SIZE}, {TINY_SIZE}, 3 ]" in cfg  # pixels through shm
         version = tmp_path / "e" / arch / "1"
         assert (version / "model.py").exists() and (version / "model.onnx").exists()
+        assert 'key: "intra_op_threads" value: { string_value: "1" }' in cfg and "count: 1 kind: KIND_CPU" in cfg
+    build_repository(exported_models, tmp_path / "t", "embedded", instances=2, threads=2)
+    cfg = (tmp_path / "t" / "mobilenet_v2" / "config.pbtxt").read_text()
+    assert 'key: "intra_op_threads" value: { string_value: "2" }' in cfg and "count: 2 kind: KIND_CPU" in cfg
     build_repository(exported_models, tmp_path / "c", "cluster", instances=2, kind="KIND_GPU")
     cfg = (tmp_path / "c" / "efficientnet_b0" / "config.pbtxt").read_text()
     assert 'backend: "onnxruntime"' in cfg and "count: 2 kind: KIND_GPU" in cfg and "preferred_batch_size" in cfg

@@ -26,6 +26,9 @@ class ClassifierConfig(ServerConfig):
     policy_file: str = setting("", "A/B policy JSON, hot-reloaded (a mounted ConfigMap in Kubernetes)")
     max_batch: int = setting(64, "most crops in one Classify call")
     batch_delay_us: int = setting(500, "embedded Triton: longest wait for requests to share a batch, microseconds")
+    triton_instances: int = setting(1, "embedded Triton: model instances per architecture "
+                                    "(benchmarks/triton_sweep.py measures the choices on 2 cores)")
+    triton_threads: int = setting(1, "embedded Triton: ONNX Runtime (or LiteRT) threads per model instance")
     timeout_seconds: float = setting(5.0, "longest wait for Triton when the caller set no deadline")
     readiness_interval: float = setting(0.5, "seconds between Triton readiness checks")
     seed: int = setting(0, "seed of the weighted random routing (0: from the OS)")
@@ -41,6 +44,9 @@ class ClassifierConfig(ServerConfig):
             check_port(name, getattr(self, name))
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
+        if not (1 <= self.triton_instances <= 16 and 1 <= self.triton_threads <= 64):
+            raise ConfigError(f"triton_instances={self.triton_instances} must be in 1..16 and "
+                              f"triton_threads={self.triton_threads} in 1..64")
         if not 0 <= self.batch_delay_us <= 100_000:
             raise ConfigError(f"batch_delay_us={self.batch_delay_us} must be in 0..100000")
         if not 0.0 <= self.min_val_accuracy <= 1.0:

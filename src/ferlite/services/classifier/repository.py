@@ -51,7 +51,7 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
 
 
 def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str,
-            batch_delay_us: int, model_file: str = "") -> str:
+            batch_delay_us: int, model_file: str = "", threads: int = 1) -> str:
     s = info.input_size
     lines = [f'name: "{info.architecture}"']
     if flavour == "embedded":
@@ -74,7 +74,7 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
             f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
             f'parameters {{ key: "runtime" value: {{ string_value: "{runtime}" }} }}',
             f'parameters {{ key: "model_file" value: {{ string_value: "{model_file}" }} }}',
-            'parameters { key: "intra_op_threads" value: { string_value: "1" } }',
+            f'parameters {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}',
         ]
     else:
         preferred = [b for b in (4, 8, 16, 32) if b <= max_batch]
@@ -88,9 +88,11 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
 
 def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "embedded", *, max_batch: int = 64,
                      instances: int = 1, kind: str = "KIND_CPU", runtime: str = "onnxruntime",
-                     require_all: bool = False, batch_delay_us: int = 500) -> list[ModelInfo]:
+                     require_all: bool = False, batch_delay_us: int = 500, threads: int = 1) -> list[ModelInfo]:
     """Write the repository. `batch_delay_us` is how long Triton's dynamic batcher may hold a
-    request waiting for others to share its batch: latency paid by a lone request."""
+    request waiting for others to share its batch: latency paid by a lone request. `threads` is
+    the embedded models' runtime threads per instance (the cluster's ONNX Runtime backend keeps
+    its own default)."""
     if flavour not in {"embedded", "cluster"}:
         raise ValueError(f"flavour must be embedded or cluster, got {flavour!r}")
     if kind not in {"KIND_CPU", "KIND_GPU"}:
@@ -113,7 +115,7 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
         (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
-                                                     batch_delay_us, source))
+                                                     batch_delay_us, source, threads))
     return models
 
 
@@ -138,11 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--require-all", action="store_true", help="fail unless all four architectures exist")
     p.add_argument("--batch-delay-us", type=int, default=500,
                    help="dynamic batcher's longest wait for a fuller batch, microseconds [500]")
+    p.add_argument("--threads", type=int, default=1,
+                   help="embedded flavour only: runtime threads per model instance [1]")
     args = p.parse_args(argv)
     try:
         models = build_repository(args.models, args.out, args.flavour, max_batch=args.max_batch,
                                   instances=args.instances, kind=args.kind, runtime=args.runtime,
-                                  require_all=args.require_all, batch_delay_us=args.batch_delay_us)
+                                  require_all=args.require_all, batch_delay_us=args.batch_delay_us,
+                                  threads=args.threads)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ferlite triton-repo: error: {exc}", file=sys.stderr)
         return 2

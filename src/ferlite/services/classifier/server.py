@@ -134,7 +134,8 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     if not url:
         repo = Path(config.repository_dir) / "repository"
         build_repository(config.model_dir, repo, "embedded", max_batch=config.max_batch, runtime=config.runtime,
-                         batch_delay_us=config.batch_delay_us)
+                         batch_delay_us=config.batch_delay_us, instances=config.triton_instances,
+                         threads=config.triton_threads)
         triton = EmbeddedTriton(repo, Path(config.repository_dir) / "server", config.triton_http_port,
                                 config.triton_grpc_port, config.triton_metrics_port)
         url = triton.grpc_url
