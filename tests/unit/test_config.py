@@ -60,3 +60,28 @@ def test_port_in_use_exits_1_with_one_line() -> None:
                                 timeout=60)
     assert result.returncode == 1
     assert "sleepy: cannot start:" in result.stderr
+
+
+def test_a_port_the_last_run_left_in_time_wait_is_free_for_the_next_stack() -> None:
+    """`ferlite demo` twice in a row: the first run's closed connections (its /metrics reads) leave
+    the service ports in TIME_WAIT. The servers bind with SO_REUSEADDR, so the port is usable; the
+    free-port check must bind the same way, not refuse the second run."""
+    import socket
+
+    from ferlite.app.stack import _port_free
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    assert not _port_free("127.0.0.1", port)  # a listener: busy
+    conn.close()  # the server's side closes first, so its end waits in TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the old check (a plain bind) calls this port busy
+    assert _port_free("127.0.0.1", port)
