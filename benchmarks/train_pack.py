@@ -8,7 +8,7 @@ Two steps, so the heavy one can run on a machine that has neither the data folde
            byte-identical to a training image removed, CK+48 (contempt dropped) for the
            cross-dataset row; written as one compressed file of 48×48 grey faces.
   report   rewrite benchmarks/results/pack.md from a built pack (after a later ablation)
-  train    (any Keras 3 backend; KERAS_BACKEND=torch on a GPU)  the jobs below, each writing its
+  train    (any Keras 3 backend; see the GPU note below)  the jobs below, each writing its
            metrics to results.json as it ends, the pack's weights to OUT/<arch>.weights.npz.
 
 The training graph is the exported model behind a TensorFlow-free input stage: 48×48 grey →
