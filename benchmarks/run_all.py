@@ -20,8 +20,7 @@ from ferlite.base.model_metadata import PACK_DIR
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = ["pack", "e2e", "peer", "classifier", "triton_sweep", "roofline", "facedetect", "aggregator", "redis_sizing",
-         "soak",
-         "recovery", "training"]
+         "soak", "recovery", "training"]
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
