@@ -33,8 +33,9 @@ On a GPU (measured on an H200 lent for 15 minutes, Keras 3.15 on JAX 0.11.2, the
 TensorFlow): the MobileNetV2 128-px train step WITHOUT the augmentation layers compiled in 40 s and
 then ran ~10,000 images/s; WITH them (RandomRotation/RandomZoom inside the jitted step) XLA had not
 finished compiling after 9 minutes (GPU idle, ~1 % utilisation), so no epoch ran. Keras-on-torch
-earlier ran ~325 images/s, bound the same way. The way to use a GPU with this script: augment on
-the host (NumPy/OpenCV, per batch) and keep only the model in the jitted step; not done yet.
+earlier ran ~325 images/s, bound the same way. Hence `--augment host`: the same transforms with
+OpenCV per batch on the host (`training.augment.augment_batch`), only the model in the jitted step
+(checked on the CPU, JAX and TensorFlow backends; not yet run on a GPU).
 
 Usage:
   python benchmarks/train_pack.py prepare --data-root ../shared/data --out .pack/fer2013.npz
@@ -135,6 +136,33 @@ def training_graph(model, size: int, augment: bool, seed: int):
     return keras.Model(inputs, model(x), name=f"train_{model.name}")
 
 
+def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: int):
+    """A Keras PyDataset of whole shuffled batches augmented on the host (`augment_batch`, on the
+    48x48 faces): the train step then holds only the model. Each batch draws from its own
+    generator (seed, epoch, index), so worker threads never share one and a rerun is the same."""
+    keras = _keras()
+    from ferlite.training.augment import augment_batch
+
+    class HostBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=workers, use_multiprocessing=False)
+            self.epoch = 0
+            self.order = np.random.default_rng((seed, 0)).permutation(len(x))
+
+        def __len__(self) -> int:
+            return len(x) // batch
+
+        def __getitem__(self, i: int):
+            idx = np.sort(self.order[i * batch:(i + 1) * batch])
+            return augment_batch(x[idx], np.random.default_rng((seed, self.epoch, i))), y[idx]
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = np.random.default_rng((seed, self.epoch)).permutation(len(x))
+
+    return HostBatches()
+
+
 class CosineWithWarmup:
     """Per-batch learning rate: linear warm-up over the first epoch, then cosine to 1 % over the
     epochs fixed after it (`total_epochs` is set once the first epoch's time is known)."""
@@ -223,21 +251,24 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     freeze_bn = args.freeze_bn and job.weights is not None
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
         layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
-    graph = training_graph(model, job.size, augment=True, seed=args.seed)
+    graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed)
     if job.teacher is not None:
         y_fit, loss = targets(y_tr, job.teacher), distillation_loss(
             NUM_CLASSES, args.alpha, args.temperature, args.label_smoothing)
     else:
         y_fit, loss = y_tr, keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
-    x_fit = x_tr
-    if keras.backend.backend() == "jax":
+    x_fit, host = x_tr, None
+    if args.augment == "host":  # whole batches, a new order and draw each epoch
+        host = host_batches(x_tr, y_fit, args.batch_size, args.seed, args.host_workers)
+        record["augment"] = "host"
+    elif keras.backend.backend() == "jax":
         # XLA compiles the train step once per batch shape: whole batches only (a seeded draw leaves
         # out fewer than one batch of the ~24k faces), so it compiles once, not twice per job.
         keep = np.random.default_rng(args.seed).permutation(len(x_tr))
         keep = np.sort(keep[: len(x_tr) // args.batch_size * args.batch_size])
         x_fit, y_fit = x_tr[keep], y_fit[keep]
         record["train_images"] = len(keep)
-    steps = math.ceil(len(x_fit) / args.batch_size)
+    steps = len(host) if host is not None else math.ceil(len(x_fit) / args.batch_size)
     schedule = CosineWithWarmup(job.lr, steps, job.epochs or 1)
     if job.epochs:  # a fixed epoch count: the schedule lives in the train step (any backend)
         optimizer = keras.optimizers.AdamW(schedule.in_graph(), weight_decay=args.weight_decay)
@@ -276,8 +307,12 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
             if epoch + 1 >= schedule.total_epochs:
                 self.model.stop_training = True
 
-    graph.fit(x_fit, y_fit, batch_size=args.batch_size, epochs=job.epochs or args.max_epochs, shuffle=True,
-              callbacks=[Control()], verbose=0)
+    epochs = job.epochs or args.max_epochs
+    if host is not None:
+        graph.fit(host, epochs=epochs, callbacks=[Control()], verbose=0)
+    else:
+        graph.fit(x_fit, y_fit, batch_size=args.batch_size, epochs=epochs, shuffle=True, callbacks=[Control()],
+                  verbose=0)
     model.set_weights(best["weights"])
     plain = training_graph(model, job.size, augment=False, seed=args.seed)
     val_plain = predict_probs(plain, x_va, flip=False)
@@ -518,6 +553,9 @@ def main() -> int:
     t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate from ImageNet weights")
     t.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="keep BatchNorm in inference mode when fine-tuning ImageNet weights")
+    t.add_argument("--augment", choices=["graph", "host"], default="graph",
+                   help="graph: Keras layers in the train step (CPU); host: OpenCV per batch before it (GPU)")
+    t.add_argument("--host-workers", type=int, default=4, help="threads preparing host-augmented batches")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--dropout", type=float, default=0.3)
     t.add_argument("--label-smoothing", type=float, default=0.1)

@@ -1,14 +1,20 @@
 """Training-only augmentation of the paper: rotation, horizontal flip, zoom, brightness.
 
-Applied to [0, 1] float batches after the shared preprocessing, inside the tf.data pipeline, and
-never at evaluation or serving time.
+Two implementations of the same four transforms, never used at evaluation or serving time:
+  augmenter       Keras layers on [0, 1] float batches after the shared preprocessing, inside the
+                  training graph (the CPU path).
+  augment_batch   OpenCV on the host, on the 48x48 faces before they enter the graph. On a GPU the
+                  Keras layers inside XLA's compiled train step never finished compiling (see
+                  benchmarks/train_pack.py); the host version keeps only the model in the step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import keras
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -31,3 +37,33 @@ def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) 
     if config.brightness:
         layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(layers, name="augment")
+
+
+def augment_batch(faces: np.ndarray, rng: np.random.Generator,
+                  config: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    """The same transforms on the host: each face (N, H, W) or (N, H, W, 1), values in [0, 255],
+    gets a random mirror, rotation within ±rotation_degrees and zoom within ±zoom about its centre
+    (edges repeated, as the layers' fill_mode="nearest"), then a brightness shift within
+    ±brightness of the value range, clipped. Returns float32 of the input's shape."""
+    x = np.asarray(faces, dtype=np.float32)
+    squeeze = x.ndim == 4
+    if squeeze:
+        x = x[..., 0]
+    n, h, w = x.shape
+    out = np.empty_like(x)
+    flips = rng.random(n) < 0.5 if config.flip else np.zeros(n, bool)
+    angles = rng.uniform(-config.rotation_degrees, config.rotation_degrees, n)
+    zooms = 1.0 + rng.uniform(-config.zoom, config.zoom, n)
+    shifts = rng.uniform(-config.brightness, config.brightness, n) * 255.0
+    centre = ((w - 1) / 2.0, (h - 1) / 2.0)
+    for i in range(n):
+        face = x[i, :, ::-1] if flips[i] else x[i]
+        if config.rotation_degrees or config.zoom:
+            matrix = cv2.getRotationMatrix2D(centre, float(angles[i]), float(zooms[i]))
+            face = cv2.warpAffine(np.ascontiguousarray(face), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        out[i] = face
+    if config.brightness:
+        out += shifts[:, None, None].astype(np.float32)
+    np.clip(out, 0.0, 255.0, out=out)
+    return out[..., None] if squeeze else out

@@ -1,0 +1,58 @@
+"""Host-side augmentation (the GPU path): the same four transforms as the Keras layers, bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferlite.training.augment import AugmentConfig, augment_batch
+
+NONE = AugmentConfig(rotation_degrees=0.0, flip=False, zoom=0.0, brightness=0.0)
+
+
+def faces(n: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8)
+
+
+def test_nothing_on_changes_nothing_and_keeps_the_shape() -> None:
+    x = faces()
+    out = augment_batch(x, np.random.default_rng(0), NONE)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert np.array_equal(out, x.astype(np.float32))
+    assert augment_batch(x[..., 0], np.random.default_rng(0), NONE).shape == (64, 48, 48)
+
+
+def test_flip_mirrors_about_half_the_faces_and_nothing_else() -> None:
+    x = faces()
+    out = augment_batch(x, np.random.default_rng(0), AugmentConfig(0.0, True, 0.0, 0.0))
+    same = [np.array_equal(o, f) for o, f in zip(out, x.astype(np.float32), strict=True)]
+    mirrored = [np.array_equal(o, f[:, ::-1]) for o, f in zip(out, x.astype(np.float32), strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert 16 < sum(mirrored) < 48
+
+
+def test_rotation_and_zoom_move_pixels_but_repeat_edges() -> None:
+    x = faces()
+    geo = AugmentConfig(15.0, False, 0.1, 0.0)
+    out = augment_batch(x, np.random.default_rng(0), geo)
+    assert not np.array_equal(out, x.astype(np.float32))
+    flat = np.full((4, 48, 48), 90, np.uint8)  # a flat face stays flat: no black corners
+    assert np.allclose(augment_batch(flat, np.random.default_rng(1), geo), 90.0)
+
+
+def test_brightness_shifts_each_face_by_one_bounded_amount_and_clips() -> None:
+    x = np.full((200, 48, 48), 128, np.uint8)
+    out = augment_batch(x, np.random.default_rng(0), AugmentConfig(0.0, False, 0.0, 0.2))
+    shift = out[:, 0, 0] - 128.0
+    assert np.allclose(out, out[:, :1, :1])  # one shift per face
+    assert np.abs(shift).max() <= 0.2 * 255 + 1e-3 and shift.std() > 10
+    bright = augment_batch(np.full((50, 48, 48), 250, np.uint8), np.random.default_rng(0), AugmentConfig(
+        0.0, False, 0.0, 0.2))
+    assert bright.max() <= 255.0 and bright.min() >= 250 - 0.2 * 255 - 1e-3
+
+
+def test_a_seed_gives_the_same_batch() -> None:
+    x = faces()
+    a = augment_batch(x, np.random.default_rng(5))
+    assert np.array_equal(a, augment_batch(x, np.random.default_rng(5)))
+    assert not np.array_equal(a, augment_batch(x, np.random.default_rng(6)))
