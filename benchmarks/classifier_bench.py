@@ -31,6 +31,10 @@ from ferlite.v1 import classifier_pb2 as pb
 from ferlite.v1 import classifier_pb2_grpc as pb_grpc
 from ferlite.v1 import common_pb2
 
+# The embedded Triton's runtime threads per model instance, as the service starts it (its default).
+THREADS = ClassifierConfig().triton_threads
+INSTANCES = ClassifierConfig().triton_instances
+
 
 def request(batch: np.ndarray, arch: str) -> pb.ClassifyRequest:
     """uint8 crops, as face detection sends them."""
@@ -75,7 +79,7 @@ def main() -> int:
             for arch, meta in metas.items():
                 s = meta.input_size
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = 1  # as inside Triton (one instance, one thread)
+                options.intra_op_num_threads = THREADS  # as inside Triton (the service's setting)
                 session = ort.InferenceSession(str(args.models / arch / "model.onnx"), options,
                                                providers=["CPUExecutionProvider"])
                 row: dict = {"input_size": s}
@@ -109,8 +113,9 @@ def main() -> int:
             server.stop(0)
     lines = ["# Classifier benchmark", "",
              "Each architecture's exported ONNX model through the classifier service (gRPC, A/B router, Triton "
-             "2.51 Python backend running ONNX Runtime, one instance) vs the same model in-process with ONNX "
-             "Runtime (one thread), same run, 2-core CPU. Both do the same work: uint8 crops to [0, 1], and with "
+             f"2.51 Python backend running ONNX Runtime: {INSTANCES} instance(s), {THREADS} thread(s) each, the "
+             f"service's defaults) vs the same model in-process with ONNX Runtime ({THREADS} thread(s)), same run, "
+             "2-core CPU. Both do the same work: uint8 crops to [0, 1], and with "
              "the model's flip averaging the mirrored faces in the same batch (so batch 8 runs 16 images). "
              "Aim: service p50 <= 1.5x in-process.", "",
              "| architecture | input | batch | service p50 ms | in-process p50 ms | ratio "
