@@ -88,7 +88,7 @@ def _denied(call, *args) -> bool:
 
 
 def test_pipeline_writes_need_the_service_token_and_facedetect_sends_it(exported_models, tmp_path) -> None:
-    """RecordEvents, Classify and Process refuse callers without the service (or admin) token, and
+    """RecordEvents, Classify, Process and ProcessStream refuse callers without the service (or admin) token, and
     a frame sent with it still goes all the way: facedetect presents the token to its peers."""
     common = {"port": 0, "metrics_port": -1, "auth_token": TOKEN, "service_token": SERVICE_TOKEN}
     agg = build_aggregator(AggregatorConfig(data_dir=str(tmp_path / "agg"), **common)).start()
@@ -112,7 +112,17 @@ def test_pipeline_writes_need_the_service_token_and_facedetect_sends_it(exported
             process = lambda md: fpb_grpc.FaceDetectionStub(f).Process(fpb.ProcessRequest(  # noqa: E731
                 frame=fpb.Frame(encoded=_jpeg()), classroom_id="room-1", stream_id="cam", frame_index=len(md),
                 timestamp=time.time(), record=True, session_id="s1"), metadata=md, timeout=60)
-            for name, call in (("RecordEvents", record), ("Classify", classify), ("Process", process)):
+            def stream(md):  # ProcessStream: one frame, then the stream's end (its ack comes before)
+                request = fpb.ProcessRequest(frame=fpb.Frame(encoded=_jpeg()), classroom_id="room-1",
+                                             stream_id="cam-stream", frame_index=len(md), timestamp=time.time(),
+                                             record=True, session_id="s1")
+                updates = list(fpb_grpc.FaceDetectionStub(f).ProcessStream(iter([request]), metadata=md, timeout=60))
+                assert sorted(u.WhichOneof("update") for u in updates) == ["ack", "result"]
+                assert [list(u.ack.stored) for u in updates if u.HasField("ack")] == [[len(md)]]
+                return updates
+
+            for name, call in (("RecordEvents", record), ("Classify", classify), ("Process", process),
+                               ("ProcessStream", stream)):
                 for md in ([], token_metadata("wrong-token")):
                     assert _denied(call, md), f"{name} accepted {md}"
                 assert call(token_metadata(SERVICE_TOKEN)) is not None, name

@@ -1,5 +1,6 @@
 """The one camera client: what `ferlite stream`, the soak, the end-to-end, peer and recovery
-benchmarks all use to send frames to face detection.
+benchmarks all use to send frames to face detection (one call per frame, or `CameraStream` for
+recording off the frame's path).
 
 A `CameraSession` is one camera's run: its channel (message limits, round robin, TLS/mTLS and the
 bearer token from `ChannelSecurity`), a session id drawn once (event ids are unique per run and a
@@ -10,7 +11,9 @@ probabilities into a steady label per track.
 
 from __future__ import annotations
 
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,6 +96,114 @@ class CameraSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CameraStream:
+    """One camera's frames on one ProcessStream: recording off the frame's path.
+
+    `process` sends a frame and returns its result as soon as its faces are classified; the
+    service's acknowledgements arrive on their own and move frames from `pending` to `stored` (a
+    failed one stays pending and is named in `failed`). A pending frame's request is kept, so after
+    a broken stream (a replica went away) `reopen` sends every pending frame again, with its own
+    index, session and tracks: event ids are deterministic, so a frame recorded twice is stored
+    once. `close` ends the stream and waits for the last acknowledgements.
+    """
+
+    def __init__(self, session: CameraSession) -> None:
+        self.session = session
+        self.pending: dict[int, pb.ProcessRequest] = {}
+        self.stored: set[int] = set()
+        self.failed: set[int] = set()
+        self._acks = threading.Condition()
+        self._open()
+
+    def _open(self) -> None:
+        self._requests: queue.Queue[pb.ProcessRequest | None] = queue.Queue()
+        self._results: queue.Queue[pb.ProcessUpdate | grpc.RpcError | None] = queue.Queue()
+        # wait_for_ready: a stream opened while the service restarts waits for it instead of failing
+        self._call = self.session.stub.ProcessStream(iter(self._requests.get, None), wait_for_ready=True)
+        self._reader = threading.Thread(target=self._read, args=(self._call, self._results), daemon=True)
+        self._reader.start()
+
+    def _read(self, call, results: queue.Queue) -> None:
+        try:
+            for update in call:
+                if update.WhichOneof("update") == "ack":
+                    with self._acks:
+                        for index in update.ack.stored:
+                            self.pending.pop(index, None)
+                            self.stored.add(index)
+                            self.failed.discard(index)
+                        self.failed.update(update.ack.failed)
+                        self._acks.notify_all()
+                else:
+                    results.put(update)
+        except grpc.RpcError as exc:
+            results.put(exc)
+        else:
+            results.put(None)
+        finally:
+            with self._acks:
+                self._acks.notify_all()
+
+    def process(self, frame: bytes | np.ndarray, timestamp: float | None = None) -> pb.ProcessResponse:
+        """Send one frame; return its result (labels now; `recorded` false until acknowledged)."""
+        s = self.session
+        request = pb.ProcessRequest(frame=as_frame(frame), classroom_id=s.classroom, stream_id=s.stream_id,
+                                    frame_index=s.index, timestamp=time.time() if timestamp is None else timestamp,
+                                    previous_tracks=s.tracks, record=s.record, session_id=s.session_id)
+        s.index += 1
+        if request.record:
+            with self._acks:
+                self.pending[request.frame_index] = request
+        self._requests.put(request)
+        reply = self._result(request.frame_index)
+        s.tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
+        return reply
+
+    def _result(self, frame_index: int) -> pb.ProcessResponse:
+        while True:
+            try:
+                update = self._results.get(timeout=self.session.timeout)
+            except queue.Empty:
+                raise TimeoutError(f"no result for frame {frame_index} in {self.session.timeout} s") from None
+            if isinstance(update, grpc.RpcError):
+                raise update
+            if update is None:
+                raise RuntimeError("the stream ended before the frame's result")
+            if update.frame_index == frame_index:  # results of frames sent again are skipped
+                return update.result
+
+    def reopen(self) -> int:
+        """A new stream (after the last one broke), with every pending frame sent again; their
+        results are dropped, their acknowledgements count. Returns how many were sent again."""
+        self._call.cancel()
+        self._reader.join(self.session.timeout)
+        self._open()
+        with self._acks:
+            again = [self.pending[i] for i in sorted(self.pending)]
+            self.failed.clear()  # in flight again
+        for request in again:
+            self._requests.put(request)
+        return len(again)
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """True once no frame waits for its acknowledgement (failed frames still wait: send them again)."""
+        deadline = time.monotonic() + timeout
+        with self._acks:
+            while self.pending and self._reader.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.failed and set(self.pending) <= self.failed):
+                    break
+                self._acks.wait(left)
+            return not self.pending
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the stream: the service records what it answered and sends the last acknowledgements."""
+        self._requests.put(None)
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            self._call.cancel()
 
 
 @dataclass

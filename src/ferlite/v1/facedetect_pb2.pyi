@@ -146,3 +146,21 @@ class ProcessResponse(_message.Message):
     classify_ms: float
     record_ms: float
     def __init__(self, faces: _Optional[_Iterable[_Union[LabelledFace, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., recorded: _Optional[bool] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., detect_ms: _Optional[float] = ..., classify_ms: _Optional[float] = ..., record_ms: _Optional[float] = ...) -> None: ...
+
+class RecordAck(_message.Message):
+    __slots__ = ("stored", "failed")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    stored: _containers.RepeatedScalarFieldContainer[int]
+    failed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stored: _Optional[_Iterable[int]] = ..., failed: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ProcessUpdate(_message.Message):
+    __slots__ = ("frame_index", "result", "ack")
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    frame_index: int
+    result: ProcessResponse
+    ack: RecordAck
+    def __init__(self, frame_index: _Optional[int] = ..., result: _Optional[_Union[ProcessResponse, _Mapping]] = ..., ack: _Optional[_Union[RecordAck, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class FaceDetectionStub:
                 request_serializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.SerializeToString,
                 response_deserializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessResponse.FromString,
                 _registered_method=True)
+        self.ProcessStream = channel.stream_stream(
+                '/ferlite.v1.FaceDetection/ProcessStream',
+                request_serializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.SerializeToString,
+                response_deserializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessUpdate.FromString,
+                _registered_method=True)
 
 
 class FaceDetectionServicer:
@@ -63,6 +68,17 @@ class FaceDetectionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProcessStream(self, request_iterator, context):
+        """The same work for one camera's frames on one stream, with recording off the frame's path: each
+        frame's result comes back as soon as its faces are classified (`recorded` false), and a later
+        RecordAck names the frames whose events are now stored. A client keeps a frame until it is
+        acknowledged; if the stream breaks first it sends the frame again on a new stream (any replica):
+        event ids are deterministic, so a frame recorded twice is stored once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceDetectionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +91,11 @@ def add_FaceDetectionServicer_to_server(servicer, server):
                     servicer.Process,
                     request_deserializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.FromString,
                     response_serializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessResponse.SerializeToString,
+            ),
+            'ProcessStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ProcessStream,
+                    request_deserializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.FromString,
+                    response_serializer=ferlite_dot_v1_dot_facedetect__pb2.ProcessUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +152,33 @@ class FaceDetection:
             '/ferlite.v1.FaceDetection/Process',
             ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.SerializeToString,
             ferlite_dot_v1_dot_facedetect__pb2.ProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProcessStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ferlite.v1.FaceDetection/ProcessStream',
+            ferlite_dot_v1_dot_facedetect__pb2.ProcessRequest.SerializeToString,
+            ferlite_dot_v1_dot_facedetect__pb2.ProcessUpdate.FromString,
             options,
             channel_credentials,
             insecure,

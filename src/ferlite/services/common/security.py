@@ -48,15 +48,14 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required for this call")
 
-        if handler.unary_stream:
-            def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
-                deny(request, context)
-                yield  # pragma: no cover
+        def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
+            deny(request, context)
+            yield  # pragma: no cover
 
-            return handler._replace(unary_stream=deny_stream)
-        if handler.unary_unary:
-            return handler._replace(unary_unary=deny)
-        return handler._replace(stream_unary=deny) if handler.stream_unary else handler
+        # Whichever of the four kinds the method is (a bidirectional stream too): its behaviour is replaced.
+        side = {True: "stream", False: "unary"}
+        kind = f"{side[bool(handler.request_streaming)]}_{side[bool(handler.response_streaming)]}"
+        return handler._replace(**{kind: deny_stream if handler.response_streaming else deny})
 
 
 def auth_rules(admin_token: str, service_token: str, protected: Iterable[str],

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import grpc
 import numpy as np
 
 from ferlite.base import preprocess
 from ferlite.base.event_rules import NAME_RULE, is_name, timestamp_problem
+from ferlite.base.events import Event
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
 from ferlite.services.common.metrics import ServiceMetrics
@@ -27,6 +30,7 @@ from .config import FaceDetectConfig
 from .detectors import DetectorUnavailable, Face, make_detector
 from .frames import FrameError, RawFrame, decode_encoded, decode_raw
 from .pipeline import Classify, FaceService, FrameInfo, Record
+from .recorder import StreamRecorder
 from .tracking import Track
 
 SERVICE_NAME = "ferlite.v1.FaceDetection"
@@ -107,6 +111,50 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
                                  detector=self.core.detector.name, detect_ms=ms)
 
     def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
+        return self._process(request, context, self.record)
+
+    def ProcessStream(self, requests: Iterator[pb.ProcessRequest],
+                      context: grpc.ServicerContext) -> Iterator[pb.ProcessUpdate]:
+        """Frames in, results out as soon as classified; acks as the stream's recorder stores events.
+        A frame thread runs the frames (this handler's thread only writes updates), so an ack can
+        go out while the next frame is being processed."""
+        updates: queue.Queue[pb.ProcessUpdate | None] = queue.Queue()
+
+        def ack(stored: list[int], failed: list[int]) -> None:
+            updates.put(pb.ProcessUpdate(ack=pb.RecordAck(stored=stored, failed=failed)))
+
+        recorder = StreamRecorder(self.record, ack, self.core.config.downstream_timeout)
+        failure: list[BaseException] = []
+
+        def run_frames() -> None:
+            try:
+                for request in requests:
+                    events: list[Event] = []
+
+                    def defer(evs: list[Event], _timeout: float, into: list[Event] = events) -> bool:
+                        into.extend(evs)
+                        return False  # not stored yet: the ack says when
+
+                    result = self._process(request, context, defer)
+                    if request.record:  # first, so recording starts while the result is on its way
+                        recorder.submit(request.frame_index, events)
+                    updates.put(pb.ProcessUpdate(frame_index=request.frame_index, result=result))
+            except BaseException as exc:  # an abort has put its status on the context already
+                failure.append(exc)
+            finally:
+                recorder.close()  # the frames already answered are still recorded and acknowledged
+                updates.put(None)
+
+        threading.Thread(target=run_frames, name="stream-frames", daemon=True).start()
+        while (update := updates.get()) is not None:
+            yield update
+        if failure and context.is_active():  # (a client that hung up needs no status)
+            if context.code() is None:
+                self.core.reject("stream_error")
+                context.abort(grpc.StatusCode.INTERNAL, f"stream failed: {failure[0]}")
+            context.abort(context.code(), context.details() or "")
+
+    def _process(self, request: pb.ProcessRequest, context: grpc.ServicerContext, record: Record) -> pb.ProcessResponse:
         problems = []
         # The aggregator's rules, checked before any work: an event it would refuse is never made.
         for name in ("classroom_id", "stream_id"):
@@ -139,7 +187,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            result = self.core.process(rgb, info, self.classify, self.record, deadline)
+            result = self.core.process(rgb, info, self.classify, record, deadline)
         except DownstreamError as exc:
             # The caller's request was valid (it passed our checks): a downstream refusal of what
             # *we* sent is our fault, and must count (and alert) as one, not as the client's error.
@@ -181,7 +229,8 @@ def build(config: FaceDetectConfig) -> GrpcServer:
     servicer = FaceDetectionServicer(core, classifier, aggregator)
     return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
                       metrics=metrics, on_stop=[classifier.close, aggregator.close],
-                      internal=[f"/{SERVICE_NAME}/Process", f"/{SERVICE_NAME}/Detect"])
+                      internal=[f"/{SERVICE_NAME}/Process", f"/{SERVICE_NAME}/ProcessStream",
+                                f"/{SERVICE_NAME}/Detect"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
