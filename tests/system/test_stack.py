@@ -137,13 +137,16 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
         stream = subprocess.run(
             [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "smile-room",
              "--target", f"127.0.0.1:{ports.facedetect_port}", "--aggregator", f"127.0.0.1:{ports.aggregator_port}",
-             "--fps", "10", "--json", str(summary_path), "--token-file", str(data_dir / "auth-token")],
+             "--fps", "10", "--json", str(summary_path), "--token-file", str(data_dir / "auth-token"),
+             "--record-off-path"],  # ProcessStream: labels first, events acknowledged after
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert stream.returncode == 0, stream.stderr[-2000:]
-        assert json.loads(summary_path.read_text())["faces"] >= 15
+        summary = json.loads(summary_path.read_text())
+        assert summary["faces"] >= 15 and summary["recorded_faces"] == summary["faces"]  # every frame acknowledged
         client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
         events = [json.loads(f[b"event"]) for _, f in client.xrange("ferlite:stream:smile-room")]
         client.close()
+        assert len(events) == summary["faces"]  # acknowledged before the command returned: all in Redis
         happy = [e for e in events if e["label"] == "happy" and not e["uncertain"]]
         arms = {e["architecture"] for e in events}
         assert len(happy) >= 0.8 * len(events), (len(happy), len(events), arms,

@@ -29,7 +29,7 @@ from ferlite.services.common.channels import ChannelSecurity, open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 
-from .client import CameraSession, Smoother
+from .client import CameraSession, CameraStream, Smoother
 
 
 @dataclass
@@ -96,7 +96,10 @@ def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]])
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
                uncertain_below: float = 0.0, progress: bool = True,
-               security: ChannelSecurity | None = None) -> StreamStats:
+               security: ChannelSecurity | None = None, off_path: bool = False) -> StreamStats:
+    """Send a video's frames to face detection. `off_path`: on one ProcessStream, so each frame's
+    labels come back before its events are stored; the run ends once every frame is acknowledged
+    stored (frames of a broken stream are sent again on a new one)."""
     capture = open_source(source)
     live = source.isdigit() or "://" in source
     stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
@@ -109,19 +112,25 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     if max_frames and expected:
         expected = min(expected, max_frames)
     with CameraSession(target, classroom, stream_id, security=security, record=record) as camera:
+        stream = CameraStream(camera) if off_path else None
+        faces_of: dict[int, int] = {}  # frame index -> faces, to count what the acks say is stored
         bar = tqdm(total=expected, unit="frame", disable=not progress, desc=f"streaming {stream_id}")
         for index, timestamp, frame in frames(capture, fps, live, max_frames):
             try:
-                reply = camera.process(frame, timestamp)
+                reply = stream.process(frame, timestamp) if stream else camera.process(frame, timestamp)
             except ValueError:
                 stats.failed_frames += 1
                 continue
-            except grpc.RpcError as exc:
+            except (grpc.RpcError, TimeoutError) as exc:
                 stats.failed_frames += 1
-                tqdm.write(f"frame {index}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
+                tqdm.write(f"frame {index}: {detail}", file=sys.stderr)
+                if stream:
+                    stream.reopen()  # the frames it had not acknowledged go again on a new stream
                 continue
             stats.frames += 1
             stats.faces += len(reply.faces)
+            faces_of[camera.index - 1] = len(reply.faces)
             stats.recorded_faces += len(reply.faces) if reply.recorded else 0
             shown = []
             for face in reply.faces:
@@ -138,6 +147,12 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
             bar.update(1)
             bar.set_postfix(faces=stats.faces, fps=f"{stats.frames / (time.monotonic() - stats.started):.1f}")
         bar.close()
+        if stream:
+            if not stream.wait_acknowledged(30):
+                tqdm.write(f"{len(stream.pending)} frame(s) not acknowledged stored: "
+                           f"{sorted(stream.pending)[:10]}", file=sys.stderr)
+            stream.close()
+            stats.recorded_faces = sum(faces_of.get(i, 0) for i in stream.stored)
     capture.release()
     if writer is not None:
         writer.release()
@@ -233,6 +248,9 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--uncertain-below", type=float, default=0.0,
                    help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
+    p.add_argument("--record-off-path", action="store_true",
+                   help="one ProcessStream: each frame's labels come back before its events are stored, which "
+                        "the service acknowledges after; the run ends when every frame is acknowledged")
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
     add_access_flags(p)
     args = p.parse_args(argv)
@@ -244,7 +262,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         check_reachable(args.target, security=security)
         stats = run_stream(args.source, args.classroom, args.target, args.fps, args.stream_id, args.max_frames,
-                           args.output, args.record, args.smoothing, args.uncertain_below, security=security)
+                           args.output, args.record, args.smoothing, args.uncertain_below, security=security,
+                           off_path=args.record_off_path)
     except FileNotFoundError as exc:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
         return 2

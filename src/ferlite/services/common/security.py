@@ -69,8 +69,10 @@ def auth_rules(admin_token: str, service_token: str, protected: Iterable[str],
     return rules
 
 
-class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds `authorization: Bearer <token>` to every call on a channel (a service calling its peers)."""
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                  grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call on a channel, of all four kinds (a camera's
+    ProcessStream too, not only a service calling its peers)."""
 
     def __init__(self, token: str) -> None:
         self.metadata = token_metadata(token)
@@ -83,6 +85,12 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
     def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 def token_metadata(token: str) -> list[tuple[str, str]]:
