@@ -62,8 +62,8 @@ class ServerConfig:
     tls_client_ca: str = setting("", "CA (PEM) that client certificates must chain to: mTLS")
     auth_token: str = setting("", "bearer token required on this service's protected RPCs; empty disables")
     auth_token_file: str = setting("", "file holding the bearer token (a mounted Secret); overrides auth_token")
-    service_token: str = setting("", "bearer token of the pipeline's writes (Process, Classify, RecordEvents), "
-                                     "required from callers and sent to peers; empty leaves them open")
+    service_token: str = setting("", "bearer token of the pipeline's writes (Process, ProcessStream, Classify, "
+                                     "RecordEvents), required from callers and sent to peers; empty leaves them open")
     service_token_file: str = setting("", "file holding the service token (a mounted Secret); overrides "
                                           "service_token")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
