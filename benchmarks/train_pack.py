@@ -7,7 +7,8 @@ Two steps, so the heavy one can run on a machine that has neither the data folde
            by `training.splits` (seed 42, byte duplicates on one side), PublicTest with images
            byte-identical to a training image removed, CK+48 (contempt dropped) for the
            cross-dataset row; written as one compressed file of 48×48 grey faces.
-  report   rewrite benchmarks/results/pack.md from a built pack (after a later ablation)
+  report   rewrite benchmarks/results/pack.md and modelpack/README.md from a built pack (after a
+           later ablation)
   train    (any Keras 3 backend; see the GPU note below)  the jobs below, each writing its
            metrics to results.json as it ends, the pack's weights to OUT/<arch>.weights.npz.
 
@@ -575,17 +576,20 @@ def main() -> int:
     b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
     b.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation",
                    help="the ablation run's --out, reported beside the pack when present")
-    r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md from a built pack and its run")
+    r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md and the pack's README from a "
+                       "built pack and its run")
     r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
     r.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     r.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation")
     args = p.parse_args()
     if args.cmd == "report":
         from ferlite.base.model_metadata import find_models
+        from ferlite.training.pack import write_index
 
         ablation = args.ablation / "results.json"
-        write_benchmark(find_models(args.pack), json.loads((args.run / "results.json").read_text()),
-                        json.loads(ablation.read_text()) if ablation.exists() else None)
+        metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
+        write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
+        write_index(args.pack, metas, results)
         return 0
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)
