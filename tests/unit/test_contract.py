@@ -25,7 +25,7 @@ def _methods(module, service: str) -> dict[str, tuple[bool, bool]]:
 
 def test_services_expose_the_designed_methods() -> None:
     assert _methods(facedetect_pb2, "FaceDetection") == {
-        "Detect": (False, False), "Process": (False, False)}
+        "Detect": (False, False), "Process": (False, False), "ProcessStream": (True, True)}
     assert _methods(classifier_pb2, "Classifier") == {"Classify": (False, False)}
     assert _methods(classifier_pb2, "ABAdmin") == {
         "GetPolicy": (False, False), "SetPolicy": (False, False)}
