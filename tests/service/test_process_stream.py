@@ -164,3 +164,27 @@ def test_the_recorder_batches_what_waits_acks_empty_frames_and_reports_failures(
     assert acks == [([0], []), ([1, 2], []), ([], [3, 4])]
     with pytest.raises(RuntimeError, match="closed"):
         recorder.submit(5, [])
+
+
+def test_a_bad_frame_ends_the_stream_with_its_own_status_after_the_good_ones(downstream) -> None:
+    from ferlite.v1 import facedetect_pb2 as pb
+    from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+    aggregator, facedetect = downstream
+    server = facedetect()
+    good = pb.ProcessRequest(frame=pb.Frame(encoded=JPEG), classroom_id="room-1", stream_id="cam-4", frame_index=0,
+                             record=True, session_id="s1")
+    bad = pb.ProcessRequest(frame=pb.Frame(encoded=JPEG), stream_id="cam-4", frame_index=1)  # no classroom
+    updates = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = pb_grpc.FaceDetectionStub(channel).ProcessStream(iter([good, bad]), timeout=30)
+            with pytest.raises(grpc.RpcError) as err:
+                for update in call:
+                    updates.append(update)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "classroom_id" in err.value.details()
+        kinds = sorted(u.WhichOneof("update") for u in updates)
+        assert kinds == ["ack", "result"]  # the good frame: answered, and recorded before the stream ended
+        assert [list(u.ack.stored) for u in updates if u.HasField("ack")] == [[0]] and aggregator.stored
+    finally:
+        server.stop(0)
