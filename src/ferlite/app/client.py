@@ -61,14 +61,22 @@ class CameraSession:
         """Send one frame (JPEG bytes, or a BGR array encoded here) with the tracks of the last answer;
         retry it on UNAVAILABLE/DEADLINE_EXCEEDED with the same index (`retries` times, or for
         `retry_for` seconds when that is set). The index advances whether or not it succeeds."""
+        reply = self._call(self.stub.Process, self.next_request(frame, timestamp))
+        self.follow(reply)
+        return reply
+
+    def next_request(self, frame: bytes | np.ndarray, timestamp: float | None = None) -> pb.ProcessRequest:
+        """The next frame's request (its index, this session, the last answer's tracks); the index advances."""
         request = pb.ProcessRequest(frame=as_frame(frame), classroom_id=self.classroom,
                                     stream_id=self.stream_id, frame_index=self.index,
                                     timestamp=time.time() if timestamp is None else timestamp,
                                     previous_tracks=self.tracks, record=self.record, session_id=self.session_id)
         self.index += 1
-        reply = self._call(self.stub.Process, request)
+        return request
+
+    def follow(self, reply: pb.ProcessResponse) -> None:
+        """Keep the tracks of a frame's answer for the next frame's request."""
         self.tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
-        return reply
 
     def detect(self, frame: bytes | np.ndarray) -> pb.DetectResponse:
         """Detection only (no classification, nothing recorded)."""
@@ -148,17 +156,13 @@ class CameraStream:
 
     def process(self, frame: bytes | np.ndarray, timestamp: float | None = None) -> pb.ProcessResponse:
         """Send one frame; return its result (labels now; `recorded` false until acknowledged)."""
-        s = self.session
-        request = pb.ProcessRequest(frame=as_frame(frame), classroom_id=s.classroom, stream_id=s.stream_id,
-                                    frame_index=s.index, timestamp=time.time() if timestamp is None else timestamp,
-                                    previous_tracks=s.tracks, record=s.record, session_id=s.session_id)
-        s.index += 1
+        request = self.session.next_request(frame, timestamp)
         if request.record:
             with self._acks:
                 self.pending[request.frame_index] = request
         self._requests.put(request)
         reply = self._result(request.frame_index)
-        s.tracks = [pb.Track(track_id=f.track_id, box=f.box) for f in reply.faces]
+        self.session.follow(reply)
         return reply
 
     def _result(self, frame_index: int) -> pb.ProcessResponse:
