@@ -188,3 +188,25 @@ def test_a_bad_frame_ends_the_stream_with_its_own_status_after_the_good_ones(dow
         assert [list(u.ack.stored) for u in updates if u.HasField("ack")] == [[0]] and aggregator.stored
     finally:
         server.stop(0)
+
+
+def test_a_frame_refused_as_the_callers_fault_is_not_kept_to_send_again(downstream) -> None:
+    """As CameraSession never retries a caller error, CameraStream does not keep such a frame: sent
+    again after reopen it would end every new stream the same way."""
+    aggregator, facedetect = downstream
+    server = facedetect()
+    try:
+        with CameraSession(f"127.0.0.1:{server.port}", "room-1", "cam-5") as session:
+            stream = CameraStream(session)
+            first = stream.process(JPEG)
+            with pytest.raises(grpc.RpcError) as err:
+                stream.process(b"not a picture")
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert 1 not in stream.pending
+            stream.reopen()
+            last = stream.process(JPEG)  # the new stream works: the bad frame was not sent again
+            assert stream.wait_acknowledged(10) and stream.stored == {0, 2}
+            assert set(aggregator.stored) == event_ids([first, last])
+            stream.close()
+    finally:
+        server.stop(0)

@@ -172,6 +172,9 @@ class CameraStream:
             except queue.Empty:
                 raise TimeoutError(f"no result for frame {frame_index} in {self.session.timeout} s") from None
             if isinstance(update, grpc.RpcError):
+                if update.code() not in RETRYABLE:  # the caller's fault, as CameraSession: never sent again
+                    with self._acks:
+                        self.pending.pop(frame_index, None)
                 raise update
             if update is None:
                 raise RuntimeError("the stream ended before the frame's result")
