@@ -34,6 +34,7 @@ from ferlite.v1 import common_pb2
 # The embedded Triton's runtime threads per model instance, as the service starts it (its default).
 THREADS = ClassifierConfig().triton_threads
 INSTANCES = ClassifierConfig().triton_instances
+PRECISION = ClassifierConfig().precision
 
 
 def request(batch: np.ndarray, arch: str) -> pb.ClassifyRequest:
@@ -80,9 +81,10 @@ def main() -> int:
                 s = meta.input_size
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = THREADS  # as inside Triton (the service's setting)
-                session = ort.InferenceSession(str(args.models / arch / "model.onnx"), options,
+                served = meta.onnx_file(PRECISION)  # the file the service's Triton runs
+                session = ort.InferenceSession(str(args.models / arch / served), options,
                                                providers=["CPUExecutionProvider"])
-                row: dict = {"input_size": s}
+                row: dict = {"input_size": s, "file": served}
                 for batch in (1, 8):
                     pixels = np.random.default_rng(0).integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
                     req = request(pixels, arch)
@@ -118,12 +120,14 @@ def main() -> int:
              "2-core CPU. Both do the same work: uint8 crops to [0, 1], and with "
              "the model's flip averaging the mirrored faces in the same batch (so batch 8 runs 16 images). "
              "Aim: service p50 <= 1.5x in-process.", "",
-             "| architecture | input | batch | service p50 ms | in-process p50 ms | ratio "
-             "| service faces/s (4 clients) | in-process faces/s |", "|---|---|---|---|---|---|---|---|"]
+             f"The ONNX file is the one the service's precision setting ({PRECISION}) serves: the pack's int8 "
+             "file where it kept one, else the float file; the in-process row runs the same file.", "",
+             "| architecture | file | input | batch | service p50 ms | in-process p50 ms | ratio "
+             "| service faces/s (4 clients) | in-process faces/s |", "|---|---|---|---|---|---|---|---|---|"]
     for arch, row in results.items():
         for b in (1, 8):
             r = row[f"batch_{b}"]
-            lines.append(f"| {arch} | {row['input_size']} | {b} | {r['service']['p50_ms']:.2f} | "
+            lines.append(f"| {arch} | {row['file']} | {row['input_size']} | {b} | {r['service']['p50_ms']:.2f} | "
                          f"{r['in_process']['p50_ms']:.2f} | {r['latency_ratio']:.2f} | "
                          f"{r['service_faces_per_s']:.0f} | {r['in_process_faces_per_s']:.0f} |")
     if any("perf_analyzer" in r for r in results.values()):

@@ -581,7 +581,25 @@ def main() -> int:
     r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
     r.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     r.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation")
+    q = sub.add_parser("quantize", help="add (or redo) each pack model's int8 ONNX file, kept only where its "
+                       "validation accuracy is within 0.5 pt of float; `build` already does this")
+    q.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    q.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
+    q.add_argument("--archs", default="", help="comma-separated architectures [all in the pack]")
     args = p.parse_args()
+    if args.cmd == "quantize":
+        from ferlite.base.model_metadata import find_models
+        from ferlite.training.pack import add_int8
+
+        data = dict(np.load(args.data))
+        wanted = set(filter(None, args.archs.split(",")))
+        for meta in find_models(args.pack):
+            if wanted and meta.architecture not in wanted:
+                continue
+            c = add_int8(args.pack / meta.architecture, data).checks["onnx_int8"]
+            print(f"{meta.architecture}: int8 val {c['val_accuracy_int8']:.4f} vs float {c['val_accuracy_float']:.4f}"
+                  f" -> {'kept' if c['kept'] else 'rejected'}", flush=True)
+        return 0
     if args.cmd == "report":
         from ferlite.base.model_metadata import find_models
         from ferlite.training.pack import write_index

@@ -75,3 +75,13 @@ def test_threshold_keeps_most_faces_and_raises_accuracy() -> None:
     assert 0.8 <= a.coverage < 0.85
     assert a.selective_accuracy > a.accuracy + 0.04
     assert selective(probs, labels, 0.0).coverage == 1.0
+
+
+def test_the_served_onnx_file_follows_precision_and_device() -> None:
+    with_int8 = ModelMetadata("mobilenet_v2", 96, files={"onnx": "model.onnx", "onnx_int8": "model_int8.onnx"})
+    assert with_int8.onnx_file() == with_int8.onnx_file("int8") == "model_int8.onnx"
+    assert with_int8.onnx_file("float") == with_int8.onnx_file("auto", gpu=True) == "model.onnx"
+    assert with_int8.onnx_file("int8", gpu=True) == "model_int8.onnx"
+    assert ModelMetadata("mobilenet_v2", 96, files={"onnx": "model.onnx"}).onnx_file("int8") == "model.onnx"
+    with pytest.raises(MetadataError, match="precision"):
+        with_int8.onnx_file("fp8")

@@ -22,6 +22,10 @@ from ferlite.base.labels import EMOTIONS
 FILENAME = "metadata.json"
 # The model pack shipped in the repository (trained on FER2013; see modelpack/README.md).
 PACK_DIR = Path(__file__).resolve().parents[3] / "modelpack"  # src/ferlite/base/ -> the repository
+# Which ONNX file serves: "auto" is the int8 file on CPUs where the pack validated one (within 0.5 pt
+# of float on validation, `ferlite.training.pack.add_int8`), float on GPUs; "int8" the same on any
+# device; "float" always the float file.
+PRECISIONS = ("auto", "int8", "float")
 NORMALISATION = ("RGB, float32 in [0, 1] (x / 255 after face crop and resize); NHWC; the model "
                  "adapts [0, 1] to its backbone's range internally")
 
@@ -76,6 +80,15 @@ class ModelMetadata:
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         """Temperature-scaled probabilities (rows sum to 1); identity when temperature is 1."""
         return apply_temperature(probs, self.temperature)
+
+    def onnx_file(self, precision: str = "auto", gpu: bool = False) -> str:
+        """The ONNX file name to serve in this model's folder at `precision` (see PRECISIONS)."""
+        if precision not in PRECISIONS:
+            raise MetadataError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        int8 = self.files.get("onnx_int8")
+        if int8 and (precision == "int8" or (precision == "auto" and not gpu)):
+            return int8
+        return self.files.get("onnx", "model.onnx")
 
     def to_dict(self) -> dict:
         data = asdict(self)

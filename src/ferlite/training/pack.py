@@ -5,6 +5,8 @@ Per architecture, `modelpack/<architecture>/` receives:
     model.onnx         for Triton (embedded and cluster flavours); weights stored as float16 and
                        cast to float32 inside the graph (ONNX Runtime folds the casts at load), so
                        the file is half the size and serving runs in float32
+    model_int8.onnx    the same model quantised to int8 (`quantize.py`), served on CPUs by default,
+                       kept only when its validation accuracy is within 0.5 pt of model.onnx
     model_int8.tflite  for the edge, when its validation accuracy is within 0.5 pt of float;
     or model_fp16.tflite  otherwise
     metadata.json      `ModelMetadata`: input size, calibration temperature, abstention threshold,
@@ -164,6 +166,48 @@ def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Pat
     return meta
 
 
+def add_int8(folder: Path, data: dict, seed: int = 0) -> ModelMetadata:
+    """Quantise `folder`'s model.onnx to int8 and keep it (files["onnx_int8"]) only when its
+    validation accuracy, served (flips, temperature), is within EDGE_TOLERANCE of float; test and
+    CK+ figures of a kept file are computed once, after that choice. Rejected: the file is removed
+    and checks["onnx_int8"] says why."""
+    from .export import _sha256, model_card, onnx_runner
+    from .quantize import INT8_FILE, calibration_faces, quantize_onnx
+
+    meta = ModelMetadata.load(folder)
+    size = meta.input_size
+    target = folder / INT8_FILE
+    calibration = np.stack([preprocess.face_pixels(g, size) for g in calibration_faces(data["x_train"], seed=seed)])
+    recipe = quantize_onnx(folder / "model.onnx", target, calibration, meta.flip_tta)
+    float_run, int8_run = on_faces(onnx_runner(folder / "model.onnx")), on_faces(onnx_runner(target))
+    val = faces(data["x_val"], data["y_val"], size)
+    float_val, int8_val = served(float_run, val.pixels, meta), served(int8_run, val.pixels, meta)
+    float_acc = float((float_val.argmax(1) == val.labels).mean())
+    int8_acc = float((int8_val.argmax(1) == val.labels).mean())
+    check = {"file": INT8_FILE, **recipe, "calibration": f"{len(calibration)} FER2013 training faces, seed {seed}",
+             "val_accuracy_float": float_acc, "val_accuracy_int8": int8_acc,
+             "val_agreement": float((float_val.argmax(1) == int8_val.argmax(1)).mean()),
+             "kept": float_acc - int8_acc <= EDGE_TOLERANCE}
+    files = {k: v for k, v in meta.files.items() if k != "onnx_int8"}
+    if check["kept"]:
+        test = faces(data["x_test"], data["y_test"], size)
+        float_test, int8_test = served(float_run, test.pixels, meta), served(int8_run, test.pixels, meta)
+        ck = faces(data["x_ck48"], data["y_ck48"], size)
+        check.update(
+            accuracy=float((int8_test.argmax(1) == test.labels).mean()),
+            accuracy_float=float((float_test.argmax(1) == test.labels).mean()),
+            max_abs_diff=float(np.abs(int8_test - float_test).max()), sha256=_sha256(target),
+            ck48_accuracy=float((served(int8_run, ck.pixels, meta).argmax(1) == ck.labels).mean()),
+            latency_ms={"float": latency_ms(float_run, size), "int8": latency_ms(int8_run, size)})
+        files["onnx_int8"] = INT8_FILE
+    else:
+        target.unlink()
+    meta = dataclasses.replace(meta, files=files, checks={**meta.checks, "onnx_int8": check})
+    meta.save(folder)
+    (folder / "model_card.md").write_text(model_card(meta))
+    return meta
+
+
 def build_pack(run_dir: Path, data_path: Path, out: Path, limit: int = 0) -> list[ModelMetadata]:
     results = json.loads((run_dir / "results.json").read_text())
     data = dict(np.load(data_path))
@@ -175,7 +219,8 @@ def build_pack(run_dir: Path, data_path: Path, out: Path, limit: int = 0) -> lis
         if job is None:
             print(f"{arch}: not in {run_dir / 'results.json'}, skipped")
             continue
-        meta = build_model_folder(arch, job, run_dir / f"{arch}.weights.npz", data, out, results)
+        build_model_folder(arch, job, run_dir / f"{arch}.weights.npz", data, out, results)
+        meta = add_int8(out / arch, data)
         metas.append(meta)
         write_index(out, metas, results)
         print(f"{arch}: val {meta.validation['accuracy']:.4f}  test {meta.test['accuracy']:.4f}  "

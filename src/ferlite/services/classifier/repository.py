@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferlite.base.architectures import ARCHITECTURES
-from ferlite.base.model_metadata import ModelMetadata, find_models
+from ferlite.base.model_metadata import PRECISIONS, ModelMetadata, find_models
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 
@@ -88,17 +88,21 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
 
 def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "embedded", *, max_batch: int = 64,
                      instances: int = 1, kind: str = "KIND_CPU", runtime: str = "onnxruntime",
-                     require_all: bool = False, batch_delay_us: int = 500, threads: int = 1) -> list[ModelInfo]:
+                     require_all: bool = False, batch_delay_us: int = 500, threads: int = 1,
+                     precision: str = "auto") -> list[ModelInfo]:
     """Write the repository. `batch_delay_us` is how long Triton's dynamic batcher may hold a
     request waiting for others to share its batch: latency paid by a lone request. `threads` is
     the embedded models' runtime threads per instance (the cluster's ONNX Runtime backend keeps
-    its own default)."""
+    its own default). `precision` picks each model's ONNX file (`ModelMetadata.onnx_file`); the
+    cluster flavour stores it as `model.onnx`, the name Triton's onnxruntime backend loads."""
     if flavour not in {"embedded", "cluster"}:
         raise ValueError(f"flavour must be embedded or cluster, got {flavour!r}")
     if kind not in {"KIND_CPU", "KIND_GPU"}:
         raise ValueError(f"kind must be KIND_CPU or KIND_GPU, got {kind!r}")
     if flavour == "cluster" and runtime != "onnxruntime":
         raise ValueError("the cluster flavour serves ONNX with Triton's onnxruntime backend")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     models = discover(model_dir, require_all)
     out = Path(out)
     for info in models:
@@ -107,15 +111,19 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             shutil.rmtree(target)
         version_dir = target / str(info.version)
         version_dir.mkdir(parents=True)
-        source = "model.onnx" if runtime == "onnxruntime" else _tflite_file(info.folder)
+        if runtime == "onnxruntime":
+            source = ModelMetadata.load(info.folder).onnx_file(precision, gpu=kind == "KIND_GPU")
+        else:
+            source = _tflite_file(info.folder)
         if not (info.folder / source).exists():
             raise FileNotFoundError(f"{info.folder / source} is missing: export with that format")
-        shutil.copy2(info.folder / source, version_dir / source)
+        stored = "model.onnx" if flavour == "cluster" else source
+        shutil.copy2(info.folder / source, version_dir / stored)
         if flavour == "embedded":
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
         (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
-                                                     batch_delay_us, source, threads))
+                                                     batch_delay_us, stored, threads))
     return models
 
 
@@ -137,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kind", choices=["KIND_CPU", "KIND_GPU"], default="KIND_CPU")
     p.add_argument("--runtime", choices=["onnxruntime", "litert"], default="onnxruntime",
                    help="embedded flavour only: which runtime the Python backend uses")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: each model's validated int8 ONNX file on CPU (where the pack has one), float on "
+                        "GPU; int8: the int8 file wherever there is one; float: always the float file [auto]")
     p.add_argument("--require-all", action="store_true", help="fail unless all four architectures exist")
     p.add_argument("--batch-delay-us", type=int, default=500,
                    help="dynamic batcher's longest wait for a fuller batch, microseconds [500]")
@@ -147,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = build_repository(args.models, args.out, args.flavour, max_batch=args.max_batch,
                                   instances=args.instances, kind=args.kind, runtime=args.runtime,
                                   require_all=args.require_all, batch_delay_us=args.batch_delay_us,
-                                  threads=args.threads)
+                                  threads=args.threads, precision=args.precision)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ferlite triton-repo: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,104 @@
+"""int8 serving: the pack keeps a quantised file only within 0.5 pt of float on validation, the
+repository builder picks each model's file by precision, and the classifier's real Triton answers
+with the int8 model where the pack has one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from ferlite.base.model_metadata import PACK_DIR, ModelMetadata
+from ferlite.services.classifier.config import ClassifierConfig
+from ferlite.services.classifier.repository import build_repository
+from ferlite.services.classifier.server import build
+from ferlite.training import pack
+from ferlite.v1 import classifier_pb2 as pb
+from ferlite.v1 import classifier_pb2_grpc as pb_grpc
+from ferlite.v1 import common_pb2
+
+
+def pack_copy(tmp_path: Path, arch: str) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(PACK_DIR / arch, models / arch)
+    return models
+
+
+def test_repository_serves_the_file_precision_picks(tmp_path) -> None:
+    models = pack_copy(tmp_path, "mobilenet_v2")
+    folder = models / "mobilenet_v2"
+    assert ModelMetadata.load(folder).files["onnx_int8"] == "model_int8.onnx"  # the shipped pack has one
+    int8, float_ = (folder / "model_int8.onnx").read_bytes(), (folder / "model.onnx").read_bytes()
+    build_repository(models, tmp_path / "e", "embedded")
+    version = tmp_path / "e" / "mobilenet_v2" / "1"
+    assert (version / "model_int8.onnx").read_bytes() == int8 and not (version / "model.onnx").exists()
+    assert 'key: "model_file" value: { string_value: "model_int8.onnx" }' in (
+        tmp_path / "e" / "mobilenet_v2" / "config.pbtxt").read_text()
+    build_repository(models, tmp_path / "f", "embedded", precision="float")
+    assert (tmp_path / "f" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == float_
+    build_repository(models, tmp_path / "c", "cluster")  # Triton's onnxruntime backend loads model.onnx
+    assert (tmp_path / "c" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == int8
+    build_repository(models, tmp_path / "g", "cluster", kind="KIND_GPU")  # auto: float on GPUs
+    assert (tmp_path / "g" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == float_
+    build_repository(models, tmp_path / "h", "cluster", kind="KIND_GPU", precision="int8")
+    assert (tmp_path / "h" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == int8
+    with pytest.raises(ValueError, match="precision"):
+        build_repository(models, tmp_path / "x", precision="fp8")
+
+
+def served_in_process(path: Path, meta: ModelMetadata, pixels: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    probs = session.run(None, {"image": np.concatenate([x, x[:, :, ::-1]])})[0]
+    return meta.calibrate((probs[:len(x)] + probs[len(x):]) / 2)
+
+
+def test_the_classifier_answers_with_the_int8_model(tmp_path) -> None:
+    models = pack_copy(tmp_path, "mobilenet_v2")
+    meta = ModelMetadata.load(models / "mobilenet_v2")
+    pixels = np.random.default_rng(3).integers(0, 256, (4, meta.input_size, meta.input_size, 3), dtype=np.uint8)
+    int8 = served_in_process(models / "mobilenet_v2" / "model_int8.onnx", meta, pixels)
+    float_ = served_in_process(models / "mobilenet_v2" / "model.onnx", meta, pixels)
+    assert np.abs(int8 - float_).max() > 1e-3  # the two files answer differently: the check below can tell
+    config = ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=-1, model_dir=str(models),
+                              triton_http_port=0, triton_grpc_port=0, triton_metrics_port=0,
+                              repository_dir=str(tmp_path / "triton"))
+    server = build(config).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            crops = [common_pb2.FaceCrop(height=meta.input_size, width=meta.input_size, channels=3,
+                                         dtype=common_pb2.CROP_DTYPE_UINT8, data=p.tobytes()) for p in pixels]
+            reply = pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(crops=crops), timeout=20)
+    finally:
+        server.stop(1)
+    got = np.array([r.probabilities for r in reply.results])
+    np.testing.assert_allclose(got, int8, atol=1e-4)
+
+
+@pytest.mark.parametrize("tolerance, kept", [(1.0, True), (-1.0, False)])
+def test_the_pack_keeps_an_int8_file_only_within_tolerance(tmp_path, monkeypatch, tolerance, kept) -> None:
+    """`add_int8` on a copy of a pack model with stand-in faces: the rule, not the figures."""
+    models = pack_copy(tmp_path, "mobilenet_v3_large")  # 48 px: quick to quantise
+    folder = models / "mobilenet_v3_large"
+    rng = np.random.default_rng(0)
+    data = {f"x_{s}": rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
+            for s, n in (("train", 60), ("val", 40), ("test", 30), ("ck48", 20))}
+    data.update({f"y_{s}": rng.integers(0, 7, len(data[f"x_{s}"])) for s in ("train", "val", "test", "ck48")})
+    monkeypatch.setattr(pack, "EDGE_TOLERANCE", tolerance)
+    meta = pack.add_int8(folder, data)
+    check, card = meta.checks["onnx_int8"], (folder / "model_card.md").read_text()
+    assert check["kept"] is kept and check["calibration_faces"] == 60
+    assert ModelMetadata.load(folder) == meta
+    if kept:
+        assert meta.files["onnx_int8"] == "model_int8.onnx" and "Served on CPUs as `model_int8.onnx`" in card
+        quantised = onnx.load(str(folder / "model_int8.onnx"))
+        assert any(n.op_type == "QuantizeLinear" for n in quantised.graph.node)
+        assert 0.0 <= check["accuracy"] <= 1.0 and "latency_ms" in check
+    else:
+        assert "onnx_int8" not in meta.files and not (folder / "model_int8.onnx").exists()
+        assert "No int8 file" in card and meta.onnx_file() == "model.onnx"
