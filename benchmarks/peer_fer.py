@@ -23,6 +23,8 @@ import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +75,21 @@ def labelled_sets(data: Path, out: Path, limit: int) -> dict[str, list[dict]]:
 
 
 def pack_accuracy(models: Path) -> dict[str, dict[str, dict]]:
-    """Each served model's test figures from its metadata (computed once, on the same images)."""
+    """Each served model's test figures from its metadata (computed once, on the same images): the
+    int8 file's where the stack serves it (the classifier's default precision), else the float's."""
     out: dict[str, dict[str, dict]] = {}
     for meta in find_models(models):
+        int8 = meta.checks.get("onnx_int8", {}) if "onnx_int8" in meta.files else {}
         out.setdefault("fer2013_publictest", {})[meta.architecture] = {
-            "n": meta.test["n"], "accuracy": meta.test["accuracy"]}
+            "n": meta.test["n"], "accuracy": int8.get("accuracy", meta.test["accuracy"]), "int8": bool(int8)}
         ck = next(iter(meta.cross_dataset.values()), None) if meta.cross_dataset else None
         if ck:
-            out.setdefault("ck48", {})[meta.architecture] = {"n": ck["n"], "accuracy": ck["accuracy"]}
+            out.setdefault("ck48", {})[meta.architecture] = {
+                "n": ck["n"], "accuracy": int8.get("ck48_accuracy", ck["accuracy"]), "int8": bool(int8)}
     return out
 
 
-def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str) -> dict:
+def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str, repeats: int) -> dict:
     import onnxruntime as ort
 
     from ferlite.base import preprocess
@@ -110,41 +115,65 @@ def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str) -> dict:
 
     for img in images[:3]:
         one(img)
-    samples = [ms for img in images for ms in timed(lambda i=img: one(i), 5)]
+    samples = [ms for _ in range(repeats) for img in images for ms in timed(lambda i=img: one(i), 1)]
     return {**percentiles(samples), "faces_per_frame": [one(i) for i in images], "file": served}
 
 
-def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int, arch: str) -> dict[str, dict]:
-    """The same frames through the local stack serving `arch` only (the in-process row's model), one
-    call per frame (`Process`: the answer waits for the events to be stored) and on a stream
-    (`ProcessStream`: recorded off the frame's path, acknowledged after), in the same run."""
-    from ferlite.app.client import CameraSession, CameraStream
+@contextmanager
+def started_stack(models: Path, offset: int, arch: str, precision: str) -> Iterator[str]:
+    """A local stack serving `arch` only (A/B policy) at the classifier's `precision`; yields the
+    face-detection address."""
     from ferlite.app.stack import LocalStack, StackConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.json"
         policy.write_text(json.dumps({"weights": {arch: 1}, "sticky": False}))
-        stack = LocalStack(StackConfig.with_port_offset(offset, model_dir=models, data_dir=Path(tmp),
-                                                        policy_file=str(policy))).start()
-        out = {}
+        stack = LocalStack(StackConfig.with_port_offset(
+            offset, model_dir=models, data_dir=Path(tmp), policy_file=str(policy),
+            extra_env={"FERLITE_CLASSIFIER_PRECISION": precision})).start()
         try:
-            target = f"127.0.0.1:{stack.config.facedetect_port}"
-            with CameraSession(target, "peer", "s", retries=0, session_id=SESSION) as camera:
-                for j in jpegs[:3]:
-                    camera.process(j)
-                samples = [ms for j in jpegs for ms in timed(lambda j=j: camera.process(j), 5)]
-                out["process"] = {**percentiles(samples), "frames_recorded": None}
-            with CameraSession(target, "peer", "s-stream", retries=0, session_id=SESSION) as camera:
-                stream = CameraStream(camera)
-                for j in jpegs[:3]:
-                    stream.process(j)
-                samples = [ms for j in jpegs for ms in timed(lambda j=j: stream.process(j), 5)]
-                acknowledged = stream.wait_acknowledged(30)
-                out["stream"] = {**percentiles(samples), "frames": camera.index, "stored": len(stream.stored),
-                                 "all_acknowledged": acknowledged}
-                stream.close()
+            yield f"127.0.0.1:{stack.config.facedetect_port}"
         finally:
             stack.stop()
+
+
+def ferlite_through_stack(models: Path, jpegs: list[bytes], offset: int, arch: str,
+                          repeats: int) -> dict[str, dict[str, dict]]:
+    """The same frames through the local stack serving `arch` only (the in-process row's model), one
+    call per frame (`Process`: the answer waits for the events to be stored) and on a stream
+    (`ProcessStream`: recorded off the frame's path, acknowledged after), at the classifier's default
+    precision (auto: the pack's int8 file) and with the float file. Both stacks run at once and
+    every frame goes to each in turn, so a busy moment of this 2-core machine hits both alike."""
+    from ferlite.app.client import CameraSession, CameraStream
+
+    precisions = ("auto", "float")
+    with ExitStack() as stack:
+        targets = {p: stack.enter_context(started_stack(models, offset + 50 * i, arch, p))
+                   for i, p in enumerate(precisions)}
+        calls, streams = {}, {}
+        for p, target in targets.items():
+            calls[(p, "process")] = stack.enter_context(
+                CameraSession(target, "peer", f"s-{p}", retries=0, session_id=SESSION)).process
+            streams[p] = CameraStream(stack.enter_context(
+                CameraSession(target, "peer", f"st-{p}", retries=0, session_id=SESSION)))
+            calls[(p, "stream")] = streams[p].process
+        for call in calls.values():
+            for j in jpegs[:3]:
+                call(j)
+        samples: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
+        for mode in ("process", "stream"):  # not mixed: a streamed frame is still being recorded after it
+            for _ in range(repeats):
+                for j in jpegs:
+                    for p in precisions:
+                        samples[(p, mode)].extend(timed(lambda c=calls[(p, mode)], j=j: c(j), 1))
+        out: dict[str, dict[str, dict]] = {p: {} for p in precisions}
+        for (p, mode), ms in samples.items():
+            out[p][mode] = {**percentiles(ms), "frames": len(ms)}
+        for p, streamed in streams.items():
+            acknowledged = streamed.wait_acknowledged(30)
+            out[p]["stream"].update(frames=streamed.session.index, stored=len(streamed.stored),
+                                    all_acknowledged=acknowledged)
+            streamed.close()
     return out
 
 
@@ -158,6 +187,8 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=4000, help="most labelled images per set")
     p.add_argument("--setup", action="store_true", help="create the peer's virtual environment first")
     p.add_argument("--port-offset", type=int, default=3200)
+    p.add_argument("--repeats", type=int, default=25, help="times each frame goes through each ferlite row "
+                   "(fer's own row: 5; it is ~100 ms a frame and steadier)")
     p.add_argument("--frames", choices=["photos", "sample"], default="photos",
                    help="photos: real photographs from registry packages (benchmarks/photos.py: a six-person "
                         "group, two portraits); sample: the demo clip's frames")
@@ -180,9 +211,10 @@ def main() -> int:
         if result.returncode != 0:
             raise SystemExit(f"fer worker failed:\n{result.stderr[-3000:]}")
         peer = json.loads(result.stdout.strip().splitlines()[-1])
-    local = ferlite_in_process(args.models, jpegs, args.arch)
-    through = ferlite_through_stack(args.models, jpegs, args.port_offset, args.arch)
-    stacked, streamed = through["process"], through["stream"]
+    local = ferlite_in_process(args.models, jpegs, args.arch, args.repeats)
+    through = ferlite_through_stack(args.models, jpegs, args.port_offset, args.arch, args.repeats)
+    stacked, streamed = through["auto"]["process"], through["auto"]["stream"]
+    floated = through["float"]  # the same frames, same run: the int8 file's effect
     ours = pack_accuracy(args.models)
     # Means, not medians: half the frames are the six-face group and half one-face portraits, so the
     # median falls in the gap between the two kinds of frame and jumps with noise.
@@ -205,6 +237,9 @@ def main() -> int:
              f"{stacked['p50_ms']:.1f} | {stacked['p99_ms']:.1f} | {speed_stack:.1f}x |",
              f"| ferlite through the stack, `ProcessStream` (events recorded off the frame's path) | "
              f"{streamed['mean_ms']:.1f} | {streamed['p50_ms']:.1f} | {streamed['p99_ms']:.1f} | {speed_stream:.1f}x |",
+             *[f"| the same stack serving the float `model.onnx` (precision float), `{k}` | {r['mean_ms']:.1f} | "
+               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {peer['mean_ms'] / r['mean_ms']:.1f}x |"
+               for k, r in (("Process", floated["process"]), ("ProcessStream", floated["stream"]))],
              "", "Ratios of means: half the frames are the six-face group and half one-face portraits, so a median "
              "falls in the gap between the two kinds of frame.", "",
              f"Streamed frames acknowledged as stored by the end: {streamed['stored']} of {streamed['frames']} "
@@ -213,7 +248,8 @@ def main() -> int:
              f"Faces found per frame: fer {peer['faces_per_frame']}, ferlite {local['faces_per_frame']}.", "",
              "Accuracy on the same labelled faces: the model pack's held-out images (FER2013 PublicTest "
              "deduplicated against train; CK+48, never trained on). ferlite's figures are the pack's test "
-             "figures (metadata.json, computed once on these images). fer gets each face the way its own "
+             "figures (metadata.json, computed once on these images; the int8 file's where the stack serves "
+             "it). fer gets each face the way its own "
              "pipeline hands a found face to its classifier: grey, resized to 64x64, scaled to [-1, 1]. "
              "That is the fair way: the images are already face crops. Calling `detect_emotions` with the "
              "whole image as the box instead adds fer's 10-px offsets as black borders around a 48-px face "
@@ -223,13 +259,15 @@ def main() -> int:
     archs = sorted({a for v in ours.values() for a in v})
     lines.append("|---|---|---|" + "---|" * len(archs))
     for name, acc in peer["accuracy"].items():
-        cells = [f"{ours.get(name, {}).get(a, {}).get('accuracy', float('nan')):.3f}" for a in archs]
+        cells = [f"{ours.get(name, {}).get(a, {}).get('accuracy', float('nan')):.3f}"
+                 + (" (int8)" if ours.get(name, {}).get(a, {}).get("int8") else "") for a in archs]
         padded = peer["accuracy_padded"][name]["accuracy"]
         lines.append(f"| {name} (n={acc['n']}) | {acc['accuracy']:.3f} | {padded:.3f} | " + " | ".join(cells) + " |")
     lines += [""]
     md = "\n".join(lines)
     write_results("peer", {"fer": peer, "ferlite_in_process": local, "ferlite_stack": stacked,
-                           "ferlite_stream": streamed, "ferlite_accuracy": ours, "arch": args.arch,
+                           "ferlite_stream": streamed, "ferlite_float": floated, "ferlite_accuracy": ours,
+                           "arch": args.arch,
                            "speedup_in_process": speed_local, "speedup_stack": speed_stack,
                            "speedup_stream": speed_stream}, md)
     return 0

@@ -100,3 +100,22 @@ def test_uint8_crops_stay_pixels_to_the_backend_and_convert_exactly_for_either_m
                           (64, 64, 3, "float32", preprocess.normalize(pixels[1]).astype("<f4").tobytes())], 8)
     assert mixed.dtype == np.float32
     np.testing.assert_array_equal(mixed[0], preprocess.normalize(pixels[0]))
+
+
+def test_the_triton_model_stops_its_runtime_threads_spinning_after_each_run(monkeypatch) -> None:
+    """Spinning threads would hold both cores while Triton, the classifier and face detection
+    handle the answer (benchmarks/e2e_bench.py measured the cost)."""
+    import importlib.util
+    import sys
+    import types
+
+    from ferlite.services.classifier import repository
+
+    # A stand-in for the module only Triton's Python backend provides; session_options needs none of it.
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    spec = importlib.util.spec_from_file_location("triton_model", repository.MODEL_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = module.session_options(2)
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
