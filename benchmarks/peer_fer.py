@@ -109,7 +109,7 @@ def ferlite_in_process(models: Path, jpegs: list[bytes], arch: str, repeats: int
         if faces:
             crops = np.stack([preprocess.prepare_face(rgb, size, preprocess.Box(*f.box), 0.2, f.eyes) for f in faces])
             if meta.flip_tta:  # the served model's flip averaging: the same model work as the stack does
-                crops = np.concatenate([crops, crops[:, :, ::-1]])
+                crops = np.concatenate([crops, preprocess.mirrored(crops)])
             session.run(None, {"image": crops})
         return len(faces)
 

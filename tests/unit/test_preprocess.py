@@ -87,3 +87,10 @@ def test_training_loader_and_serving_path_give_identical_tensors(tmp_path) -> No
         serving = preprocess.prepare_face(preprocess.decode_image(Path(sample.source).read_bytes()), 64)
         training = to_unit_float(pixels[None]).numpy()[0]
         assert np.array_equal(training, serving)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_mirrored_flips_each_image_of_a_batch_left_right(dtype) -> None:
+    batch = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3)).astype(dtype)
+    np.testing.assert_array_equal(preprocess.mirrored(batch), batch[:, :, ::-1])
+    np.testing.assert_array_equal(preprocess.mirrored(batch[:1, :, :, :1]), batch[:1, :, ::-1, :1])

@@ -142,7 +142,7 @@ class Classifier:
         batch = resize_batch(batch, meta.input_size)
         n = len(batch)
         if meta.flip_tta:  # mirrored faces in the same Triton call
-            batch = np.concatenate([batch, batch[:, :, ::-1]])
+            batch = np.concatenate([batch, preprocess.mirrored(batch)])
         start = time.perf_counter()
         try:
             inference: Inference = self.backend.infer(arch, np.ascontiguousarray(batch), timeout)
