@@ -301,6 +301,10 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
                   flush=True)
             if acc > best["val_accuracy"]:
                 best.update(val_accuracy=acc, epoch=epoch + 1, weights=model.get_weights())
+                # A checkpoint: a job killed later (a lent machine's time limit) keeps its best epoch.
+                models.save_weights_npz(model, args.out / f"{job.name}.best.weights.npz")
+            (args.out / f"{job.name}.progress.json").write_text(json.dumps(
+                {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history}))
             if epoch == 0 and not job.epochs:
                 per_epoch = time.perf_counter() - stage2_start
                 left = job.budget_s - (time.perf_counter() - start)
@@ -420,7 +424,7 @@ def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
     from ferlite.training import models
 
     rec, path = results["jobs"].get(arch), out / f"{arch}.weights.npz"
-    if not rec or "test_accuracy" not in rec or not path.exists():
+    if not rec or "val_accuracy" not in rec or not path.exists():  # (test is only in a run with test data)
         return None
     model = models.build_model(arch, rec["size"], "none", dropout=args.dropout)
     models.load_weights_npz(model, path)

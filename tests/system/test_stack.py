@@ -63,7 +63,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
     lines = up.lines
     try:
         up.wait_up()
-        clip = make_clip(tmp_path / "clip.mp4", seconds=2.0)
+        clip = make_clip(tmp_path / "clip.mp4", seconds=2.0, scenes="portrait,classroom")
         summary_path = tmp_path / "summary.json"
         stream = subprocess.run(
             [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",

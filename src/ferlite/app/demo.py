@@ -12,7 +12,8 @@ from ferlite.base.event_rules import RETENTION_SECONDS
 from ferlite.base.model_metadata import find_models
 from ferlite.services.common.channels import ChannelSecurity
 
-from .sample_clip import make_clip
+from .photos import GROUP_SOURCE
+from .sample_clip import choose_scenes, make_clip
 from .stack import StackError
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
 from .up import ensure_models, make_config, print_addresses, stack_parser, start_stack
@@ -27,10 +28,18 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if not ensure_models(args, "ferlite demo"):
         return 2
-    source = args.video or str(make_clip(args.data_dir / "demo" / "sample_clip.mp4"))
     if args.video and not Path(args.video).exists():
         print(f"ferlite demo: error: video not found: {args.video}", file=sys.stderr)
         return 2
+    source = args.video
+    if not source:
+        cache = args.data_dir / "photos"
+        scenes, note = choose_scenes("portrait,group", cache)
+        if note:
+            print(f"sample clip: {note}")
+        source = str(make_clip(args.data_dir / "demo" / "sample_clip.mp4", scenes=scenes, cache=cache))
+        print(f"sample clip: {scenes} (" + ("the group: " + GROUP_SOURCE + "; " if "group" in scenes else "")
+              + "sources and licences in ferlite/app/photos.py)")
     output = args.output or str(args.data_dir / "demo" / "annotated.mp4")
     try:
         stack = start_stack(make_config(args))
