@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferlite.base.architectures import ARCHITECTURES
+from ferlite.services.classifier.backend import SHM_DIR, SHM_PREFIX
 from ferlite.services.classifier.config import ClassifierConfig
 from ferlite.services.classifier.repository import build_repository
 from ferlite.services.classifier.server import build
@@ -197,6 +198,44 @@ def test_triton_killed_then_restarted(service) -> None:
     assert server.metrics.registry.get_sample_value(restarts) >= 1
 
 
+def test_crops_go_to_triton_through_private_shared_memory(service) -> None:
+    """The same answers as inside the gRPC message; the region is registered with Triton, only its
+    owner can read it, and it holds no pixels between calls."""
+    server, _, _ = service
+    backend = server.backend
+    arch = sorted(backend.ready)[0]
+    batch = np.random.default_rng(5).integers(0, 256, (3, TINY_SIZE, TINY_SIZE, 3), dtype=np.uint8)
+    through_shm = backend.infer(arch, batch, timeout=5).probabilities
+    shared, backend.shared = backend.shared, None
+    try:
+        in_message = backend.infer(arch, batch, timeout=5).probabilities
+    finally:
+        backend.shared = shared
+    np.testing.assert_allclose(through_shm, in_message, atol=1e-6)
+    region = shared._local.region
+    assert region.registered and region.name in str(backend.client.get_system_shared_memory_status())
+    path = Path(SHM_DIR) / region.name
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not any(path.read_bytes()), "face pixels left in the region after the call"
+
+
+def test_regions_of_a_dead_classifier_are_removed_at_start(tmp_path) -> None:
+    from ferlite.services.classifier.backend import remove_orphan_regions
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = Path(SHM_DIR) / f"{SHM_PREFIX}{dead.pid}_0"
+    alive = Path(SHM_DIR) / f"{SHM_PREFIX}{os.getpid()}_999"
+    for path in (orphan, alive):
+        path.write_bytes(b"\0" * 16)
+    try:
+        assert orphan.name in remove_orphan_regions()
+        assert not orphan.exists() and alive.exists()
+    finally:
+        orphan.unlink(missing_ok=True)
+        alive.unlink(missing_ok=True)
+
+
 def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> None:
     config = ClassifierConfig(min_val_accuracy=0.0,
                               port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0,
@@ -209,8 +248,10 @@ def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> N
     other.write_bytes(b"\0" * 16)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(crops=[crop()]))
-    ours = {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} - {other.name}
+    ours = {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n or n.startswith(SHM_PREFIX)}
+    ours -= {other.name}
     assert ours, "the Python backend made no shared-memory region"
+    assert any(n.startswith(SHM_PREFIX) for n in ours), "the crops did not go through shared memory"
     for name in ours:  # crops pass through these: nobody else may read them
         assert os.stat(f"/dev/shm/{name}").st_mode & 0o077 == 0, (name, oct(os.stat(f"/dev/shm/{name}").st_mode))
     try:
@@ -218,6 +259,7 @@ def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> N
         assert server.triton.proc.poll() is not None
         leftover = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.strip()
         assert leftover == "", f"processes left in Triton's group: {leftover}"
-        assert {n for n in set(os.listdir("/dev/shm")) - shm_before if "triton" in n} == {other.name}
+        assert {n for n in set(os.listdir("/dev/shm")) - shm_before
+                if "triton" in n or n.startswith(SHM_PREFIX)} == {other.name}
     finally:
         other.unlink(missing_ok=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import mmap
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,14 +41,141 @@ def as_model_input(batch: np.ndarray, datatype: str) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
+SHM_PREFIX = "ferlite_classifier_"  # + <pid>_<n>: n counts over the process (it may run several backends)
+_REGION_IDS = itertools.count()
+SHM_DIR = "/dev/shm"  # where POSIX shared memory objects live on Linux (shm_open's namespace)
+
+
+@dataclass
+class Region:
+    """One POSIX shared-memory object: /dev/shm/<name>, mapped here; Triton opens it as /<name>."""
+
+    name: str
+    size: int
+    memory: mmap.mmap
+    registered: bool = False
+
+    @classmethod
+    def create(cls, name: str, size: int) -> Region:
+        # O_EXCL and 0600: a new object only this user can read (crops are face pixels)
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            return cls(name, size, mmap.mmap(fd, size))
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        with contextlib.suppress(BufferError):  # a call still writing at shutdown: unlinked all the same
+            self.memory.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM_DIR, self.name))
+
+
+def remove_orphan_regions() -> list[str]:
+    """Remove the regions of classifier processes that no longer exist (killed before `close`)."""
+    removed = []
+    for name in os.listdir(SHM_DIR) if os.path.isdir(SHM_DIR) else []:
+        pid = name.removeprefix(SHM_PREFIX).split("_")[0]
+        if not name.startswith(SHM_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+                removed.append(name)
+        except PermissionError:
+            pass  # another user's process, alive
+    return removed
+
+
+class SharedInputs:
+    """Triton inputs through system shared memory instead of inside the gRPC message, for the
+    embedded Triton on this host: the batch skips protobuf serialisation and the socket
+    (MobileNetV2, 8 faces with their mirrors, 786 KB: a direct Triton call 8.7 -> 7.0 ms).
+
+    One region per calling thread (a thread waits for its call, so nobody writes a region Triton
+    is reading), grown when a batch does not fit. Regions are created 0600 and zeroed after
+    every call, so face pixels neither linger nor are readable by another
+    user; `close` unregisters and unlinks them. After a Triton restart the registrations are gone:
+    `forget` makes each region register again on its next use."""
+
+    def __init__(self, client: triton.InferenceServerClient) -> None:
+        self.client = client
+        for name in remove_orphan_regions():
+            log.warning("removed a shared-memory region left by a dead classifier", extra={"region": name})
+        self._local = threading.local()
+        self._regions: list[Region] = []
+        self._lock = threading.Lock()
+
+    def _region(self, nbytes: int) -> Region:
+        region: Region | None = getattr(self._local, "region", None)
+        if region is not None and region.size < nbytes:
+            self._drop(region)
+            region = None
+        if region is None:
+            size = max(1 << 20, 1 << (nbytes - 1).bit_length())  # powers of two from 1 MiB: few regrowths
+            region = Region.create(f"{SHM_PREFIX}{os.getpid()}_{next(_REGION_IDS)}", size)
+            with self._lock:
+                self._regions.append(region)
+            self._local.region = region
+        if not region.registered:
+            self.client.register_system_shared_memory(region.name, "/" + region.name, region.size,
+                                                      client_timeout=2.0)
+            region.registered = True
+        return region
+
+    def infer(self, architecture: str, batch: np.ndarray, datatype: str, timeout: float):
+        region = self._region(batch.nbytes)
+        view = np.ndarray(batch.shape, batch.dtype, buffer=region.memory)
+        view[...] = batch
+        try:
+            tensor = triton.InferInput("image", list(batch.shape), datatype)
+            tensor.set_shared_memory(region.name, batch.nbytes)
+            return self.client.infer(architecture, [tensor], outputs=[triton.InferRequestedOutput("probs")],
+                                     client_timeout=timeout)
+        except InferenceServerException:
+            region.registered = False  # Triton may have restarted: register again next time
+            raise
+        finally:
+            view[...] = 0
+            del view  # (a live view would keep the buffer from closing)
+
+    def forget(self) -> None:
+        with self._lock:
+            for region in self._regions:
+                region.registered = False
+
+    def _drop(self, region: Region) -> None:
+        with self._lock:
+            if region in self._regions:
+                self._regions.remove(region)
+        self._release(region)
+
+    def _release(self, region: Region) -> None:
+        if region.registered:
+            with contextlib.suppress(InferenceServerException):  # Triton gone: nothing registered to forget
+                self.client.unregister_system_shared_memory(region.name, client_timeout=2.0)
+        region.release()
+
+    def close(self) -> None:
+        with self._lock:
+            regions, self._regions = self._regions, []
+        for region in regions:
+            self._release(region)
+
+
 class TritonBackend:
     def __init__(self, url: str, architectures: Iterable[str], interval: float = 0.5,
-                 on_change: Callable[[set[str]], None] = lambda ready: None) -> None:
+                 on_change: Callable[[set[str]], None] = lambda ready: None, shared_memory: bool = False) -> None:
         self.url = url
         self.architectures = list(architectures)
         self.interval = interval
         self.on_change = on_change
         self.client = triton.InferenceServerClient(url)
+        # Only for a Triton on this host (the embedded one): a remote one cannot map our memory.
+        self.shared = SharedInputs(self.client) if shared_memory else None
         self._ready: set[str] = set()
         self._datatypes: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -70,6 +201,8 @@ class TritonBackend:
         """Replace the ready set; tell the health watcher whenever it changes, whoever noticed."""
         with self._lock:
             was, self._ready = self._ready, set(ready)
+        if ready and not was and self.shared is not None:
+            self.shared.forget()  # back after being down: a restarted Triton knows no regions
         if ready != was:
             log.warning("ready architectures changed", extra={"ready": sorted(ready), "was": sorted(was)})
             self.on_change(set(ready))
@@ -88,6 +221,8 @@ class TritonBackend:
         self._stop.set()
         if self._thread:
             self._thread.join(2)
+        if self.shared is not None:
+            self.shared.close()
         self.client.close()
 
     def input_datatype(self, architecture: str) -> str:
@@ -105,10 +240,19 @@ class TritonBackend:
             raise BackendUnavailable(f"{architecture} is not ready on Triton")
         try:
             datatype = self.input_datatype(architecture)
-            tensor = triton.InferInput("image", list(batch.shape), datatype)
-            tensor.set_data_from_numpy(as_model_input(batch, datatype))
-            result = self.client.infer(architecture, [tensor], outputs=[triton.InferRequestedOutput("probs")],
-                                       client_timeout=max(0.05, timeout))
+            batch = as_model_input(batch, datatype)
+            result = None
+            if self.shared is not None:
+                try:
+                    result = self.shared.infer(architecture, batch, datatype, max(0.05, timeout))
+                except (InferenceServerException, OSError) as exc:  # a restarted Triton, /dev/shm full, ...:
+                    log.warning("shared-memory inference failed, sending the batch in the message",  # once more
+                                extra={"error": str(exc)})
+            if result is None:
+                tensor = triton.InferInput("image", list(batch.shape), datatype)
+                tensor.set_data_from_numpy(batch)
+                result = self.client.infer(architecture, [tensor], outputs=[triton.InferRequestedOutput("probs")],
+                                           client_timeout=max(0.05, timeout))
         except InferenceServerException as exc:
             status = (exc.status() or "").upper()
             if "DEADLINE" in status or "UNAVAILABLE" in status or "NOT READY" in str(exc).upper():

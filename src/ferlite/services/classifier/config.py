@@ -35,6 +35,8 @@ class ClassifierConfig(ServerConfig):
     batch_delay_us: int = setting(0, "embedded Triton: longest wait for requests to share a batch, microseconds")
     triton_instances: int = setting(1, "embedded Triton: model instances per architecture")
     triton_threads: int = setting(2, "embedded Triton: ONNX Runtime (or LiteRT) threads per model instance")
+    triton_shared_memory: bool = setting(True, "embedded Triton: pass crops through system shared memory (0600, "
+                                         "zeroed after each call) instead of inside the gRPC message")
     timeout_seconds: float = setting(5.0, "longest wait for Triton when the caller set no deadline")
     readiness_interval: float = setting(0.5, "seconds between Triton readiness checks")
     seed: int = setting(0, "seed of the weighted random routing (0: from the OS)")

@@ -140,7 +140,8 @@ def build(config: ClassifierConfig) -> ClassifierServer:
                                 config.triton_grpc_port, config.triton_metrics_port)
         url = triton.grpc_url
     metrics = ServiceMetrics(config.SERVICE)
-    backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval)
+    backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,
+                            shared_memory=config.triton_shared_memory and triton is not None)
     policies = PolicyStore(config.policy_file or None)
     metadata = {m.architecture: m for m in find_models(config.model_dir)}
     core = Classifier(backend, policies, metadata, metrics, config.max_batch, config.timeout_seconds, config.seed,
