@@ -96,10 +96,11 @@ def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]])
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
                uncertain_below: float = 0.0, progress: bool = True,
-               security: ChannelSecurity | None = None, off_path: bool = False) -> StreamStats:
-    """Send a video's frames to face detection. `off_path`: on one ProcessStream, so each frame's
-    labels come back before its events are stored; the run ends once every frame is acknowledged
-    stored (frames of a broken stream are sent again on a new one)."""
+               security: ChannelSecurity | None = None, off_path: bool = True) -> StreamStats:
+    """Send a video's frames to face detection. `off_path` (when recording): on one ProcessStream,
+    so each frame's labels come back before its events are stored (on 2 cores 16 vs 21 ms a frame,
+    benchmarks/e2e_bench.py); the run ends once every frame is acknowledged stored (frames of a
+    broken stream are sent again on a new one). Else one Process call per frame."""
     capture = open_source(source)
     live = source.isdigit() or "://" in source
     stream_id = stream_id or safe_name(f"{classroom}-{Path(source).stem if not live else 'live'}")
@@ -112,7 +113,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
     if max_frames and expected:
         expected = min(expected, max_frames)
     with CameraSession(target, classroom, stream_id, security=security, record=record) as camera:
-        stream = CameraStream(camera) if off_path else None
+        stream = CameraStream(camera) if off_path and record else None
         faces_of: dict[int, int] = {}  # frame index -> faces, to count what the acks say is stored
         bar = tqdm(total=expected, unit="frame", disable=not progress, desc=f"streaming {stream_id}")
         for index, timestamp, frame in frames(capture, fps, live, max_frames):
@@ -248,9 +249,10 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--uncertain-below", type=float, default=0.0,
                    help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
-    p.add_argument("--record-off-path", action="store_true",
+    p.add_argument("--record-off-path", action=argparse.BooleanOptionalAction, default=True,
                    help="one ProcessStream: each frame's labels come back before its events are stored, which "
-                        "the service acknowledges after; the run ends when every frame is acknowledged")
+                        "the service acknowledges after; the run ends when every frame is acknowledged "
+                        "(default; --no-record-off-path: one Process call per frame, answered once stored)")
     p.add_argument("--json", default="", help="write the run's summary as JSON here")
     add_access_flags(p)
     args = p.parse_args(argv)
