@@ -171,6 +171,10 @@ def test_triton_killed_then_restarted(service) -> None:
     server, channel, _ = service
     stub = pb_grpc.ClassifierStub(channel)
     assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+    arch = sorted(server.backend.ready)[0]
+    pixels = np.zeros((1, TINY_SIZE, TINY_SIZE, 3), np.uint8)
+    server.backend.infer(arch, pixels, timeout=5)  # this thread's region, registered with this Triton
+    region = server.backend.shared._local.region
     server.triton.kill()
     killed = time.monotonic()
     while _health(channel) != health_pb2.HealthCheckResponse.NOT_SERVING:
@@ -189,6 +193,11 @@ def test_triton_killed_then_restarted(service) -> None:
         assert time.monotonic() < deadline, "Triton was not restarted (or health did not follow) within 60 s"
         time.sleep(0.1)
     assert stub.Classify(pb.ClassifyRequest(crops=[crop()])).model.architecture in ARCHITECTURES
+    # The new Triton knew none of the classifier's shared-memory regions: this thread's, used before
+    # the kill, is registered again and carries the batch.
+    server.backend.infer(arch, pixels, timeout=5)
+    assert server.backend.shared._local.region is region
+    assert region.name in str(server.backend.client.get_system_shared_memory_status())
     # The restarter counts a restart once its restart call returns; the readiness poller may see the
     # new Triton a moment before that, so the count can trail SERVING by that moment.
     restarts = "ferlite_classifier_embedded_triton_restarts_total"
