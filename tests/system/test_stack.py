@@ -80,6 +80,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         assert summary["aggregator_total_events"] == summary["faces"]
         assert sum(summary["aggregator_distribution"].values()) == summary["faces"]
         assert (tmp_path / "annotated.mp4").stat().st_size > 0
+        assert (tmp_path / "annotated.mp4").stat().st_mode & 0o077 == 0  # faces: owner only
 
         client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
         assert client.xlen("ferlite:stream:e2e-room") == summary["faces"]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from ferlite.app.client import Smoother
-from ferlite.app.stream import aggregator_beside
+from ferlite.app.stream import aggregator_beside, private_file
 from tests.support.procs import ROOT
 
 
@@ -37,3 +37,12 @@ def test_tracks_follow_the_services_uncertain_flag() -> None:
     assert smoother.update("t1", happy, uncertain=False)[0] == "happy"
     assert smoother.update("t2", happy, uncertain=True)[0] == "uncertain"
     assert Smoother(uncertain_below=0.7).update("t3", happy)[0] == "uncertain"
+
+
+def test_the_annotated_video_is_readable_by_its_owner_only(tmp_path) -> None:
+    """It shows the classroom's faces; an existing file would otherwise keep its (umask) mode."""
+    video = tmp_path / "annotated.mp4"
+    video.write_bytes(b"old")
+    video.chmod(0o644)
+    private_file(video)
+    assert video.stat().st_mode & 0o777 == 0o600 and video.read_bytes() == b""

@@ -31,16 +31,19 @@ def main(argv: Sequence[str]) -> int:
     if args.video and not Path(args.video).exists():
         print(f"ferlite demo: error: video not found: {args.video}", file=sys.stderr)
         return 2
+    demo_dir = args.data_dir / "demo"  # the sample clip and the annotated video: faces, owner only
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    demo_dir.chmod(0o700)
     source = args.video
     if not source:
         cache = args.data_dir / "photos"
         scenes, note = choose_scenes("portrait,group", cache)
         if note:
             print(f"sample clip: {note}")
-        source = str(make_clip(args.data_dir / "demo" / "sample_clip.mp4", scenes=scenes, cache=cache))
+        source = str(make_clip(demo_dir / "sample_clip.mp4", scenes=scenes, cache=cache))
         print(f"sample clip: {scenes} (" + ("the group: " + GROUP_SOURCE + "; " if "group" in scenes else "")
               + "sources and licences in ferlite/app/photos.py)")
-    output = args.output or str(args.data_dir / "demo" / "annotated.mp4")
+    output = args.output or str(demo_dir / "annotated.mp4")
     try:
         stack = start_stack(make_config(args))
     except (StackError, OSError) as exc:

@@ -93,6 +93,16 @@ def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]])
     return out
 
 
+def private_file(path: str | Path) -> None:
+    """Create (or truncate) `path` readable by its owner only, before a writer fills it with face
+    pixels: opening an existing file keeps its mode, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
                uncertain_below: float = 0.0, progress: bool = True,
@@ -143,6 +153,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
             if output:
                 if writer is None:
                     h, w = frame.shape[:2]
+                    private_file(output)  # it shows faces: nobody else may read it
                     writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 writer.write(annotate(frame, shown))
             bar.update(1)
