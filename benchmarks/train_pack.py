@@ -610,8 +610,8 @@ def main() -> int:
 
         ablation = args.ablation / "results.json"
         metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
+        write_index(args.pack, metas, results)  # first: it measures the folders the table's sizes come from
         write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
-        write_index(args.pack, metas, results)
         return 0
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)
