@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # GPU run of the model pack's training (benchmarks/train_pack.py train) on a lent machine: Keras 3 on
 # JAX, augmentation on the host, longer schedules than the CPU pack. Results and weights under $OUT.
+#
+# Usage, through the device tool from the repository root (carry .gpu and .whl; move modelpack/ out
+# of the tree for the call so the upload fits 64 MiB):
+#   TRAIN_SECONDS=470 EPOCHS=30,30,25,25 bash scripts/gpu_train_pack.sh
+# .gpu: `train_pack.py prepare`'s fer2013.jpeg.npz and the two ImageNet .weights.h5 files
+# (../shared/weights); .whl: keras, namex and optree wheels for the machine's Python (the image has
+# JAX with CUDA and no TensorFlow). To go on in a later call, copy $OUT/run into runs/gpu1 here,
+# carry it and pass RUN_DIR=runs/gpu1: finished jobs are kept, each job's best epoch is checkpointed.
 set -u
 python -V; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 pip install --quiet --no-deps --target /tmp/site .whl/*.whl 2>&1 | tail -2
