@@ -56,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ferlite.training.metrics import accuracy
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -206,10 +208,6 @@ def predict_probs(model, x: np.ndarray, flip: bool, batch: int = 512) -> np.ndar
     if flip:
         p = (p + model.predict(x[:, :, ::-1], batch_size=batch, verbose=0)) / 2
     return p
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(1) == labels).mean())
 
 
 class Job:

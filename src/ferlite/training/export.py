@@ -34,7 +34,7 @@ from ferlite.base.model_metadata import ModelMetadata, apply_temperature
 
 from .calibration import choose_threshold, fit_temperature
 from .datasets import ImageSet
-from .metrics import expected_calibration_error, reference_profile
+from .metrics import accuracy, expected_calibration_error, reference_profile
 from .train import predict
 
 FORMATS = ("savedmodel", "onnx", "tflite", "tflite_fp16", "tflite_int8")
@@ -142,7 +142,7 @@ def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set:
         model.save(target / "model.keras")
     reference = predict(model, test_set.pixels, desc="keras/test")
     y_true = test_set.labels
-    keras_accuracy = float((reference.argmax(1) == y_true).mean())
+    keras_accuracy = accuracy(reference, y_true)
     checks: dict[str, dict] = {"keras": {"file": "model.keras" if keep_keras else "", "accuracy": keras_accuracy,
                                          "max_abs_diff": 0.0}}
     builders: dict[str, tuple[str, Callable[[Path], Callable[[np.ndarray], np.ndarray]]]] = {

@@ -14,6 +14,11 @@ import numpy as np
 from ferlite.base.labels import EMOTIONS, NUM_CLASSES
 
 
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose most probable class is the label (or another model's label: agreement)."""
+    return float((np.asarray(probs).argmax(1) == labels).mean())
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (y_true, y_pred), 1)

@@ -34,7 +34,7 @@ from ferlite.base.model_metadata import ModelMetadata, apply_temperature
 from . import models
 from .calibration import selective
 from .datasets import ImageSet, Sample
-from .metrics import classification_report
+from .metrics import accuracy, classification_report
 
 EDGE_TOLERANCE = 0.005
 FER_LICENCE = ("FER2013 (Goodfellow et al., 2013), released for the ICML 2013 representation-learning "
@@ -132,11 +132,11 @@ def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Pat
     run = on_faces(onnx_runner(onnx_path))
     after = run(val.pixels)
     storage.update(max_abs_diff=float(np.abs(after - before).max()),
-                   agreement=float((after.argmax(1) == before.argmax(1)).mean()))
+                   agreement=accuracy(after, before.argmax(1)))
     # Edge format: int8 when its validation accuracy is within 0.5 pt of float, else fp16.
-    float_acc = float((after.argmax(1) == val.labels).mean())
+    float_acc = accuracy(after, val.labels)
     int8 = on_faces(tflite_runner(folder / "model_int8.tflite"), batch=64)(val.pixels)
-    int8_acc = float((int8.argmax(1) == val.labels).mean())
+    int8_acc = accuracy(int8, val.labels)
     edge = "model_int8.tflite" if float_acc - int8_acc <= EDGE_TOLERANCE else "model_fp16.tflite"
     (folder / ({"model_int8.tflite", "model_fp16.tflite"} - {edge}).pop()).unlink()
     # The one test evaluation, and CK+ (never trained on), as served.
@@ -182,11 +182,11 @@ def add_int8(folder: Path, data: dict, seed: int = 0) -> ModelMetadata:
     float_run, int8_run = on_faces(onnx_runner(folder / "model.onnx")), on_faces(onnx_runner(target))
     val = faces(data["x_val"], data["y_val"], size)
     float_val, int8_val = served(float_run, val.pixels, meta), served(int8_run, val.pixels, meta)
-    float_acc = float((float_val.argmax(1) == val.labels).mean())
-    int8_acc = float((int8_val.argmax(1) == val.labels).mean())
+    float_acc = accuracy(float_val, val.labels)
+    int8_acc = accuracy(int8_val, val.labels)
     check = {"file": INT8_FILE, **recipe, "calibration": f"{len(calibration)} FER2013 training faces, seed {seed}",
              "val_accuracy_float": float_acc, "val_accuracy_int8": int8_acc,
-             "val_agreement": float((float_val.argmax(1) == int8_val.argmax(1)).mean()),
+             "val_agreement": accuracy(float_val, int8_val.argmax(1)),
              "kept": float_acc - int8_acc <= EDGE_TOLERANCE}
     files = {k: v for k, v in meta.files.items() if k != "onnx_int8"}
     if check["kept"]:
@@ -194,10 +194,10 @@ def add_int8(folder: Path, data: dict, seed: int = 0) -> ModelMetadata:
         float_test, int8_test = served(float_run, test.pixels, meta), served(int8_run, test.pixels, meta)
         ck = faces(data["x_ck48"], data["y_ck48"], size)
         check.update(
-            accuracy=float((int8_test.argmax(1) == test.labels).mean()),
-            accuracy_float=float((float_test.argmax(1) == test.labels).mean()),
+            accuracy=accuracy(int8_test, test.labels),
+            accuracy_float=accuracy(float_test, test.labels),
             max_abs_diff=float(np.abs(int8_test - float_test).max()), sha256=_sha256(target),
-            ck48_accuracy=float((served(int8_run, ck.pixels, meta).argmax(1) == ck.labels).mean()),
+            ck48_accuracy=accuracy(served(int8_run, ck.pixels, meta), ck.labels),
             latency_ms={"float": latency_ms(float_run, size), "int8": latency_ms(int8_run, size)})
         files["onnx_int8"] = INT8_FILE
     else:
