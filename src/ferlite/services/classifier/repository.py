@@ -27,15 +27,22 @@ MODEL_PY = Path(__file__).with_name("triton_model.py")
 
 @dataclass(frozen=True)
 class ModelInfo:
-    architecture: str
-    version: int
-    input_size: int
+    """An exported model: its metadata (read once) and its folder."""
+
+    meta: ModelMetadata
     folder: Path
 
-    @classmethod
-    def load(cls, folder: Path) -> ModelInfo:
-        meta = ModelMetadata.load(folder)
-        return cls(meta.architecture, meta.version, meta.input_size, folder)
+    @property
+    def architecture(self) -> str:
+        return self.meta.architecture
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    @property
+    def input_size(self) -> int:
+        return self.meta.input_size
 
 
 def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo]:
@@ -43,7 +50,7 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
     root = Path(model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"model directory not found: {root} (make one with `ferlite export`)")
-    found = [ModelInfo(m.architecture, m.version, m.input_size, root / m.architecture) for m in find_models(root)]
+    found = [ModelInfo(m, root / m.architecture) for m in find_models(root)]
     missing = [a for a in ARCHITECTURES if a not in {m.architecture for m in found}]
     if not found or (require_all and missing):
         raise FileNotFoundError(f"{root} lacks exported models for: {', '.join(missing)}")
@@ -112,9 +119,9 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
         version_dir = target / str(info.version)
         version_dir.mkdir(parents=True)
         if runtime == "onnxruntime":
-            source = ModelMetadata.load(info.folder).onnx_file(precision, gpu=kind == "KIND_GPU")
+            source = info.meta.onnx_file(precision, gpu=kind == "KIND_GPU")
         else:
-            source = _tflite_file(info.folder)
+            source = _tflite_file(info)
         if not (info.folder / source).exists():
             raise FileNotFoundError(f"{info.folder / source} is missing: export with that format")
         stored = "model.onnx" if flavour == "cluster" else source
@@ -127,11 +134,11 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
     return models
 
 
-def _tflite_file(folder: Path) -> str:
+def _tflite_file(info: ModelInfo) -> str:
     """model_fp32.tflite when exported, else the pack's edge file (int8 or fp16, per metadata)."""
-    if (folder / "model_fp32.tflite").exists():
+    if (info.folder / "model_fp32.tflite").exists():
         return "model_fp32.tflite"
-    return ModelMetadata.load(folder).files.get("edge", "model_fp32.tflite")
+    return info.meta.files.get("edge", "model_fp32.tflite")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 
 from ferlite.base.labels import EMOTIONS
-from ferlite.base.model_metadata import find_models
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.server import GrpcServer, Mount
@@ -143,7 +142,7 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,
                             shared_memory=config.triton_shared_memory and triton is not None)
     policies = PolicyStore(config.policy_file or None)
-    metadata = {m.architecture: m for m in find_models(config.model_dir)}
+    metadata = {m.architecture: m.meta for m in models}
     core = Classifier(backend, policies, metadata, metrics, config.max_batch, config.timeout_seconds, config.seed,
                       min_val_accuracy=config.min_val_accuracy)
     return ClassifierServer(config, core, policies, backend, metrics, triton)
