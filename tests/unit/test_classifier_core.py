@@ -16,17 +16,19 @@ from ferlite.services.common.metrics import ServiceMetrics
 
 
 class ScriptedBackend:
-    """Test double of TritonBackend: records each call; answers 'happy' when the mirrored half of
-    the batch is the mirror image of the first half, else a fixed distribution."""
+    """Test double of TritonBackend: records each call (the flip request included: mirroring is
+    the backend's or the Triton model's job) and answers a fixed distribution."""
 
     def __init__(self) -> None:
         self.ready = set(ARCHITECTURES)
         self.calls: list[tuple[str, tuple[int, ...]]] = []
         self.dtypes: list[np.dtype] = []
+        self.flips: list[bool] = []
 
-    def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
+    def infer(self, architecture: str, batch: np.ndarray, timeout: float, flip: bool = False) -> Inference:
         self.calls.append((architecture, batch.shape))
         self.dtypes.append(batch.dtype)
+        self.flips.append(flip)
         probs = np.tile(np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1], np.float32), (len(batch), 1))
         return Inference(probs, "1")
 
@@ -64,13 +66,14 @@ def test_crops_are_resized_to_each_models_own_size() -> None:
     c.classify(batch, architecture="mobilenet_v3_small")
     c.classify(batch, architecture="mobilenet_v2")
     assert backend.calls == [("mobilenet_v3_small", (3, 48, 48, 3)), ("mobilenet_v2", (3, 96, 96, 3))]
+    assert backend.flips == [False, False]
 
 
 def test_flips_temperature_and_abstention_come_from_the_metadata() -> None:
     m = meta("mobilenet_v2", flip_tta=True, temperature=2.0, abstain_below=0.4)
     c, backend, _ = core({"mobilenet_v2": m})
     result = c.classify(np.zeros((2, 48, 48, 3), np.float32)).primary
-    assert backend.calls == [("mobilenet_v2", (4, 48, 48, 3))]   # mirrored faces in the same call
+    assert backend.calls == [("mobilenet_v2", (2, 48, 48, 3))] and backend.flips == [True]  # each face once
     assert result.probabilities.shape == (2, 7)
     raw = np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1])
     expected = raw ** 0.5 / (raw ** 0.5).sum()
@@ -91,7 +94,7 @@ def test_uint8_crops_stay_pixels_to_the_backend_and_convert_exactly_for_either_m
     assert batch.dtype == np.uint8  # a quarter of float32's bytes, all the way to Triton
     c, backend, _ = core({"mobilenet_v2": meta("mobilenet_v2", 48, flip_tta=True)})
     c.classify(batch)
-    assert backend.calls == [("mobilenet_v2", (4, 48, 48, 3))] and backend.dtypes == [np.uint8]
+    assert backend.calls == [("mobilenet_v2", (2, 48, 48, 3))] and backend.dtypes == [np.uint8]
     # An FP32 model (Triton's ONNX Runtime backend) gets exactly the shared x / 255.
     np.testing.assert_array_equal(as_model_input(pixels, "FP32"), preprocess.normalize(pixels))
     # Floats a client sent go to a UINT8 model as the pixels they came from.

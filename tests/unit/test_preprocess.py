@@ -39,6 +39,8 @@ def test_normalize_is_exactly_x_over_255() -> None:
     assert out.dtype == np.float32
     assert out[0] == 0.0 and out[255] == 1.0
     assert np.array_equal(out, values.astype(np.float32) / np.float32(255))
+    into = np.full(256, np.nan, np.float32)
+    assert preprocess.normalize(values, out=into) is into and np.array_equal(into, out)
 
 
 def test_prepare_face_shape_range_and_size_check() -> None:
@@ -94,3 +96,9 @@ def test_mirrored_flips_each_image_of_a_batch_left_right(dtype) -> None:
     batch = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3)).astype(dtype)
     np.testing.assert_array_equal(preprocess.mirrored(batch), batch[:, :, ::-1])
     np.testing.assert_array_equal(preprocess.mirrored(batch[:1, :, :, :1]), batch[:1, :, ::-1, :1])
+    halves = np.zeros((6, 5, 7, 3), dtype)  # into the second half of a buffer, as the Triton model does
+    assert preprocess.mirrored(batch, out=halves[3:]).base is halves
+    np.testing.assert_array_equal(halves[3:], batch[:, :, ::-1])
+    assert not halves[:3].any()
+    with pytest.raises(ValueError, match="C-contiguous"):
+        preprocess.mirrored(batch, out=halves[:, :, :, :1])

@@ -123,19 +123,28 @@ def face_pixels(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = N
     return np.ascontiguousarray(resize(rgb, size))
 
 
-def mirrored(batch: np.ndarray) -> np.ndarray:
+def mirrored(batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Each image of an N x H x W x C batch flipped left-right (test-time flip averaging).
 
     OpenCV flips the batch as one tall image, row by row: the same values as `batch[:, :, ::-1]`
-    at ~50x the speed of NumPy's reversed-stride copy (8 crops of 128 px: 0.43 -> 0.01 ms)."""
+    at ~50x the speed of NumPy's reversed-stride copy (8 crops of 128 px: 0.43 -> 0.01 ms).
+    `out`: a C-contiguous array of the batch's shape and type to write into instead of a new one."""
     n, h, w = batch.shape[:3]
     flat = np.ascontiguousarray(batch).reshape(n * h, w, -1)
-    return cv2.flip(flat, 1).reshape(batch.shape)
+    if out is None:
+        return cv2.flip(flat, 1).reshape(batch.shape)
+    if out.shape != batch.shape or out.dtype != batch.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {batch.dtype} array of shape {batch.shape}")
+    cv2.flip(flat, 1, dst=out.reshape(n * h, w, -1))
+    return out
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """uint8 [0, 255] → float32 [0, 1], the paper's normalisation (exactly x / 255)."""
-    return pixels.astype(np.float32) / np.float32(255.0)
+def normalize(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [0, 255] → float32 [0, 1], the paper's normalisation (exactly x / 255).
+    `out`: a float32 array of the same shape to write into instead of a new one."""
+    if out is None:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return np.divide(pixels, np.float32(255.0), out=out)
 
 
 def prepare_face(image: np.ndarray, size: int = DEFAULT_SIZE, box: Box | None = None,

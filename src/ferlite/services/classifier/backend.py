@@ -30,6 +30,24 @@ class Inference:
     model_version: str
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """What a Triton model does around the network, read from its config (once per architecture).
+
+    The embedded repository's models take uint8 pixels, normalise them and average each face with
+    its mirror image themselves (`flip_tta` parameter); a repository of plain exported graphs
+    (Triton's onnxruntime backend) takes [0, 1] floats and leaves the flip to the classifier."""
+
+    datatype: str        # UINT8 (pixels) or FP32 ([0, 1] floats)
+    flips: bool = False  # the model returns flip-averaged probabilities itself
+
+    @classmethod
+    def from_config(cls, config: dict) -> ServedModel:
+        datatype = config["input"][0]["data_type"].removeprefix("TYPE_")
+        flip = config.get("parameters", {}).get("flip_tta", {}).get("string_value", "0")
+        return cls(datatype, flip == "1")
+
+
 def as_model_input(batch: np.ndarray, datatype: str) -> np.ndarray:
     """A batch of crops (uint8 pixels or [0, 1] floats) as the model's input type."""
     if datatype == "UINT8":
@@ -177,7 +195,7 @@ class TritonBackend:
         # Only for a Triton on this host (the embedded one): a remote one cannot map our memory.
         self.shared = SharedInputs(self.client) if shared_memory else None
         self._ready: set[str] = set()
-        self._datatypes: dict[str, str] = {}
+        self._served: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,8 +219,10 @@ class TritonBackend:
         """Replace the ready set; tell the health watcher whenever it changes, whoever noticed."""
         with self._lock:
             was, self._ready = self._ready, set(ready)
-        if ready and not was and self.shared is not None:
-            self.shared.forget()  # back after being down: a restarted Triton knows no regions
+        if ready and not was:  # back after being down: maybe another Triton, maybe other models
+            self._served = {}
+            if self.shared is not None:
+                self.shared.forget()  # a restarted Triton knows no regions
         if ready != was:
             log.warning("ready architectures changed", extra={"ready": sorted(ready), "was": sorted(was)})
             self.on_change(set(ready))
@@ -225,21 +245,27 @@ class TritonBackend:
             self.shared.close()
         self.client.close()
 
-    def input_datatype(self, architecture: str) -> str:
-        """The model's input type as Triton declares it: UINT8 (embedded repository: pixels, the model
-        normalises) or FP32 (ONNX Runtime backend: [0, 1] floats). Asked once per architecture."""
-        known = self._datatypes.get(architecture)
+    def served(self, architecture: str) -> ServedModel:
+        """What the Triton model of `architecture` takes and does (its config, asked once)."""
+        known = self._served.get(architecture)
         if known is None:  # raises InferenceServerException like infer: the caller handles both
-            meta = self.client.get_model_metadata(architecture, client_timeout=2.0)
-            known = self._datatypes[architecture] = meta.inputs[0].datatype
+            config = self.client.get_model_config(architecture, as_json=True, client_timeout=2.0)["config"]
+            known = self._served[architecture] = ServedModel.from_config(config)
         return known
 
-    def infer(self, architecture: str, batch: np.ndarray, timeout: float) -> Inference:
-        """Run one batch; fail fast (BackendUnavailable) rather than hang past `timeout`."""
+    def infer(self, architecture: str, batch: np.ndarray, timeout: float, flip: bool = False) -> Inference:
+        """Run one batch; with `flip`, each face's probabilities are averaged with its mirror
+        image's (inside the model where it does that, else both in one call here). Fail fast
+        (BackendUnavailable) rather than hang past `timeout`."""
         if architecture not in self._ready:
             raise BackendUnavailable(f"{architecture} is not ready on Triton")
         try:
-            datatype = self.input_datatype(architecture)
+            served = self.served(architecture)
+            datatype = served.datatype
+            mirror_here = flip and not served.flips
+            n = len(batch)
+            if mirror_here:
+                batch = np.concatenate([batch, preprocess.mirrored(batch)])
             batch = as_model_input(batch, datatype)
             result = None
             if self.shared is not None:
@@ -260,4 +286,7 @@ class TritonBackend:
                 # readiness poll would otherwise find the set already changed and say nothing).
                 self._set_ready(self._ready - {architecture})
             raise BackendUnavailable(f"Triton failed for {architecture}: {exc.message()}") from exc
-        return Inference(result.as_numpy("probs"), result.get_response().model_version)
+        probs = result.as_numpy("probs")
+        if mirror_here:
+            probs = (probs[:n] + probs[n:]) / 2
+        return Inference(probs, result.get_response().model_version)

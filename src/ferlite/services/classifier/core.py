@@ -141,20 +141,15 @@ class Classifier:
         meta = self.metadata[arch]
         batch = resize_batch(batch, meta.input_size)
         n = len(batch)
-        if meta.flip_tta:  # mirrored faces in the same Triton call
-            batch = np.concatenate([batch, preprocess.mirrored(batch)])
         start = time.perf_counter()
         try:
-            inference: Inference = self.backend.infer(arch, np.ascontiguousarray(batch), timeout)
+            inference: Inference = self.backend.infer(arch, np.ascontiguousarray(batch), timeout, meta.flip_tta)
         except BackendUnavailable:
             self.c_errors.labels(arch, "unavailable").inc()
             raise
         seconds = time.perf_counter() - start
         version = inference.model_version
-        probs = inference.probabilities
-        if meta.flip_tta:
-            probs = (probs[:n] + probs[n:]) / 2
-        probs = meta.calibrate(probs)
+        probs = meta.calibrate(inference.probabilities)
         self.h_latency.labels(arch, version).observe(seconds)
         self.h_batch.labels(arch).observe(n)
         for row in probs:

@@ -82,6 +82,8 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
             f'parameters {{ key: "runtime" value: {{ string_value: "{runtime}" }} }}',
             f'parameters {{ key: "model_file" value: {{ string_value: "{model_file}" }} }}',
             f'parameters {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}',
+            # the model averages each face with its mirror itself (the classifier reads this back)
+            f'parameters {{ key: "flip_tta" value: {{ string_value: "{int(info.meta.flip_tta)}" }} }}',
         ]
     else:
         preferred = [b for b in (4, 8, 16, 32) if b <= max_batch]

@@ -3,7 +3,14 @@
 This file is copied into every version folder of the embedded model repository as `model.py`.
 Triton's dynamic batcher hands `execute` several concurrent requests at once; they are
 concatenated into ONE inference call and split back, so concurrent faces share a batch.
-The model's parameters (`runtime`, `model_file`) come from config.pbtxt.
+The model's parameters (`runtime`, `model_file`, `intra_op_threads`, `flip_tta`) come from
+config.pbtxt.
+
+The model takes uint8 pixels and does the serving steps around the network itself, with the
+shared preprocessing: [0, 1] normalisation and, where the model's metadata asks for it, averaging
+each face with its mirror image (`flip_tta`). Mirroring here rather than in the classifier halves
+the bytes every hop carries (classifier -> shared memory -> Triton -> this process): MobileNetV2,
+8 faces of 128 px, 393 KB instead of 786 KB.
 """
 
 import json
@@ -11,6 +18,8 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+from ferlite.base import preprocess
 
 
 def session_options(threads: int):
@@ -38,6 +47,8 @@ class TritonPythonModel:
         path = os.path.join(folder, params.get("model_file", "model.onnx"))
         threads = int(params.get("intra_op_threads", "1"))
         self.runtime = params.get("runtime", "onnxruntime")
+        self.flip = params.get("flip_tta", "0") == "1"
+        self._buffer = np.empty(0, np.float32)  # the model's float input, grown once, reused
         if self.runtime == "onnxruntime":
             import onnxruntime as ort
 
@@ -59,14 +70,28 @@ class TritonPythonModel:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out).copy()
 
+    def model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """N uint8 faces -> the network's float32 input: the N faces in [0, 1], followed by their N
+        mirror images when flipping (written into one reused buffer: no per-call allocation)."""
+        n = len(pixels)
+        rows = 2 * n if self.flip else n
+        if self._buffer.shape[1:] != pixels.shape[1:] or len(self._buffer) < rows:
+            self._buffer = np.empty((rows, *pixels.shape[1:]), np.float32)
+        x = self._buffer[:rows]
+        preprocess.normalize(pixels, out=x[:n])
+        if self.flip:
+            preprocess.mirrored(x[:n], out=x[n:])
+        return x
+
     def execute(self, requests):
         batches = [pb_utils.get_input_tensor_by_name(r, "image").as_numpy() for r in requests]
         sizes = [len(b) for b in batches]
         try:
-            x = np.concatenate(batches)
-            if x.dtype == np.uint8:  # pixels: exactly x / 255, as ferlite.base.preprocess.normalize
-                x = x.astype(np.float32) / np.float32(255.0)
-            probs = self._run(np.ascontiguousarray(x, dtype=np.float32))
+            pixels = batches[0] if len(batches) == 1 else np.concatenate(batches)
+            probs = self._run(self.model_input(pixels))
+            if self.flip:  # each face's answer: the mean of its own and its mirror image's
+                n = len(pixels)
+                probs = (probs[:n] + probs[n:]) / 2
         except Exception as exc:  # a bad batch must fail its requests, not the model
             error = pb_utils.TritonError(f"inference failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]

@@ -1,0 +1,76 @@
+"""The embedded Triton model does the serving steps around the network: uint8 pixels in, each face
+averaged with its mirror image inside the model, so the classifier sends every face once (half the
+bytes through every hop). Against a Triton that does not flip (a plain exported graph), the
+classifier still mirrors the faces itself: the answers are the same either way."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ferlite.base.model_metadata import PACK_DIR, ModelMetadata
+from ferlite.services.classifier.backend import ServedModel, TritonBackend
+from ferlite.services.classifier.repository import build_repository
+from ferlite.services.classifier.triton import EmbeddedTriton
+
+ARCH = "mobilenet_v3_large"  # the pack's smallest input (48 px): the quickest to serve
+
+
+def test_served_model_is_read_from_the_triton_config() -> None:
+    embedded = {"input": [{"name": "image", "data_type": "TYPE_UINT8"}],
+                "parameters": {"flip_tta": {"string_value": "1"}}}
+    assert ServedModel.from_config(embedded) == ServedModel("UINT8", flips=True)
+    cluster = {"input": [{"name": "image", "data_type": "TYPE_FP32"}]}  # the exported graph, no parameters
+    assert ServedModel.from_config(cluster) == ServedModel("FP32", flips=False)
+
+
+def in_process(folder: Path, meta: ModelMetadata, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the faces alone, the faces averaged with their mirror images), as probabilities."""
+    session = ort.InferenceSession(str(folder / meta.onnx_file()), providers=["CPUExecutionProvider"])
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    alone = session.run(None, {"image": x})[0]
+    mirror = session.run(None, {"image": np.ascontiguousarray(x[:, :, ::-1])})[0]
+    return alone, (alone + mirror) / 2
+
+
+def inference_count(backend: TritonBackend) -> int:
+    """Faces Triton has run through the model (its statistics count batch items)."""
+    stats = backend.client.get_inference_statistics(ARCH, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0))
+
+
+@pytest.mark.parametrize("in_model", [True, False], ids=["flip-in-model", "flip-by-classifier"])
+def test_flip_averaging_in_the_model_or_the_classifier(tmp_path, in_model) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(PACK_DIR / ARCH, models / ARCH)
+    meta = ModelMetadata.load(models / ARCH)
+    assert meta.flip_tta  # the pack's models average with the mirror image
+    repo = tmp_path / "repo"
+    build_repository(models, repo, "embedded")
+    config = repo / ARCH / "config.pbtxt"
+    assert 'key: "flip_tta" value: { string_value: "1" }' in config.read_text()
+    if not in_model:  # a Triton whose model does not flip
+        config.write_text(re.sub(r'(key: "flip_tta" value: \{ string_value: )"1"', r'\1"0"', config.read_text()))
+    pixels = np.random.default_rng(7).integers(0, 256, (5, meta.input_size, meta.input_size, 3), dtype=np.uint8)
+    alone, averaged = in_process(models / ARCH, meta, pixels)
+    assert np.abs(alone - averaged).max() > 1e-3  # mirroring changes the answer: the checks below can tell
+    triton = EmbeddedTriton(repo, tmp_path / "server", 0, 0, 0).start()
+    backend = TritonBackend(triton.grpc_url, [ARCH], shared_memory=True).start()
+    try:
+        assert backend.served(ARCH) == ServedModel("UINT8", flips=in_model)
+        before = inference_count(backend)
+        got = backend.infer(ARCH, pixels, timeout=10, flip=True).probabilities
+        faces_run = inference_count(backend) - before
+        plain = backend.infer(ARCH, pixels, timeout=10, flip=False).probabilities
+    finally:
+        backend.stop()
+        triton.stop()
+    np.testing.assert_allclose(got, averaged, atol=1e-5)
+    assert faces_run == (5 if in_model else 10)  # each face sent once when the model mirrors it
+    # flip=False asks for the faces alone; a model that flips anyway still answers with its average
+    np.testing.assert_allclose(plain, averaged if in_model else alone, atol=1e-5)
