@@ -228,6 +228,29 @@ def test_crops_go_to_triton_through_private_shared_memory(service) -> None:
     assert not any(path.read_bytes()), "face pixels left in the region after the call"
 
 
+def test_shared_memory_guard_reads_memory_maps_only_when_a_region_appears(service) -> None:
+    """The guard that keeps Triton's regions 0600 looks at /dev/shm's names every 0.2 s but reads
+    the processes' memory maps (milliseconds, under every call's feet) only for a new name."""
+    server, _, _ = service
+    triton = server.triton
+    scans = []
+    real = triton._mapped_regions
+    triton._mapped_regions = lambda *a, **k: scans.append(time.monotonic()) or real(*a, **k)
+    new = Path(SHM_DIR) / "triton_python_backend_shm_region_test-guard"
+    try:
+        time.sleep(1.2)
+        assert len(scans) <= 1, f"{len(scans)} scans of the memory maps in 1.2 s with no new region"
+        before = len(scans)
+        new.write_bytes(b"\0" * 16)
+        deadline = time.monotonic() + 2
+        while len(scans) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(scans) > before, "a new region was not looked at"
+    finally:
+        new.unlink(missing_ok=True)
+        del triton._mapped_regions
+
+
 def test_regions_of_a_dead_classifier_are_removed_at_start(tmp_path) -> None:
     from ferlite.services.classifier.backend import remove_orphan_regions
 
