@@ -53,7 +53,8 @@ def test_repository_flavours(exported_models, tmp_path) -> None:
     build_repository(exported_models, tmp_path / "c", "cluster", instances=2, kind="KIND_GPU")
     cfg = (tmp_path / "c" / "efficientnet_b0" / "config.pbtxt").read_text()
     assert 'backend: "onnxruntime"' in cfg and "count: 2 kind: KIND_GPU" in cfg and "preferred_batch_size" in cfg
-    assert "data_type: TYPE_FP32" in cfg  # the exported graph's own input
+    assert f"data_type: TYPE_UINT8 dims: [ {TINY_SIZE}, {TINY_SIZE}, 3 ]" in cfg  # pixels: the graph normalises
+    assert 'key: "flip_tta" value: { string_value: "0" }' in cfg  # these test models do not flip
     assert not (tmp_path / "c" / "efficientnet_b0" / "1" / "model.py").exists()
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         build_repository(tmp_path / "none", tmp_path / "x")

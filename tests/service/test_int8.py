@@ -17,6 +17,7 @@ from ferlite.base.model_metadata import PACK_DIR, ModelMetadata
 from ferlite.services.classifier.config import ClassifierConfig
 from ferlite.services.classifier.repository import build_repository
 from ferlite.services.classifier.server import build
+from ferlite.services.classifier.serving_graph import serving_graph
 from ferlite.training import pack
 from ferlite.v1 import classifier_pb2 as pb
 from ferlite.v1 import classifier_pb2_grpc as pb_grpc
@@ -41,12 +42,20 @@ def test_repository_serves_the_file_precision_picks(tmp_path) -> None:
         tmp_path / "e" / "mobilenet_v2" / "config.pbtxt").read_text()
     build_repository(models, tmp_path / "f", "embedded", precision="float")
     assert (tmp_path / "f" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == float_
-    build_repository(models, tmp_path / "c", "cluster")  # Triton's onnxruntime backend loads model.onnx
-    assert (tmp_path / "c" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == int8
+    # Triton's onnxruntime backend loads model.onnx: the picked file's graph with the serving steps
+    def cluster_graph(repo: str) -> bytes:
+        return onnx.load(str(tmp_path / repo / "mobilenet_v2" / "1" / "model.onnx")).SerializeToString()
+
+    def served(name: str) -> bytes:
+        return serving_graph(folder / name, flip=True).SerializeToString()
+
+    assert int8 != float_ and served("model_int8.onnx") != served("model.onnx")
+    build_repository(models, tmp_path / "c", "cluster")
+    assert cluster_graph("c") == served("model_int8.onnx")
     build_repository(models, tmp_path / "g", "cluster", kind="KIND_GPU")  # auto: float on GPUs
-    assert (tmp_path / "g" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == float_
+    assert cluster_graph("g") == served("model.onnx")
     build_repository(models, tmp_path / "h", "cluster", kind="KIND_GPU", precision="int8")
-    assert (tmp_path / "h" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == int8
+    assert cluster_graph("h") == served("model_int8.onnx")
     with pytest.raises(ValueError, match="precision"):
         build_repository(models, tmp_path / "x", precision="fp8")
 

@@ -1,7 +1,7 @@
-"""The embedded Triton model does the serving steps around the network: uint8 pixels in, each face
-averaged with its mirror image inside the model, so the classifier sends every face once (half the
-bytes through every hop). Against a Triton that does not flip (a plain exported graph), the
-classifier still mirrors the faces itself: the answers are the same either way."""
+"""The served models do the serving steps around the network: uint8 pixels in, each face averaged
+with its mirror image inside the model (the embedded Python model in NumPy, the cluster flavour's
+graph in ONNX), so the classifier sends every face once. Against a Triton that does not flip (a
+plain exported graph), the classifier still mirrors the faces itself: the answers are the same."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from ferlite.base.model_metadata import PACK_DIR, ModelMetadata
 from ferlite.services.classifier.backend import ServedModel, TritonBackend
 from ferlite.services.classifier.repository import build_repository
+from ferlite.services.classifier.serving_graph import serving_graph
 from ferlite.services.classifier.triton import EmbeddedTriton
 
 ARCH = "mobilenet_v3_large"  # the pack's smallest input (48 px): the quickest to serve
@@ -74,3 +75,24 @@ def test_flip_averaging_in_the_model_or_the_classifier(tmp_path, in_model) -> No
     assert faces_run == (5 if in_model else 10)  # each face sent once when the model mirrors it
     # flip=False asks for the faces alone; a model that flips anyway still answers with its average
     np.testing.assert_allclose(plain, averaged if in_model else alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_large"])  # an int8 file and a float one
+def test_cluster_graph_takes_pixels_and_flips_inside(tmp_path, arch) -> None:
+    """Triton's onnxruntime backend cannot run here; ONNX Runtime, which that backend embeds, runs
+    the repository's model.onnx as it would."""
+    shutil.copytree(PACK_DIR / arch, tmp_path / "models" / arch)
+    meta = ModelMetadata.load(tmp_path / "models" / arch)
+    build_repository(tmp_path / "models", tmp_path / "repo", "cluster", precision="auto")
+    config = (tmp_path / "repo" / arch / "config.pbtxt").read_text()
+    assert "data_type: TYPE_UINT8" in config and 'key: "flip_tta" value: { string_value: "1" }' in config
+    session = ort.InferenceSession(str(tmp_path / "repo" / arch / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.name == "image" and graph_input.type == "tensor(uint8)"
+    pixels = np.random.default_rng(11).integers(0, 256, (6, meta.input_size, meta.input_size, 3), dtype=np.uint8)
+    _, averaged = in_process(tmp_path / "models" / arch, meta, pixels)
+    np.testing.assert_allclose(session.run(None, {"image": pixels})[0], averaged, atol=1e-6)
+    np.testing.assert_allclose(session.run(None, {"image": pixels[:1]})[0], averaged[:1], atol=1e-6)
+    with pytest.raises(ValueError, match="not float32"):  # a serving graph is not wrapped twice
+        serving_graph(tmp_path / "repo" / arch / "1" / "model.onnx", flip=True)

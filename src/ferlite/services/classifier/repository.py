@@ -3,7 +3,8 @@
     embedded   Python-backend models running ONNX Runtime (or LiteRT) inside the `tritonserver`
                binary bundled in the nvidia-pytriton wheel, which ships only the Python backend.
     cluster    the official Triton container's native `onnxruntime` backend, with dynamic
-               batching and instance groups (CPU or GPU).
+               batching and instance groups (CPU or GPU); each model.onnx is the exported graph
+               with the serving steps built in (serving_graph.py): uint8 pixels in.
 
 Layout (both): REPO/<architecture>/config.pbtxt and REPO/<architecture>/<version>/model.onnx
 (+ model.py for the embedded flavour). Architecture names are the registry's, so the Triton
@@ -67,12 +68,14 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
         lines.append('backend: "onnxruntime"')
     lines += [
         f"max_batch_size: {max_batch}",
-        # The embedded Python model takes uint8 pixels and normalises them itself (a quarter of the
-        # bytes through Triton's shared memory); the ONNX Runtime backend runs the graph as exported.
-        f'input [ {{ name: "image" data_type: {"TYPE_UINT8" if flavour == "embedded" else "TYPE_FP32"} '
-        f'dims: [ {s}, {s}, 3 ] }} ]',
+        # Both flavours take uint8 pixels and do the serving steps themselves (normalisation, flip
+        # averaging): the Python model in NumPy, the onnxruntime backend's graph with them built in
+        # (serving_graph.py). A quarter of float32's bytes, each face sent once.
+        f'input [ {{ name: "image" data_type: TYPE_UINT8 dims: [ {s}, {s}, 3 ] }} ]',
         'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 7 ] } ]',
         "version_policy: { latest: { num_versions: 1 } }",
+        # the model averages each face with its mirror image itself (the classifier reads this back)
+        f'parameters {{ key: "flip_tta" value: {{ string_value: "{int(info.meta.flip_tta)}" }} }}',
     ]
     if flavour == "embedded":
         model_file = model_file or ("model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite")
@@ -82,8 +85,6 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
             f'parameters {{ key: "runtime" value: {{ string_value: "{runtime}" }} }}',
             f'parameters {{ key: "model_file" value: {{ string_value: "{model_file}" }} }}',
             f'parameters {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}',
-            # the model averages each face with its mirror itself (the classifier reads this back)
-            f'parameters {{ key: "flip_tta" value: {{ string_value: "{int(info.meta.flip_tta)}" }} }}',
         ]
     else:
         preferred = [b for b in (4, 8, 16, 32) if b <= max_batch]
@@ -126,9 +127,16 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             source = _tflite_file(info)
         if not (info.folder / source).exists():
             raise FileNotFoundError(f"{info.folder / source} is missing: export with that format")
-        stored = "model.onnx" if flavour == "cluster" else source
-        shutil.copy2(info.folder / source, version_dir / stored)
-        if flavour == "embedded":
+        if flavour == "cluster":  # the exported graph with the serving steps built in
+            import onnx  # only here: the embedded flavour (every classifier start) copies files
+
+            from .serving_graph import serving_graph
+
+            stored = "model.onnx"
+            onnx.save(serving_graph(info.folder / source, info.meta.flip_tta), str(version_dir / stored))
+        else:
+            stored = source
+            shutil.copy2(info.folder / source, version_dir / stored)
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
         (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
