@@ -588,7 +588,25 @@ def main() -> int:
     q.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     q.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
     q.add_argument("--archs", default="", help="comma-separated architectures [all in the pack]")
+    c = sub.add_parser("calibrate", help="fit each pack model's int8 file's own temperature and abstention "
+                       "threshold on validation, without quantising again; `quantize` and `build` already do this")
+    c.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    c.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
     args = p.parse_args()
+    if args.cmd == "calibrate":
+        from ferlite.base.model_metadata import find_models
+        from ferlite.training.pack import calibrate_file
+
+        data = dict(np.load(args.data))
+        for meta in find_models(args.pack):
+            name = meta.files.get("onnx_int8")
+            if not name:
+                continue
+            own = calibrate_file(args.pack / meta.architecture, name, data).file_calibration[name]
+            print(f"{meta.architecture} {name}: T {own['temperature']:.3f} (float {meta.temperature:.3f}), uncertain "
+                  f"below {own['abstain_below']:.2f} (float {meta.abstain_below:.2f}); ECE {own['ece']:.4f}, with "
+                  f"the float temperature {own['ece_with_float_temperature']:.4f}", flush=True)
+        return 0
     if args.cmd == "quantize":
         from ferlite.base.model_metadata import find_models
         from ferlite.training.pack import add_int8

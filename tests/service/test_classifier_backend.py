@@ -16,7 +16,7 @@ class DeadTriton:
     def is_server_live(self, client_timeout=None) -> bool:
         raise InferenceServerException("failed to connect", status="StatusCode.UNAVAILABLE")
 
-    def get_model_metadata(self, *args, **kwargs):
+    def get_model_config(self, *args, **kwargs):
         raise InferenceServerException("failed to connect", status="StatusCode.UNAVAILABLE")
 
     def infer(self, *args, **kwargs):

@@ -38,8 +38,10 @@ def test_repository_serves_the_file_precision_picks(tmp_path) -> None:
     build_repository(models, tmp_path / "e", "embedded")
     version = tmp_path / "e" / "mobilenet_v2" / "1"
     assert (version / "model_int8.onnx").read_bytes() == int8 and not (version / "model.onnx").exists()
-    assert 'key: "model_file" value: { string_value: "model_int8.onnx" }' in (
-        tmp_path / "e" / "mobilenet_v2" / "config.pbtxt").read_text()
+    embedded = (tmp_path / "e" / "mobilenet_v2" / "config.pbtxt").read_text()
+    assert 'key: "model_file" value: { string_value: "model_int8.onnx" }' in embedded
+    # the classifier calibrates with the file's own temperature: Triton's config names the file
+    assert 'key: "source_file" value: { string_value: "model_int8.onnx" }' in embedded
     build_repository(models, tmp_path / "f", "embedded", precision="float")
     assert (tmp_path / "f" / "mobilenet_v2" / "1" / "model.onnx").read_bytes() == float_
     # Triton's onnxruntime backend loads model.onnx: the picked file's graph with the serving steps
@@ -52,8 +54,12 @@ def test_repository_serves_the_file_precision_picks(tmp_path) -> None:
     assert int8 != float_ and served("model_int8.onnx") != served("model.onnx")
     build_repository(models, tmp_path / "c", "cluster")
     assert cluster_graph("c") == served("model_int8.onnx")
+    assert 'key: "source_file" value: { string_value: "model_int8.onnx" }' in (
+        tmp_path / "c" / "mobilenet_v2" / "config.pbtxt").read_text()
     build_repository(models, tmp_path / "g", "cluster", kind="KIND_GPU")  # auto: float on GPUs
     assert cluster_graph("g") == served("model.onnx")
+    assert 'key: "source_file" value: { string_value: "model.onnx" }' in (
+        tmp_path / "g" / "mobilenet_v2" / "config.pbtxt").read_text()
     build_repository(models, tmp_path / "h", "cluster", kind="KIND_GPU", precision="int8")
     assert cluster_graph("h") == served("model_int8.onnx")
     with pytest.raises(ValueError, match="precision"):
@@ -64,7 +70,7 @@ def served_in_process(path: Path, meta: ModelMetadata, pixels: np.ndarray) -> np
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = pixels.astype(np.float32) / np.float32(255.0)
     probs = session.run(None, {"image": np.concatenate([x, x[:, :, ::-1]])})[0]
-    return meta.calibrate((probs[:len(x)] + probs[len(x):]) / 2)
+    return meta.for_file(path.name).calibrate((probs[:len(x)] + probs[len(x):]) / 2)
 
 
 def test_the_classifier_answers_with_the_int8_model(tmp_path) -> None:
@@ -108,6 +114,10 @@ def test_the_pack_keeps_an_int8_file_only_within_tolerance(tmp_path, monkeypatch
         quantised = onnx.load(str(folder / "model_int8.onnx"))
         assert any(n.op_type == "QuantizeLinear" for n in quantised.graph.node)
         assert 0.0 <= check["accuracy"] <= 1.0 and "latency_ms" in check
+        own = meta.file_calibration["model_int8.onnx"]  # its own temperature and threshold, on validation
+        assert own["temperature"] > 0 and 0.0 <= own["abstain_below"] <= 1.0 and own["n"] == 40
+        assert meta.for_file("model_int8.onnx").temperature == own["temperature"] and "own calibration" in card
     else:
         assert "onnx_int8" not in meta.files and not (folder / "model_int8.onnx").exists()
+        assert "model_int8.onnx" not in meta.file_calibration
         assert "No int8 file" in card and meta.onnx_file() == "model.onnx"

@@ -24,8 +24,8 @@ ARCH = "mobilenet_v3_large"  # the pack's smallest input (48 px): the quickest t
 
 def test_served_model_is_read_from_the_triton_config() -> None:
     embedded = {"input": [{"name": "image", "data_type": "TYPE_UINT8"}],
-                "parameters": {"flip_tta": {"string_value": "1"}}}
-    assert ServedModel.from_config(embedded) == ServedModel("UINT8", flips=True)
+                "parameters": {"flip_tta": {"string_value": "1"}, "source_file": {"string_value": "model_int8.onnx"}}}
+    assert ServedModel.from_config(embedded) == ServedModel("UINT8", flips=True, file="model_int8.onnx")
     cluster = {"input": [{"name": "image", "data_type": "TYPE_FP32"}]}  # the exported graph, no parameters
     assert ServedModel.from_config(cluster) == ServedModel("FP32", flips=False)
 
@@ -63,7 +63,7 @@ def test_flip_averaging_in_the_model_or_the_classifier(tmp_path, in_model) -> No
     triton = EmbeddedTriton(repo, tmp_path / "server", 0, 0, 0).start()
     backend = TritonBackend(triton.grpc_url, [ARCH], shared_memory=True).start()
     try:
-        assert backend.served(ARCH) == ServedModel("UINT8", flips=in_model)
+        assert backend.served(ARCH) == ServedModel("UINT8", flips=in_model, file=meta.onnx_file())
         before = inference_count(backend)
         got = backend.infer(ARCH, pixels, timeout=10, flip=True).probabilities
         faces_run = inference_count(backend) - before

@@ -24,13 +24,14 @@ class ScriptedBackend:
         self.calls: list[tuple[str, tuple[int, ...]]] = []
         self.dtypes: list[np.dtype] = []
         self.flips: list[bool] = []
+        self.model_file = ""  # what Triton says it serves (ServedModel.file)
 
     def infer(self, architecture: str, batch: np.ndarray, timeout: float, flip: bool = False) -> Inference:
         self.calls.append((architecture, batch.shape))
         self.dtypes.append(batch.dtype)
         self.flips.append(flip)
         probs = np.tile(np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1], np.float32), (len(batch), 1))
-        return Inference(probs, "1")
+        return Inference(probs, "1", self.model_file)
 
 
 def core(metadata: dict[str, ModelMetadata], floor: float = 0.3) -> tuple[Classifier, ScriptedBackend, ServiceMetrics]:
@@ -82,6 +83,20 @@ def test_flips_temperature_and_abstention_come_from_the_metadata() -> None:
     assert result.uncertain.tolist() == [True, True]
     sure = core({"mobilenet_v2": meta("mobilenet_v2", abstain_below=0.3)})[0]
     assert sure.classify(np.zeros((1, 48, 48, 3), np.float32)).primary.uncertain.tolist() == [False]
+
+
+def test_the_served_file_brings_its_own_calibration() -> None:
+    own = {"temperature": 2.0, "abstain_below": 0.5}
+    m = meta("mobilenet_v2", temperature=1.0, abstain_below=0.0, file_calibration={"model_int8.onnx": own})
+    c, backend, _ = core({"mobilenet_v2": m})
+    raw = np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1])
+    float_ = c.classify(np.zeros((1, 48, 48, 3), np.float32)).primary
+    np.testing.assert_allclose(float_.probabilities[0], raw, rtol=1e-5)
+    assert float_.uncertain.tolist() == [False]
+    backend.model_file = "model_int8.onnx"  # Triton serves the int8 file: its temperature and threshold
+    int8 = c.classify(np.zeros((1, 48, 48, 3), np.float32)).primary
+    np.testing.assert_allclose(int8.probabilities[0], raw ** 0.5 / (raw ** 0.5).sum(), rtol=1e-5)
+    assert int8.uncertain.tolist() == [True]
 
 
 def test_uint8_crops_stay_pixels_to_the_backend_and_convert_exactly_for_either_model_input() -> None:

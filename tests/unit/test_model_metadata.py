@@ -28,6 +28,8 @@ def test_round_trip_and_legacy_input_block(tmp_path) -> None:
     ({"temperature": 0}, "temperature"),
     ({"abstain_below": 1.5}, "abstain_below"),
     ({"architecture": "resnet50"}, "unknown architecture"),
+    ({"file_calibration": {"model_int8.onnx": {"temperature": 1.2}}}, "file_calibration"),
+    ({"file_calibration": {"model_int8.onnx": {"temperature": -1, "abstain_below": 0.4}}}, "file_calibration"),
 ])
 def test_inconsistent_metadata_is_refused_with_the_file_named(tmp_path, change, needle) -> None:
     data = ModelMetadata("mobilenet_v2", 96).to_dict() | change
@@ -35,6 +37,20 @@ def test_inconsistent_metadata_is_refused_with_the_file_named(tmp_path, change, 
     with pytest.raises(MetadataError, match=needle) as err:
         ModelMetadata.load(tmp_path)
     assert str(tmp_path / FILENAME) in str(err.value)
+
+
+def test_a_file_with_its_own_calibration_is_served_with_it(tmp_path) -> None:
+    own = {"temperature": 1.3, "abstain_below": 0.41, "reference": {"mean_confidence": 0.5}}
+    m = ModelMetadata("mobilenet_v2", 96, temperature=1.1, abstain_below=0.45, reference={"mean_confidence": 0.6},
+                      files={"onnx": "model.onnx", "onnx_int8": "model_int8.onnx"},
+                      file_calibration={"model_int8.onnx": own})
+    m.save(tmp_path / "mobilenet_v2")
+    assert ModelMetadata.load(tmp_path / "mobilenet_v2") == m
+    int8 = m.for_file("model_int8.onnx")
+    assert (int8.temperature, int8.abstain_below, int8.reference) == (1.3, 0.41, {"mean_confidence": 0.5})
+    assert m.for_file("model.onnx") is m and m.for_file("") is m
+    probs = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.02]], np.float32)
+    np.testing.assert_allclose(int8.calibrate(probs), apply_temperature(probs, 1.3))
 
 
 def test_missing_metadata_says_how_to_make_it(tmp_path) -> None:

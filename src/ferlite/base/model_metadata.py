@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,10 @@ class ModelMetadata:
     training: dict = field(default_factory=dict)
     synthetic: bool = False
     files: dict = field(default_factory=dict)      # format -> file name in the model folder
+    # Another file of this model whose outputs differ from the float model's (the int8 ONNX file):
+    # file name -> its own {"temperature", "abstain_below", "reference", ...}, fitted on the same
+    # validation split. `for_file` applies them; the top-level fields are the float model's.
+    file_calibration: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)     # format -> accuracy / max diff vs Keras
     extra: dict = field(default_factory=dict)      # anything else (export time, versions)
 
@@ -71,6 +75,12 @@ class ModelMetadata:
             raise MetadataError(f"{self.architecture}: temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.abstain_below <= 1.0:
             raise MetadataError(f"{self.architecture}: abstain_below must be in [0, 1], got {self.abstain_below}")
+        for name, own in self.file_calibration.items():
+            t, a = own.get("temperature"), own.get("abstain_below")
+            if not (isinstance(t, (int, float)) and t > 0 and math.isfinite(t)
+                    and isinstance(a, (int, float)) and 0.0 <= a <= 1.0):
+                raise MetadataError(f"{self.architecture}: file_calibration[{name!r}] needs a temperature > 0 and "
+                                    f"abstain_below in [0, 1], got {own}")
 
     @property
     def val_accuracy(self) -> float | None:
@@ -80,6 +90,15 @@ class ModelMetadata:
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         """Temperature-scaled probabilities (rows sum to 1); identity when temperature is 1."""
         return apply_temperature(probs, self.temperature)
+
+    def for_file(self, name: str) -> ModelMetadata:
+        """This metadata as it applies when `name` is the file served: that file's own temperature,
+        abstention threshold and drift reference where it has them (file_calibration), else this."""
+        own = self.file_calibration.get(name)
+        if not own:
+            return self
+        return replace(self, temperature=float(own["temperature"]), abstain_below=float(own["abstain_below"]),
+                       reference=own.get("reference", self.reference))
 
     def onnx_file(self, precision: str = "auto", gpu: bool = False) -> str:
         """The ONNX file name to serve in this model's folder at `precision` (see PRECISIONS)."""

@@ -205,9 +205,16 @@ def _int8_lines(meta: ModelMetadata) -> list[str]:
         return [f"- No int8 file: quantised, it lost more than 0.5 pt ({val}); the float `model.onnx` serves."]
     lat = c.get("latency_ms", {})
     speed = "; ".join(f"batch {b[5:]} {lat['float'][b]:.2f} -> {lat['int8'][b]:.2f} ms" for b in lat.get("int8", {}))
-    return [f"- Served on CPUs as `{c['file']}` (int8, `precision` auto; float `model.onnx` with precision "
-            f"float): {val}; test accuracy {_pct(c['accuracy'])} vs {_pct(c['accuracy_float'])} in float, "
-            f"CK+48 {_pct(c['ck48_accuracy'])}; ONNX Runtime, 2 threads: {speed}."]
+    lines = [f"- Served on CPUs as `{c['file']}` (int8, `precision` auto; float `model.onnx` with precision "
+             f"float): {val}; test accuracy {_pct(c['accuracy'])} vs {_pct(c['accuracy_float'])} in float, "
+             f"CK+48 {_pct(c['ck48_accuracy'])}; ONNX Runtime, 2 threads: {speed}."]
+    own = meta.file_calibration.get(c["file"])
+    if own:
+        lines.append(f"- The int8 file has its own calibration, fitted on the same validation split: temperature "
+                     f"{own['temperature']:.3f}, uncertain below {own['abstain_below']:.2f} (coverage "
+                     f"{_pct(own['coverage'])}, selective accuracy {_pct(own['selective_accuracy'])}); ECE "
+                     f"{own['ece']:.3f} (with the float model's temperature {own['ece_with_float_temperature']:.3f}).")
+    return lines
 
 
 def model_card(meta: ModelMetadata) -> str:

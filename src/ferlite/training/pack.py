@@ -202,7 +202,40 @@ def add_int8(folder: Path, data: dict, seed: int = 0) -> ModelMetadata:
         files["onnx_int8"] = INT8_FILE
     else:
         target.unlink()
-    meta = dataclasses.replace(meta, files=files, checks={**meta.checks, "onnx_int8": check})
+    calibration = {k: v for k, v in meta.file_calibration.items() if k != INT8_FILE}
+    meta = dataclasses.replace(meta, files=files, checks={**meta.checks, "onnx_int8": check},
+                               file_calibration=calibration)
+    meta.save(folder)
+    (folder / "model_card.md").write_text(model_card(meta))
+    return calibrate_file(folder, INT8_FILE, data) if check["kept"] else meta
+
+
+def calibrate_file(folder: Path, name: str, data: dict) -> ModelMetadata:
+    """Fit file `name`'s own temperature and abstention threshold on the validation split, as export
+    does for the float model, and store them in the metadata (file_calibration). A quantised file's
+    confidences differ from the float model's: the int8 MobileNetV2 with the float temperature had
+    ECE 0.037 on validation, with its own 0.029."""
+    from .calibration import choose_threshold, fit_temperature
+    from .export import model_card, onnx_runner
+    from .metrics import expected_calibration_error, reference_profile
+
+    meta = ModelMetadata.load(folder)
+    val = faces(data["x_val"], data["y_val"], meta.input_size)
+    run = on_faces(onnx_runner(folder / name))
+    probs = run(val.pixels)
+    if meta.flip_tta:
+        probs = (probs + run(val.pixels[:, :, ::-1])) / 2
+    temperature = fit_temperature(probs, val.labels)
+    calibrated = apply_temperature(probs, temperature)
+    abstention = choose_threshold(calibrated, val.labels)
+    own = {"temperature": temperature, "abstain_below": abstention.threshold,
+           "reference": reference_profile(calibrated), "n": len(val.labels),
+           "coverage": abstention.coverage, "selective_accuracy": abstention.selective_accuracy,
+           "ece_before": expected_calibration_error(probs, val.labels),
+           "ece": expected_calibration_error(calibrated, val.labels),
+           "ece_with_float_temperature": expected_calibration_error(apply_temperature(probs, meta.temperature),
+                                                                    val.labels)}
+    meta = dataclasses.replace(meta, file_calibration={**meta.file_calibration, name: own})
     meta.save(folder)
     (folder / "model_card.md").write_text(model_card(meta))
     return meta

@@ -28,6 +28,7 @@ class BackendUnavailable(RuntimeError):
 class Inference:
     probabilities: np.ndarray  # N x 7
     model_version: str
+    model_file: str = ""  # the model folder's file Triton serves (ServedModel.file), "" when unknown
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,13 @@ class ServedModel:
 
     datatype: str        # UINT8 (pixels) or FP32 ([0, 1] floats)
     flips: bool = False  # the model returns flip-averaged probabilities itself
+    file: str = ""       # the model folder's file it was made from (model_int8.onnx, ...), "" when unknown
 
     @classmethod
     def from_config(cls, config: dict) -> ServedModel:
         datatype = config["input"][0]["data_type"].removeprefix("TYPE_")
-        flip = config.get("parameters", {}).get("flip_tta", {}).get("string_value", "0")
-        return cls(datatype, flip == "1")
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        return cls(datatype, params.get("flip_tta", "0") == "1", params.get("source_file", ""))
 
 
 def as_model_input(batch: np.ndarray, datatype: str) -> np.ndarray:
@@ -289,4 +291,4 @@ class TritonBackend:
         probs = result.as_numpy("probs")
         if mirror_here:
             probs = (probs[:n] + probs[n:]) / 2
-        return Inference(probs, result.get_response().model_version)
+        return Inference(probs, result.get_response().model_version, served.file)

@@ -106,6 +106,7 @@ class Classifier:
                         self.metadata[arch].val_accuracy, min_val_accuracy)
         self.max_batch = max_batch
         self.timeout = timeout
+        self._calibrations: dict[tuple[str, str], ModelMetadata] = {}
         self.rng = random.Random(seed or None)
         self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
         arm = ["architecture", "model_version"]
@@ -137,6 +138,15 @@ class Classifier:
         for arch in self.input_sizes:
             self.g_ready.labels(arch).set(1 if arch in ready else 0)
 
+    def calibration(self, arch: str, served_file: str) -> ModelMetadata:
+        """The metadata to calibrate with when Triton serves `served_file` of `arch`'s folder: the int8
+        file has its own temperature and abstention threshold (ModelMetadata.for_file)."""
+        key = (arch, served_file)
+        known = self._calibrations.get(key)
+        if known is None:
+            known = self._calibrations[key] = self.metadata[arch].for_file(served_file)
+        return known
+
     def _run(self, arch: str, batch: np.ndarray, timeout: float) -> ArmResult:
         meta = self.metadata[arch]
         batch = resize_batch(batch, meta.input_size)
@@ -149,6 +159,7 @@ class Classifier:
             raise
         seconds = time.perf_counter() - start
         version = inference.model_version
+        meta = self.calibration(arch, inference.model_file)
         probs = meta.calibrate(inference.probabilities)
         self.h_latency.labels(arch, version).observe(seconds)
         self.h_batch.labels(arch).observe(n)

@@ -59,7 +59,7 @@ def discover(model_dir: str | Path, require_all: bool = False) -> list[ModelInfo
 
 
 def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind: str, runtime: str,
-            batch_delay_us: int, model_file: str = "", threads: int = 1) -> str:
+            batch_delay_us: int, model_file: str = "", threads: int = 1, source_file: str = "") -> str:
     s = info.input_size
     lines = [f'name: "{info.architecture}"']
     if flavour == "embedded":
@@ -76,6 +76,8 @@ def _config(info: ModelInfo, flavour: str, max_batch: int, instances: int, kind:
         "version_policy: { latest: { num_versions: 1 } }",
         # the model averages each face with its mirror image itself (the classifier reads this back)
         f'parameters {{ key: "flip_tta" value: {{ string_value: "{int(info.meta.flip_tta)}" }} }}',
+        # the model folder's file this one was made from: the classifier calibrates with its metadata
+        f'parameters {{ key: "source_file" value: {{ string_value: "{source_file or model_file}" }} }}',
     ]
     if flavour == "embedded":
         model_file = model_file or ("model.onnx" if runtime == "onnxruntime" else "model_fp32.tflite")
@@ -140,7 +142,7 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
             shutil.copy2(MODEL_PY, version_dir / "model.py")
         shutil.copy2(info.folder / "metadata.json", target / "metadata.json")
         (target / "config.pbtxt").write_text(_config(info, flavour, max_batch, instances, kind, runtime,
-                                                     batch_delay_us, stored, threads))
+                                                     batch_delay_us, stored, threads, source))
     return models
 
 
