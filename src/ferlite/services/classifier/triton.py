@@ -27,7 +27,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ferlite.services.common.memory import tuned_environment
 from ferlite.services.common.processes import Restarter, die_with_parent
 
 log = logging.getLogger("ferlite.classifier.triton")
@@ -55,15 +54,13 @@ class EmbeddedTriton:
     """The bundled tritonserver on 127.0.0.1, serving `repository`."""
 
     def __init__(self, repository: str | Path, workspace: str | Path, http_port: int = 8000,
-                 grpc_port: int = 8001, metrics_port: int = 8002, log_file: str | Path | None = None,
-                 malloc_tuning: bool = True) -> None:
+                 grpc_port: int = 8001, metrics_port: int = 8002, log_file: str | Path | None = None) -> None:
         self.repository = Path(repository).resolve()
         self.workspace = Path(workspace).resolve()
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.log_file = Path(log_file) if log_file else self.workspace / "tritonserver.log"
-        self.malloc_tuning = malloc_tuning
         self.proc: subprocess.Popen[bytes] | None = None
         self._shm_before: set[str] = set()
         self._restarter: Restarter | None = None
@@ -92,8 +89,7 @@ class EmbeddedTriton:
         paths = [str(libs), libdir, env.get("LD_LIBRARY_PATH", "")]
         env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        # tritonserver and its stubs copy every batch too: the same malloc thresholds (memory.py)
-        return tuned_environment(env) if self.malloc_tuning else env
+        return env
 
     def start(self, timeout: float = 120.0) -> EmbeddedTriton:
         self.workspace.mkdir(parents=True, exist_ok=True)

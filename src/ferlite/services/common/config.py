@@ -68,8 +68,6 @@ class ServerConfig:
                                           "service_token")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = setting("json", "json (one object a line) or text")
-    malloc_tuning: bool = setting(True, "keep large freed buffers for reuse (glibc malloc thresholds 4/16 MiB): a "
-                                        "Classify call of 8 faces' crops no longer page-faults its buffers back in")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -22,7 +22,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .config import ServerConfig
-from .memory import tune_malloc
 from .metrics import MetricsInterceptor, ServiceMetrics, serve_metrics
 from .security import TokenAuthInterceptor, auth_rules
 
@@ -73,8 +72,6 @@ class GrpcServer:
         self._stop_lock = threading.Lock()
 
     def start(self) -> GrpcServer:
-        if self.config.malloc_tuning:
-            tune_malloc()  # reuse the large buffers every call's crops pass through (see memory.py)
         cfg = self.config
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
