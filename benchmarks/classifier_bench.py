@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +23,8 @@ from ferlite.base.model_metadata import PACK_DIR, find_models
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import perf_analyzer
-from benchmarks.common import percentiles, timed, write_results
+from benchmarks.common import classifier_process, percentiles, timed, write_results
 from ferlite.services.classifier.config import ClassifierConfig
-from ferlite.services.classifier.server import build
 from ferlite.v1 import classifier_pb2 as pb
 from ferlite.v1 import classifier_pb2_grpc as pb_grpc
 from ferlite.v1 import common_pb2
@@ -81,13 +79,9 @@ def main() -> int:
     if not metas:
         raise SystemExit(f"no exported models in {args.models}")
     results: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        # min_val_accuracy 0: every architecture is measured, the gated one too
-        server = build(ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=-1, model_dir=str(args.models),
-                                        triton_http_port=0,
-                                        triton_grpc_port=0, triton_metrics_port=0, repository_dir=tmp,
-                                        max_batch=64)).start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    # its own process, as deployed; min_val_accuracy 0: every architecture is measured, the gated one too
+    with classifier_process(args.models) as (address, triton_url):
+        channel = grpc.insecure_channel(address)
         stub = pb_grpc.ClassifierStub(channel)
         try:
             for arch, meta in metas.items():
@@ -115,7 +109,7 @@ def main() -> int:
                           f"{local['p50_ms']:.2f} ms (x{service['p50_ms'] / local['p50_ms']:.2f}); "
                           f"{tput_service:.0f} vs {tput_local:.0f} faces/s", flush=True)
                 if args.perf:
-                    rows = perf_analyzer.run(arch, server.triton.grpc_url, f"{s},{s},3", batch=1, concurrency="1:2")
+                    rows = perf_analyzer.run(arch, triton_url, f"{s},{s},3", batch=1, concurrency="1:2")
                     row["perf_analyzer"] = [{"concurrency": int(r["Concurrency"]),
                                              "inferences_per_s": float(r["Inferences/Second"]),
                                              "p99_us": float(r["p99 latency"])} for r in rows]
@@ -125,9 +119,9 @@ def main() -> int:
                 results[arch] = row
         finally:
             channel.close()
-            server.stop(0)
     lines = ["# Classifier benchmark", "",
-             "Each architecture's exported ONNX model through the classifier service (gRPC, A/B router, Triton "
+             "Each architecture's exported ONNX model through the classifier service (its own process, as "
+             "deployed: gRPC, A/B router, Triton "
              f"2.51 Python backend running ONNX Runtime: {INSTANCES} instance(s), {THREADS} thread(s) each, the "
              f"service's defaults) vs the same model in-process with ONNX Runtime ({THREADS} thread(s)), same run, "
              "2-core CPU, the two timed in alternating blocks of 20 calls. Both run the same images: with the "

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ferlite.app.load import percentiles  # noqa: F401  (one definition, shared with the load engine)
@@ -43,3 +50,40 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+@contextlib.contextmanager
+def classifier_process(models: Path, *flags: str) -> Iterator[tuple[str, str]]:
+    """The classifier service in its own process, as deployed (`ferlite serve classifier`, its
+    embedded Triton beside it), on free ports; yields (classifier address, Triton gRPC address).
+
+    Its own process, not a thread of the benchmark: a client and a server sharing one interpreter
+    share its GIL, and whatever the benchmark runs beside them (an ONNX Runtime baseline) changes
+    the process's malloc behaviour; neither happens in a deployment."""
+    from ferlite.app.stack import wait_healthy
+    from ferlite.services.classifier.triton import free_port
+    from ferlite.services.common.processes import die_with_parent
+
+    port, http, grpc_port, metrics = (free_port() for _ in range(4))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [sys.executable, "-m", "ferlite", "serve", "classifier", "--port", str(port), "--metrics-port", "-1",
+                "--model-dir", str(models), "--repository-dir", tmp, "--triton-http-port", str(http),
+                "--triton-grpc-port", str(grpc_port), "--triton-metrics-port", str(metrics),
+                "--min-val-accuracy", "0", "--max-batch", "64", "--log-level", "WARNING", *flags]
+        with open(Path(tmp) / "classifier.log", "wb") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=die_with_parent())
+        try:
+            wait_healthy(f"127.0.0.1:{port}", 180, proc)
+            yield f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
+        except BaseException:
+            print((Path(tmp) / "classifier.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
