@@ -19,8 +19,8 @@ from ferlite.base.model_metadata import PACK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-ORDER = ["pack", "e2e", "peer", "classifier", "triton_sweep", "roofline", "facedetect", "aggregator", "redis_sizing",
-         "soak", "recovery", "training"]
+ORDER = ["pack", "e2e", "peer", "classifier", "flip", "triton_sweep", "roofline", "facedetect", "aggregator",
+         "redis_sizing", "soak", "recovery", "training"]
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -32,6 +32,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "facedetect": [*py, str(b / "facedetect_bench.py")],
         "aggregator": [*py, str(b / "aggregator_bench.py")],
         "classifier": [*py, str(b / "classifier_bench.py"), "--models", str(args.models)],
+        "flip": [*py, str(b / "flip_ab.py"), "--models", str(args.models)],
         "triton_sweep": [*py, str(b / "triton_sweep.py"), "--models", str(args.models)],
         "e2e": [*py, str(b / "e2e_bench.py"), "--models", str(args.models)],
         "roofline": [*py, str(b / "roofline.py")],
