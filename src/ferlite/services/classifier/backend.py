@@ -35,9 +35,10 @@ class Inference:
 class ServedModel:
     """What a Triton model does around the network, read from its config (once per architecture).
 
-    The embedded repository's models take uint8 pixels, normalise them and average each face with
-    its mirror image themselves (`flip_tta` parameter); a repository of plain exported graphs
-    (Triton's onnxruntime backend) takes [0, 1] floats and leaves the flip to the classifier."""
+    The repositories `ferlite triton-repo` writes (both flavours) take uint8 pixels, normalise them
+    and average each face with its mirror image themselves (`flip_tta` parameter) and name the
+    model folder's file they serve (`source_file`); a repository of plain exported graphs (built by
+    hand, or by an older ferlite) takes [0, 1] floats and leaves the flip to the classifier."""
 
     datatype: str        # UINT8 (pixels) or FP32 ([0, 1] floats)
     flips: bool = False  # the model returns flip-averaged probabilities itself
