@@ -1,0 +1,61 @@
+"""The cluster flavour's serving graph on tiny hand-built ONNX models, at the opsets on either side
+of ReduceMean's change (axes an attribute up to opset 17, an input from 18): pixels in, the
+shared preprocessing and flip averaging inside, exactly as done outside the graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferlite.base import preprocess
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from ferlite.services.classifier.serving_graph import serving_graph  # noqa: E402
+
+SIZE = 4
+WEIGHTS = np.random.default_rng(0).normal(size=(SIZE * SIZE * 3, 7)).astype(np.float32)
+
+
+def tiny_model(path, opset: int) -> None:
+    """image float32 N x 4 x 4 x 3 -> flatten -> MatMul -> Softmax -> probs N x 7: not mirror
+    symmetric, so flip averaging changes its answers."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(np.array([-1, SIZE * SIZE * 3], np.int64), "shape"),
+         numpy_helper.from_array(WEIGHTS, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8), str(path))
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    logits = x.reshape(len(x), -1) @ WEIGHTS
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("flip", [True, False])
+def test_serving_graph_equals_the_steps_outside_it(tmp_path, opset, flip) -> None:
+    tiny_model(tmp_path / "model.onnx", opset)
+    wrapped = serving_graph(tmp_path / "model.onnx", flip)
+    onnx.checker.check_model(wrapped)
+    session = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = np.random.default_rng(1).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    x = preprocess.normalize(pixels)
+    expected = (reference(x) + reference(preprocess.mirrored(x))) / 2 if flip else reference(x)
+    assert np.abs(reference(x) - expected).max() > 1e-3 or not flip  # the flip matters for this model
+    np.testing.assert_allclose(session.run(None, {"image": pixels})[0], expected, atol=1e-5)
+
+
+def test_a_graph_that_is_not_a_float_classifier_is_refused(tmp_path) -> None:
+    tiny_model(tmp_path / "model.onnx", 17)
+    onnx.save(serving_graph(tmp_path / "model.onnx", True), str(tmp_path / "served.onnx"))
+    with pytest.raises(ValueError, match="not float32"):
+        serving_graph(tmp_path / "served.onnx", True)
