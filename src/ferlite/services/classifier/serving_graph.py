@@ -76,4 +76,5 @@ def serving_graph(path: str | Path, flip: bool) -> onnx.ModelProto:
     # The network's batch symbol (in its value_info too) now counts faces and their mirror images:
     # the pixels' batch gets a name of its own.
     graph.input.append(helper.make_tensor_value_info("image", TensorProto.UINT8, ["faces", *dims[1:]]))
+    graph.output[0].type.tensor_type.shape.dim[0].dim_param = "faces"  # one answer a face, mirrored or not
     return model
