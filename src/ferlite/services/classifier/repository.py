@@ -6,9 +6,10 @@
                batching and instance groups (CPU or GPU); each model.onnx is the exported graph
                with the serving steps built in (serving_graph.py): uint8 pixels in.
 
-Layout (both): REPO/<architecture>/config.pbtxt and REPO/<architecture>/<version>/model.onnx
-(+ model.py for the embedded flavour). Architecture names are the registry's, so the Triton
-model names, metrics labels and the A/B policy all use the same strings.
+Layout (both): REPO/<architecture>/config.pbtxt and REPO/<architecture>/<version>/ with the model
+file (model.onnx for the cluster flavour; the pack's file name and model.py for the embedded one).
+Architecture names are the registry's, so the Triton model names, metrics labels and the A/B
+policy all use the same strings.
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="models", help="model directory written by `ferlite export` [models]")
     p.add_argument("--out", required=True, help="repository folder to write")
-    p.add_argument("--flavour", choices=["embedded", "cluster"], default="cluster")
+    p.add_argument("--flavour", choices=["embedded", "cluster"], default="cluster",
+                   help="cluster: the official Triton container's onnxruntime backend, each model its serving graph "
+                        "(uint8 pixels in, normalisation and flips inside); embedded: Python-backend models for the "
+                        "bundled tritonserver [cluster]")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--instances", type=int, default=1, help="model instances per architecture")
     p.add_argument("--kind", choices=["KIND_CPU", "KIND_GPU"], default="KIND_CPU")
