@@ -55,12 +55,17 @@ def on_faces(fn, batch: int = 256):
     return lambda pixels: run_batches(fn, pixels, batch)
 
 
-def served(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
-    """Probabilities as the classifier serves them: flip-averaged if chosen, then calibrated."""
+def flip_averaged(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """The model's probabilities, averaged with the mirror images' where its metadata says so."""
     probs = run(pixels)
     if meta.flip_tta:
         probs = (probs + run(pixels[:, :, ::-1])) / 2
-    return apply_temperature(probs, meta.temperature)
+    return probs
+
+
+def served(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """Probabilities as the classifier serves them: flip-averaged if chosen, then calibrated."""
+    return apply_temperature(flip_averaged(run, pixels, meta), meta.temperature)
 
 
 def store_weights_fp16(path: Path) -> dict:
@@ -221,10 +226,7 @@ def calibrate_file(folder: Path, name: str, data: dict) -> ModelMetadata:
 
     meta = ModelMetadata.load(folder)
     val = faces(data["x_val"], data["y_val"], meta.input_size)
-    run = on_faces(onnx_runner(folder / name))
-    probs = run(val.pixels)
-    if meta.flip_tta:
-        probs = (probs + run(val.pixels[:, :, ::-1])) / 2
+    probs = flip_averaged(on_faces(onnx_runner(folder / name)), val.pixels, meta)
     temperature = fit_temperature(probs, val.labels)
     calibrated = apply_temperature(probs, temperature)
     abstention = choose_threshold(calibrated, val.labels)
