@@ -27,6 +27,7 @@ from benchmarks.classifier_bench import interleaved
 from benchmarks.common import write_results
 from ferlite.base.model_metadata import PACK_DIR, find_models
 from ferlite.services.classifier.backend import TritonBackend
+from ferlite.services.classifier.config import ClassifierConfig
 from ferlite.services.classifier.repository import build_repository
 from ferlite.services.classifier.triton import EmbeddedTriton
 
@@ -41,8 +42,11 @@ def main() -> int:
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         repos = {side: Path(tmp) / side for side in ("in_model", "in_classifier")}
+        service = ClassifierConfig()  # the repository as the classifier builds it: its threads and batching
         for repo in repos.values():
-            build_repository(args.models, repo, "embedded")
+            build_repository(args.models, repo, "embedded", threads=service.triton_threads,
+                             instances=service.triton_instances, batch_delay_us=service.batch_delay_us,
+                             precision=service.precision)
         for meta in metas:  # the "before" side: the model does not flip, the classifier mirrors
             config = repos["in_classifier"] / meta.architecture / "config.pbtxt"
             config.write_text(re.sub(r'(key: "flip_tta" value: \{ string_value: )"1"', r'\1"0"', config.read_text()))
@@ -73,7 +77,8 @@ def main() -> int:
                 t.stop()
     lines = ["# Flip averaging inside the Triton model", "",
              f"{args.batch} faces per call with flip averaging, from the classifier's Triton client (shared memory) to "
-             "two embedded Tritons in the same run: one whose model mirrors the faces itself (now), one whose model "
+             "two embedded Tritons in the same run, built with the classifier's defaults (runtime threads, "
+             "instances, batching, precision): one whose model mirrors the faces itself (now), one whose model "
              "does not, so the classifier sends each face and its mirror image (before). Calls alternate in blocks "
              f"of 20, {args.requests} per side; both sides give the same probabilities. 2-core CPU.", "",
              "| architecture | file | input | bytes to Triton, before | now | p50 ms, before | now | change |",
