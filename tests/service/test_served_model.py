@@ -96,3 +96,28 @@ def test_cluster_graph_takes_pixels_and_flips_inside(tmp_path, arch) -> None:
     np.testing.assert_allclose(session.run(None, {"image": pixels[:1]})[0], averaged[:1], atol=1e-6)
     with pytest.raises(ValueError, match="not float32"):  # a serving graph is not wrapped twice
         serving_graph(tmp_path / "repo" / arch / "1" / "model.onnx", flip=True)
+
+
+def test_litert_runtime_does_the_same_serving_steps(tmp_path) -> None:
+    """The embedded model's other runtime (`--runtime litert`, the pack's fp16 TFLite file) gets the
+    same pixels-in, flip-inside treatment: its answers match the ONNX model's flip average."""
+    pytest.importorskip("ai_edge_litert")
+    arch = "mobilenet_v3_small"  # its edge file is fp16 (max diff to Keras 0.009 on validation)
+    shutil.copytree(PACK_DIR / arch, tmp_path / "models" / arch)
+    meta = ModelMetadata.load(tmp_path / "models" / arch)
+    build_repository(tmp_path / "models", tmp_path / "repo", "embedded", runtime="litert")
+    config = (tmp_path / "repo" / arch / "config.pbtxt").read_text()
+    assert 'key: "source_file" value: { string_value: "model_fp16.tflite" }' in config
+    pixels = np.random.default_rng(13).integers(0, 256, (4, meta.input_size, meta.input_size, 3), dtype=np.uint8)
+    alone, averaged = in_process(tmp_path / "models" / arch, meta, pixels)
+    assert np.abs(alone - averaged).max() > 0.05  # the flip matters more than fp16's rounding
+    triton = EmbeddedTriton(tmp_path / "repo", tmp_path / "server", 0, 0, 0).start()
+    backend = TritonBackend(triton.grpc_url, [arch], shared_memory=True).start()
+    try:
+        assert backend.served(arch) == ServedModel("UINT8", flips=True, file="model_fp16.tflite")
+        got = backend.infer(arch, pixels, timeout=10, flip=True)
+    finally:
+        backend.stop()
+        triton.stop()
+    assert got.model_file == "model_fp16.tflite"
+    np.testing.assert_allclose(got.probabilities, averaged, atol=0.03)
