@@ -133,10 +133,12 @@ def build_repository(model_dir: str | Path, out: str | Path, flavour: str = "emb
         if flavour == "cluster":  # the exported graph with the serving steps built in
             import onnx  # only here: the embedded flavour (every classifier start) copies files
 
-            from .serving_graph import serving_graph
+            from .serving_graph import check, serving_graph
 
             stored = "model.onnx"
-            onnx.save(serving_graph(info.folder / source, info.meta.flip_tta), str(version_dir / stored))
+            served = serving_graph(info.folder / source, info.meta.flip_tta)
+            check(info.folder / source, served, info.meta.flip_tta, info.input_size)  # before it can serve
+            onnx.save(served, str(version_dir / stored))
         else:
             stored = source
             shutil.copy2(info.folder / source, version_dir / stored)

@@ -78,3 +78,29 @@ def serving_graph(path: str | Path, flip: bool) -> onnx.ModelProto:
     graph.input.append(helper.make_tensor_value_info("image", TensorProto.UINT8, ["faces", *dims[1:]]))
     graph.output[0].type.tensor_type.shape.dim[0].dim_param = "faces"  # one answer a face, mirrored or not
     return model
+
+
+def check(path: str | Path, served: onnx.ModelProto, flip: bool, size: int, tolerance: float = 1e-4) -> float:
+    """Run the serving graph and the graph at `path` in ONNX Runtime on a few random faces and
+    return the largest difference from the steps done outside the graph; ValueError beyond
+    `tolerance`. `ferlite triton-repo` runs this before writing a model, so a graph this module
+    does not wrap correctly (another exporter, another opset) fails the build, not the answers."""
+    import onnxruntime as ort
+
+    from ferlite.base import preprocess
+
+    pixels = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    bare = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = preprocess.normalize(pixels)
+    name = bare.get_inputs()[0].name
+    expected = bare.run(None, {name: x})[0]
+    if flip:
+        expected = (expected + bare.run(None, {name: preprocess.mirrored(x)})[0]) / 2
+    wrapped = ort.InferenceSession(served.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = wrapped.run(None, {"image": pixels})[0]
+    if got.shape != expected.shape:
+        raise ValueError(f"{path}: the serving graph answers {got.shape}, the model {expected.shape}")
+    diff = float(np.abs(got - expected).max())
+    if not diff <= tolerance:
+        raise ValueError(f"{path}: the serving graph differs from the model by {diff:.2g} (> {tolerance})")
+    return diff
