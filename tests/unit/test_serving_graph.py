@@ -19,11 +19,14 @@ SIZE = 16  # the smallest input ModelMetadata accepts
 WEIGHTS = np.random.default_rng(0).normal(size=(SIZE * SIZE * 3, 7)).astype(np.float32)
 
 
-def tiny_model(path, opset: int) -> None:
+def tiny_model(path, opset: int, batch_dependent: bool = False) -> None:
     """image float32 N x 16 x 16 x 3 -> flatten -> MatMul -> Softmax -> probs N x 7: not mirror
-    symmetric, so flip averaging changes its answers."""
+    symmetric, so flip averaging changes its answers. `batch_dependent`: the input is first centred
+    on the batch's mean, so one face's answer depends on the rest of its batch."""
+    centre = [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0], keepdims=1),
+              helper.make_node("Sub", ["image", "mean"], ["centred"])] if batch_dependent else []
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+        [*centre, helper.make_node("Reshape", ["centred" if batch_dependent else "image", "shape"], ["flat"]),
          helper.make_node("MatMul", ["flat", "w"], ["logits"]),
          helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
         "tiny",
@@ -69,19 +72,7 @@ def test_the_check_catches_a_graph_that_cannot_be_wrapped(tmp_path) -> None:
 
     tiny_model(tmp_path / "good.onnx", 17)
     assert check(tmp_path / "good.onnx", serving_graph(tmp_path / "good.onnx", True), True, SIZE) < 1e-5
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0], keepdims=1),
-         helper.make_node("Sub", ["image", "mean"], ["centred"]),
-         helper.make_node("Reshape", ["centred", "shape"], ["flat"]),
-         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
-        "batch_dependent",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 7])],
-        [numpy_helper.from_array(np.array([-1, SIZE * SIZE * 3], np.int64), "shape"),
-         numpy_helper.from_array(WEIGHTS, "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-              str(tmp_path / "bad.onnx"))
+    tiny_model(tmp_path / "bad.onnx", 17, batch_dependent=True)
     with pytest.raises(ValueError, match="differs from the model"):
         check(tmp_path / "bad.onnx", serving_graph(tmp_path / "bad.onnx", True), True, SIZE)
     # `ferlite triton-repo` refuses to write it, and says why
