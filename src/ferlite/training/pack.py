@@ -59,7 +59,7 @@ def flip_averaged(run, pixels: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     """The model's probabilities, averaged with the mirror images' where its metadata says so."""
     probs = run(pixels)
     if meta.flip_tta:
-        probs = (probs + run(pixels[:, :, ::-1])) / 2
+        probs = (probs + run(preprocess.mirrored(pixels))) / 2
     return probs
 
 

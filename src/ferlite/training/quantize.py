@@ -57,7 +57,7 @@ def quantize_onnx(source: Path, target: Path, faces: np.ndarray, flip: bool) -> 
             if batch is None:
                 return None
             if flip:
-                batch = np.concatenate([batch, batch[:, :, ::-1]])
+                batch = np.concatenate([batch, preprocess.mirrored(batch)])
             return {"image": preprocess.normalize(batch)}
 
     with tempfile.TemporaryDirectory() as tmp:
