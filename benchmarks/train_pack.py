@@ -125,26 +125,28 @@ def _keras():
     return keras
 
 
-def training_graph(model, size: int, augment: bool, seed: int):
+def training_graph(model, size: int, augment: bool, seed: int, shift: float = 0.0):
     """48×48 grey faces in [0, 255] → the model's [0, 1] RGB input at `size` → the model."""
     keras = _keras()
-    from ferlite.training.augment import augmenter
+    from ferlite.training.augment import AugmentConfig, augmenter
 
     inputs = keras.Input((48, 48, 1), name="grey48")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
     x = keras.layers.Concatenate(name="rgb")([x, x, x])
     x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(x)
     if augment:
-        x = augmenter(seed=seed)(x)
+        x = augmenter(AugmentConfig(shift=shift), seed=seed)(x)
     return keras.Model(inputs, model(x), name=f"train_{model.name}")
 
 
-def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: int):
+def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: int, config=None):
     """A Keras PyDataset of whole shuffled batches augmented on the host (`augment_batch`, on the
     48x48 faces): the train step then holds only the model. Each batch draws from its own
     generator (seed, epoch, index), so worker threads never share one and a rerun is the same."""
     keras = _keras()
-    from ferlite.training.augment import augment_batch
+    from ferlite.training.augment import AugmentConfig, augment_batch
+
+    config = config or AugmentConfig()
 
     class HostBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -157,7 +159,7 @@ def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: i
 
         def __getitem__(self, i: int):
             idx = np.sort(self.order[i * batch:(i + 1) * batch])
-            return augment_batch(x[idx], np.random.default_rng((seed, self.epoch, i))), y[idx]
+            return augment_batch(x[idx], np.random.default_rng((seed, self.epoch, i)), config), y[idx]
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
@@ -250,7 +252,7 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     freeze_bn = args.freeze_bn and job.weights is not None
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
         layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
-    graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed)
+    graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed, shift=args.shift)
     if job.teacher is not None:
         y_fit, loss = targets(y_tr, job.teacher), distillation_loss(
             NUM_CLASSES, args.alpha, args.temperature, args.label_smoothing)
@@ -258,7 +260,10 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
         y_fit, loss = y_tr, keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
     x_fit, host = x_tr, None
     if args.augment == "host":  # whole batches, a new order and draw each epoch
-        host = host_batches(x_tr, y_fit, args.batch_size, args.seed, args.host_workers)
+        from ferlite.training.augment import AugmentConfig
+
+        host = host_batches(x_tr, y_fit, args.batch_size, args.seed, args.host_workers,
+                            AugmentConfig(shift=args.shift))
         record["augment"] = "host"
     elif keras.backend.backend() == "jax":
         # XLA compiles the train step once per batch shape: whole batches only (a seeded draw leaves
@@ -268,12 +273,14 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
         x_fit, y_fit = x_tr[keep], y_fit[keep]
         record["train_images"] = len(keep)
     steps = len(host) if host is not None else math.ceil(len(x_fit) / args.batch_size)
-    schedule = CosineWithWarmup(job.lr, steps, job.epochs or 1)
+    # A time budget fixes the epoch count once the second epoch is timed (the first includes
+    # compiling); until then the schedule is provisionally max_epochs long (near its peak).
+    schedule = CosineWithWarmup(job.lr, steps, job.epochs or args.max_epochs)
+    # The JAX trainer reads optimizer state once per epoch: a budgeted run there sets the rate at
+    # each epoch's start (its value mid-epoch), not per batch.
+    per_epoch_lr = not job.epochs and keras.backend.backend() == "jax"
     if job.epochs:  # a fixed epoch count: the schedule lives in the train step (any backend)
         optimizer = keras.optimizers.AdamW(schedule.in_graph(), weight_decay=args.weight_decay)
-    elif keras.backend.backend() == "jax":
-        raise SystemExit("the JAX backend needs fixed epoch counts (--epochs): a time budget sets the "
-                         "schedule's length after the first epoch, which only a per-batch callback can follow")
     else:
         optimizer = keras.optimizers.AdamW(job.lr, weight_decay=args.weight_decay)
     graph.compile(optimizer, loss)
@@ -281,32 +288,41 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     history: list[dict] = []
     stage2_start = time.perf_counter()
 
+    images_per_epoch = steps * args.batch_size if host is not None else len(x_fit)
+
     class Control(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
+            self.epoch, self.began = epoch, time.perf_counter()
+            if per_epoch_lr:
+                optimizer.learning_rate.assign(schedule(epoch, steps // 2))
 
         def on_train_batch_begin(self, batch, logs=None):
-            if not job.epochs:
+            if not job.epochs and not per_epoch_lr:
                 optimizer.learning_rate.assign(schedule(self.epoch, batch))
 
         def on_epoch_end(self, epoch, logs=None):
+            train_s = time.perf_counter() - self.began
             probs = predict_probs(graph, x_va, flip=False)
             acc = accuracy(probs, data["y_val"])
             history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_accuracy": acc,
-                            "seconds": round(time.perf_counter() - stage2_start, 1)})
+                            "seconds": round(time.perf_counter() - stage2_start, 1),
+                            "images_per_s": round(images_per_epoch / train_s)})
             print(f"  {job.name} epoch {epoch + 1}/{schedule.total_epochs} loss {logs['loss']:.4f} "
-                  f"val_acc {acc:.4f} lr {float(schedule(epoch + 1, 0)):.2e} at {history[-1]['seconds']} s",
-                  flush=True)
+                  f"val_acc {acc:.4f} lr {float(schedule(epoch + 1, 0)):.2e} at {history[-1]['seconds']} s "
+                  f"({images_per_epoch / train_s:,.0f} images/s)", flush=True)
             if acc > best["val_accuracy"]:
                 best.update(val_accuracy=acc, epoch=epoch + 1, weights=model.get_weights())
                 # A checkpoint: a job killed later (a lent machine's time limit) keeps its best epoch.
                 models.save_weights_npz(model, args.out / f"{job.name}.best.weights.npz")
             (args.out / f"{job.name}.progress.json").write_text(json.dumps(
-                {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history}))
-            if epoch == 0 and not job.epochs:
-                per_epoch = time.perf_counter() - stage2_start
-                left = job.budget_s - (time.perf_counter() - start)
-                schedule.total_epochs = max(2, min(args.max_epochs, 1 + int(left / per_epoch)))
+                {**record, "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                 "history": history}))
+            if epoch == 1 and not job.epochs:  # the first timed epoch without compiling in it
+                per_epoch = time.perf_counter() - self.began
+                left = job.budget_s - args.final_eval_s - (time.perf_counter() - start)
+                schedule.total_epochs = max(3, min(args.max_epochs, 2 + int(left / per_epoch)))
+                print(f"  {job.name}: {per_epoch:.1f} s per epoch, {left:.0f} s left of its budget: "
+                      f"{schedule.total_epochs} epochs", flush=True)
             if epoch + 1 >= schedule.total_epochs:
                 self.model.stop_training = True
 
@@ -395,7 +411,8 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
                      "test_accuracy": m.test["accuracy"], "test_f1_macro": m.test["f1_macro"],
                      "ck48_accuracy": next(iter(m.cross_dataset.values()))["accuracy"],
                      "temperature": m.temperature, "abstain_below": m.abstain_below, "flip_tta": m.flip_tta})
-    lines = ["# Model pack: training on FER2013 (2-core CPU)", "",
+    where = results.get("machine") or f"Keras on {results.get('backend', '?')}"
+    lines = [f"# Model pack: training on FER2013 ({where})", "",
              "Generated by `benchmarks/train_pack.py build` from the `train` run's `results.json`; the figures are "
              "the shipped ONNX files as served. Selection, flips, temperature and threshold on validation; test once.",
              "", *pack_table(metas), "",
@@ -410,6 +427,54 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
               + epochs_sentence(results), *ablation_lines(results, ablation or {}), ""]
     write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
                   "\n".join(lines))
+
+
+RECIPE_KEYS = ("batch_size", "dropout", "label_smoothing", "weight_decay", "alpha", "temperature", "lr",
+               "scratch_lr", "freeze_bn", "shift", "augment", "teacher", "backend")
+
+
+def merge(runs: list[Path], out: Path) -> dict:
+    """One run folder for `build` from several (parallel processes, or variants of one architecture):
+    per architecture, the run whose job has the best VALIDATION accuracy (test is never looked at).
+    A job killed before it ended (no results entry) is taken from its best-epoch checkpoint and marked
+    interrupted. Each job keeps its own run's recipe; every candidate is listed under "selection"."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    merged: dict = {"jobs": {}, "selection": {}, "merged_from": [str(r) for r in runs]}
+    candidates: dict[str, list] = {}
+    for run in runs:
+        res = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {"jobs": {}}
+        recipe = {k: res[k] for k in RECIPE_KEYS if k in res}
+        for key in ("size", "size_choice", "fixed_epochs"):
+            if key in res and key not in merged:
+                merged[key] = res[key]
+        for progress in run.glob("*.progress.json"):
+            name = progress.name.removesuffix(".progress.json")
+            job = res["jobs"].get(name)
+            weights = run / f"{name}.weights.npz"
+            if job is None or not weights.exists():
+                p = json.loads(progress.read_text())
+                job = {k: v for k, v in p.items() if k not in ("best_val_accuracy",)}
+                job.update(val_accuracy=p["best_val_accuracy"], epochs=len(p["history"]), interrupted=True,
+                           seconds=p["history"][-1]["seconds"])
+                weights = run / f"{name}.best.weights.npz"
+            if "architecture" in job and weights.exists():
+                candidates.setdefault(job["architecture"], []).append((job, recipe, weights, run))
+    for arch, options in candidates.items():
+        job, recipe, weights, run = max(options, key=lambda o: o[0]["val_accuracy"])
+        merged["jobs"][arch] = {**job, "job": arch, "recipe": recipe, "run": run.name}
+        merged["selection"][arch] = [{"run": r.name, "val_accuracy": j["val_accuracy"],
+                                      "freeze_bn": rc.get("freeze_bn"), "interrupted": j.get("interrupted", False)}
+                                     for j, rc, _, r in options]
+        shutil.copyfile(weights, out / f"{arch}.weights.npz")
+        print(f"== {arch}: {run.name} (val {job['val_accuracy']:.4f}) of "
+              + ", ".join(f"{r.name} {j['val_accuracy']:.4f}" for j, _, _, r in options), flush=True)
+    # The recipe of the top level is the MobileNetV2 job's (the pack's reference model).
+    first = merged["jobs"].get("mobilenet_v2") or next(iter(merged["jobs"].values()), {})
+    merged.update(first.get("recipe", {}))
+    save_results(out, merged)
+    return merged
 
 
 def save_results(out: Path, results: dict) -> None:
@@ -449,6 +514,7 @@ def train(args: argparse.Namespace) -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
     results.update(backend=_keras().backend.backend(), batch_size=args.batch_size, dropout=args.dropout,
+                   shift=args.shift, augment=args.augment,
                    label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
                    alpha=args.alpha, temperature=args.temperature, lr=args.lr, scratch_lr=args.scratch_lr,
                    freeze_bn=args.freeze_bn)
@@ -482,8 +548,11 @@ def train(args: argparse.Namespace) -> None:
         results["budgets_s"] = {a: round(b) for a, b in budgets.items()}
         epochs = dict(zip(budgets, args.epochs or [0, 0, 0, 0], strict=True))
         results["fixed_epochs"] = epochs
+        archs = args.archs.split(",") if args.archs else list(budgets)
         teachers = []
         for arch in ("mobilenet_v2", "mobilenet_v3_small"):
+            if arch not in archs:
+                continue
             model = resume(arch, out, results, args) if args.resume else None
             if model is None:
                 rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], epochs=epochs[arch] or None,
@@ -492,9 +561,24 @@ def train(args: argparse.Namespace) -> None:
                 save_results(out, results)
                 models.save_weights_npz(model, out / f"{arch}.weights.npz")
             teachers.append(training_graph(model, size, augment=False, seed=args.seed))
-        soft = teacher_probs(teachers, data, args.temperature)
-        np.save(args.cache / "teacher_soft.npy", soft)  # kept for reruns, not part of the results
-        for arch in ("mobilenet_v3_large", "efficientnet_b0"):
+        students = [a for a in ("mobilenet_v3_large", "efficientnet_b0") if a in archs]
+        if students and args.teacher_soft:
+            # Targets scored earlier (e.g. by a previous pack, so that students can train beside the
+            # teachers on one lent machine): raw probabilities on the training split, in load_data's order.
+            from ferlite.training.distill import soften
+
+            raw = np.load(args.teacher_soft)
+            if not args.limit and len(raw) != len(data["x_train"]):
+                raise SystemExit(f"{args.teacher_soft}: {len(raw)} rows, the training split has {len(data['x_train'])}")
+            soft = soften(raw[:len(data["x_train"])], args.temperature)
+            results["teacher"] = args.teacher_note or str(args.teacher_soft)
+        elif students:
+            if len(teachers) < 2:
+                raise SystemExit("distilled students need both teachers in --archs, or --teacher-soft")
+            soft = teacher_probs(teachers, data, args.temperature)
+            np.save(args.cache / "teacher_soft.npy", soft)  # kept for reruns, not part of the results
+            results["teacher"] = "MobileNetV2 + MobileNetV3-Small of this run, flip-averaged"
+        for arch in students:
             if args.resume and resume(arch, out, results, args) is not None:
                 continue
             rec, model = run_job(Job(arch, arch, args.student_size or size, None, budgets[arch], teacher=soft,
@@ -545,6 +629,14 @@ def main() -> int:
     t.add_argument("--epochs", type=lambda s: [int(v) for v in s.split(",")], default=None,
                    help="fixed epoch counts for the four models, in --budgets order (0: from the budget); "
                         "a fixed count makes a run reproducible on a busy machine")
+    t.add_argument("--archs", default="", help="pack job: only these architectures (comma-separated; "
+                   "default all four). Parallel processes on one GPU each take one, with their own --out")
+    t.add_argument("--teacher-soft", type=Path, help="pack job: the students' teacher as a .npy of raw "
+                   "probabilities on the training split (load_data's order) instead of this run's teachers")
+    t.add_argument("--teacher-note", default="", help="what --teacher-soft is, for results.json and the cards")
+    t.add_argument("--shift", type=float, default=0.0, help="augmentation: random shift, ± fraction of the size")
+    t.add_argument("--final-eval-s", type=float, default=20.0,
+                   help="seconds a budgeted job keeps for its last evaluations after training")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip the jobs an earlier run into the same --out finished")
     t.add_argument("--max-epochs", type=int, default=60)
@@ -578,6 +670,10 @@ def main() -> int:
     b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
     b.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation",
                    help="the ablation run's --out, reported beside the pack when present")
+    m = sub.add_parser("merge", help="one run folder from several (per architecture: the best validation "
+                       "accuracy), for build")
+    m.add_argument("--runs", type=Path, nargs="+", required=True)
+    m.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md and the pack's README from a "
                        "built pack and its run")
     r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
@@ -628,6 +724,9 @@ def main() -> int:
         metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
         write_index(args.pack, metas, results)  # first: it measures the folders the table's sizes come from
         write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
+        return 0
+    if args.cmd == "merge":
+        merge(args.runs, args.out)
         return 0
     if args.cmd == "prepare":
         prepare(args.data_root, args.out)

@@ -56,3 +56,13 @@ def test_a_seed_gives_the_same_batch() -> None:
     a = augment_batch(x, np.random.default_rng(5))
     assert np.array_equal(a, augment_batch(x, np.random.default_rng(5)))
     assert not np.array_equal(a, augment_batch(x, np.random.default_rng(6)))
+
+
+def test_shift_moves_faces_within_its_bound_and_is_off_by_default() -> None:
+    dot = np.zeros((300, 48, 48), np.uint8)
+    dot[:, 24, 24] = 255  # one bright pixel at the centre: where it lands is the shift
+    moved = augment_batch(dot, np.random.default_rng(0), AugmentConfig(0.0, False, 0.0, 0.0, shift=0.1))
+    peaks = np.array([np.unravel_index(np.argmax(m), m.shape) for m in moved]) - 24
+    assert np.abs(peaks).max() <= 0.1 * 48 + 1 and (np.abs(peaks) >= 3).any()
+    assert np.array_equal(augment_batch(dot, np.random.default_rng(0), NONE), dot.astype(np.float32))
+    assert AugmentConfig().shift == 0.0

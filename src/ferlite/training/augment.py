@@ -1,6 +1,7 @@
-"""Training-only augmentation of the paper: rotation, horizontal flip, zoom, brightness.
+"""Training-only augmentation of the paper (rotation, horizontal flip, zoom, brightness), plus an
+optional shift (translation; the pack's GPU recipe uses it: FER2013 faces are not centred alike).
 
-Two implementations of the same four transforms, never used at evaluation or serving time:
+Two implementations of the same transforms, never used at evaluation or serving time:
   augmenter       Keras layers on [0, 1] float batches after the shared preprocessing, inside the
                   training graph (the CPU path).
   augment_batch   OpenCV on the host, on the 48x48 faces before they enter the graph. On a GPU the
@@ -23,6 +24,7 @@ class AugmentConfig:
     flip: bool = True
     zoom: float = 0.1          # ± fraction
     brightness: float = 0.2    # ± fraction of the [0, 1] range
+    shift: float = 0.0         # ± fraction of the width and height (translation); off by default
 
 
 def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) -> keras.Sequential:
@@ -34,6 +36,9 @@ def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) 
                                                   seed=seed))
     if config.zoom:
         layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed))
+    if config.shift:
+        layers.append(keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest",
+                                                     seed=seed))
     if config.brightness:
         layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(layers, name="augment")
@@ -43,7 +48,7 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
                   config: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """The same transforms on the host: each face (N, H, W) or (N, H, W, 1), values in [0, 255],
     gets a random mirror, rotation within ±rotation_degrees and zoom within ±zoom about its centre
-    (edges repeated, as the layers' fill_mode="nearest"), then a brightness shift within
+    and a shift within ±shift of its size (edges repeated, as the layers' fill_mode="nearest"), then a brightness shift within
     ±brightness of the value range, clipped. Returns float32 of the input's shape."""
     x = np.asarray(faces, dtype=np.float32)
     squeeze = x.ndim == 4
@@ -55,11 +60,13 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
     angles = rng.uniform(-config.rotation_degrees, config.rotation_degrees, n)
     zooms = 1.0 + rng.uniform(-config.zoom, config.zoom, n)
     shifts = rng.uniform(-config.brightness, config.brightness, n) * 255.0
+    moves = rng.uniform(-config.shift, config.shift, (n, 2)) * (w, h) if config.shift else np.zeros((n, 2))
     centre = ((w - 1) / 2.0, (h - 1) / 2.0)
     for i in range(n):
         face = x[i, :, ::-1] if flips[i] else x[i]
-        if config.rotation_degrees or config.zoom:
+        if config.rotation_degrees or config.zoom or config.shift:
             matrix = cv2.getRotationMatrix2D(centre, float(angles[i]), float(zooms[i]))
+            matrix[:, 2] += moves[i]
             face = cv2.warpAffine(np.ascontiguousarray(face), matrix, (w, h), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
         out[i] = face

@@ -118,15 +118,25 @@ def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Pat
     models.load_weights_npz(model, weights)
     val = faces(data["x_val"], data["y_val"], size)
     test = faces(data["x_test"], data["y_test"], size)
+    if "flip_tta" not in job:  # a job stopped by its machine's time limit: decide flips here, on validation
+        from .export import run_batches
+
+        plain = run_batches(model.predict_on_batch, val.pixels, 256)
+        flipped = (plain + run_batches(model.predict_on_batch, preprocess.mirrored(val.pixels), 256)) / 2
+        job = {**job, "val_accuracy": accuracy(plain, val.labels), "val_accuracy_flip": accuracy(flipped, val.labels)}
+        job["flip_tta"] = job["val_accuracy_flip"] > job["val_accuracy"]
+    teacher = job.get("recipe", {}).get("teacher") or recipe.get("teacher") or \
+        "the flip-averaged MobileNetV2 + MobileNetV3-Small ensemble"
     training = {
         "data": "FER2013 train (fer2013/train), 85/15 train/validation split by training.splits, seed 42",
         "test_data": "FER2013 PublicTest with images byte-identical to a training image removed",
         "licence": FER_LICENCE,
         "init": "ImageNet (converted TFLite classifier, see shared/weights/SOURCES.md)" if job["init"] == "imagenet"
         else "random",
-        "distilled": "from the flip-averaged MobileNetV2 + MobileNetV3-Small ensemble" if job["distilled"] else "no",
+        "distilled": f"from {teacher}" if job["distilled"] else "no",
         "recipe": "benchmarks/train_pack.py", "epochs": job["epochs"], "best_epoch": job["best_epoch"],
-        "train_seconds": job["seconds"], "backend": recipe.get("backend", ""),
+        "train_seconds": job.get("seconds") or job["history"][-1]["seconds"], "backend": recipe.get("backend", ""),
+        "stopped_early": bool(job.get("interrupted")),
     }
     meta = export_model(model, out, val, test, formats=("onnx", "tflite_int8", "tflite_fp16"), keep_keras=False,
                         flip_tta=bool(job["flip_tta"]), training=training)

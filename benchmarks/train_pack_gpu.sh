@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The model pack's training on one lent GPU: every job at once, one process each, then the best
+# variant of each architecture chosen on VALIDATION (train_pack.py merge) and copied to $OUT.
+#
+#   bash benchmarks/train_pack_gpu.sh smoke    # a few minutes: every job, 3 short epochs, --limit
+#   bash benchmarks/train_pack_gpu.sh full     # the pack run, each job within BUDGET_S seconds
+#
+# Why all at once: a MobileNet train step at batch 128 keeps an H200 far from busy, and a lease is
+# short, so the jobs share the GPU (each process takes a slice of its memory). The students are
+# therefore distilled from teacher probabilities scored before the run (--teacher-soft, the previous
+# pack's MobileNetV2 + MobileNetV3-Small), not from this run's teachers, which finish at the same time.
+# Two variants are trained of each ImageNet-initialised model (BatchNorm frozen or trained); validation
+# picks one. Needs: .pack/fer2013.jpeg.npz and .pack/teacher_train.npy (see modelpack/README.md),
+# the ImageNet weights in WEIGHTS (default .pack/weights), and Keras 3 with JAX (wheels in .whl).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-smoke}
+out=${OUT:-runs/gpu-out}
+runs=runs/gpu-$mode
+weights=${WEIGHTS:-.pack/weights}
+mkdir -p "$out" "$runs"
+if [ -z "${SKIP_WHEELS:-}" ] && compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=src:.:${PYTHONPATH:-} KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
+nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv,noheader 2>/dev/null
+
+if [ "$mode" = smoke ]; then
+  common=(--limit "${SMOKE_LIMIT:-6144}" --max-epochs 3 --final-eval-s 5)
+  budget=1000; hard=240
+else
+  common=(--max-epochs 150)
+  budget=${BUDGET_S:-420}; hard=$((budget + 60))
+fi
+common+=(--data .pack/fer2013.jpeg.npz --weights-dir "$weights" --jobs pack --augment host --size 128
+         --student-size 128 --shift 0.1 --host-workers 3 --teacher-soft .pack/teacher_train.npy
+         --teacher-note "previous pack's MobileNetV2 + MobileNetV3-Small (ONNX, flip-averaged), scored before the run"
+         --budgets "$budget,$budget,$budget,$budget")
+
+run() {  # run NAME ARGS...: one job in the background, its log beside its run folder
+  local name=$1; shift
+  mkdir -p "$runs/$name"
+  timeout -s INT "$hard" python3 benchmarks/train_pack.py train "${common[@]}" --out "$runs/$name" "$@" \
+    >"$runs/$name.log" 2>&1 &
+}
+start=$(date +%s)
+run v2_bnfrozen --archs mobilenet_v2 --freeze-bn
+run v2_bntrain --archs mobilenet_v2 --no-freeze-bn
+run v3s_bnfrozen --archs mobilenet_v3_small --freeze-bn
+run v3s_bntrain --archs mobilenet_v3_small --no-freeze-bn
+run v3l --archs mobilenet_v3_large
+run b0 --archs efficientnet_b0
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
+  sleep "${POLL_S:-30}"
+  echo "--- $(( $(date +%s) - start )) s: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"
+  for f in "$runs"/*.log; do printf '%s: %s\n' "$(basename "$f" .log)" "$(grep -E 'epoch|==|Error' "$f" | tail -1)"; done
+done
+wait
+echo "=== all jobs ended after $(( $(date +%s) - start )) s"
+python3 benchmarks/train_pack.py merge --runs "$runs"/*/ --out "$out/pack"
+tar czf "$out/logs.tar.gz" "$runs"/*.log "$runs"/*/results.json "$runs"/*/*.progress.json 2>/dev/null
+for f in "$out"/pack/*.npz; do  # the device tool returns files of at most 16 MiB
+  if [ "$(stat -c %s "$f")" -gt 16000000 ]; then split -b 15000000 -d "$f" "$f.part"; rm "$f"; fi
+done
+ls -la "$out" "$out/pack"
