@@ -48,8 +48,8 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
                   config: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """The same transforms on the host: each face (N, H, W) or (N, H, W, 1), values in [0, 255],
     gets a random mirror, rotation within ±rotation_degrees and zoom within ±zoom about its centre
-    and a shift within ±shift of its size (edges repeated, as the layers' fill_mode="nearest"), then a brightness shift within
-    ±brightness of the value range, clipped. Returns float32 of the input's shape."""
+    and a shift within ±shift of its size (edges repeated, as the layers' fill_mode="nearest"), then
+    a brightness shift within ±brightness of the value range, clipped. Returns float32 of the input's shape."""
     x = np.asarray(faces, dtype=np.float32)
     squeeze = x.ndim == 4
     if squeeze:
