@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ferlite.base.architectures import ARCHITECTURES
 from ferlite.services.classifier.backend import SHM_DIR, SHM_PREFIX
 from ferlite.services.classifier.config import ClassifierConfig
+from ferlite.services.classifier.policy import champion_policy
 from ferlite.services.classifier.repository import build_repository
 from ferlite.services.classifier.server import build
 from ferlite.v1 import classifier_pb2 as pb
@@ -276,6 +277,10 @@ def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> N
     shm_before = set(os.listdir("/dev/shm"))
     server = build(config).start()
     pid = server.triton.proc.pid
+    # No policy file: the default policy is the champion of the served models' validation figures.
+    validation = {a: m.val_accuracy for a, m in server.core.metadata.items()}
+    assert server.policies.policy.weights == champion_policy(validation).weights
+    assert max(server.policies.policy.weights.values()) >= 0.9
     # Another Triton instance's region, appearing after ours started: stop must leave it alone.
     other = Path("/dev/shm") / "triton_python_backend_shm_region_another-instance"
     other.write_bytes(b"\0" * 16)

@@ -16,6 +16,7 @@ import redis
 
 from ferlite.app.sample_clip import make_clip
 from ferlite.app.stack import StackConfig, free_port_offset, serving
+from ferlite.base.architectures import ARCHITECTURES
 from tests.support.procs import ROOT, port_free
 
 
@@ -77,6 +78,8 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         assert summary["frames"] == 20 and summary["failed_frames"] == 0
         assert summary["faces"] >= 10  # the portrait half alone has one face per frame
         assert summary["recorded_faces"] == summary["faces"]
+        assert sum(summary["models"].values()) == summary["faces"]  # every face names the model that labelled it
+        assert set(summary["models"]) <= set(ARCHITECTURES)
         assert summary["aggregator_total_events"] == summary["faces"]
         assert sum(summary["aggregator_distribution"].values()) == summary["faces"]
         assert (tmp_path / "annotated.mp4").stat().st_size > 0
@@ -118,7 +121,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
 def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
     """The model pack in the repository, served by the whole local stack (no --models: the
     default), labels scikit-image's smiling astronaut `happy`, not uncertain. The A/B policy sends
-    the stream to the pack's validation pick (MobileNetV2), so the test does not depend on which arm
+    the stream to the pack's validation pick, so the test does not depend on which arm
     the stream id hashes to."""
     from ferlite.base.model_metadata import PACK_DIR, find_models
 
@@ -145,6 +148,7 @@ def test_shipped_pack_reads_a_real_smile(tmp_path) -> None:
         assert stream.returncode == 0, stream.stderr[-2000:]
         summary = json.loads(summary_path.read_text())
         assert summary["faces"] >= 15 and summary["recorded_faces"] == summary["faces"]  # every frame acknowledged
+        assert summary["models"] == {pick: summary["faces"]}
         client = redis.Redis(unix_socket_path=str(data_dir / "aggregator" / "redis" / "redis.sock"))
         events = [json.loads(f[b"event"]) for _, f in client.xrange("ferlite:stream:smile-room")]
         client.close()

@@ -24,12 +24,14 @@ class ScriptedBackend:
         self.calls: list[tuple[str, tuple[int, ...]]] = []
         self.dtypes: list[np.dtype] = []
         self.flips: list[bool] = []
+        self.batches: list[np.ndarray] = []
         self.model_file = ""  # what Triton says it serves (ServedModel.file)
 
     def infer(self, architecture: str, batch: np.ndarray, timeout: float, flip: bool = False) -> Inference:
         self.calls.append((architecture, batch.shape))
         self.dtypes.append(batch.dtype)
         self.flips.append(flip)
+        self.batches.append(batch.copy())
         probs = np.tile(np.array([0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1], np.float32), (len(batch), 1))
         return Inference(probs, "1", self.model_file)
 
@@ -137,3 +139,21 @@ def test_the_triton_model_stops_its_runtime_threads_spinning_after_each_run(monk
     options = module.session_options(2)
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_grey_model_gets_grey_crops_and_a_colour_model_the_crops_as_sent(dtype) -> None:
+    """Colour parity: a model that learnt from grey faces (FER2013) is served each crop's luma on
+    all three channels, the way its training replicated grey faces; an RGB model gets the colour."""
+    c, backend, _ = core({"mobilenet_v2": meta("mobilenet_v2", colour="grey"),
+                          "mobilenet_v3_small": meta("mobilenet_v3_small", colour="rgb")})
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (2, 48, 48, 3)).astype(np.uint8)
+    batch = batch if dtype == np.uint8 else (batch / 255.0).astype(np.float32)
+    c.classify(batch, architecture="mobilenet_v2")
+    c.classify(batch, architecture="mobilenet_v3_small")
+    grey, colour = backend.batches
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1], grey[..., 2])
+    luma = batch.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(grey[..., 0] - luma).max() <= (1.0 if dtype == np.uint8 else 1e-3)
+    assert np.array_equal(colour, batch)

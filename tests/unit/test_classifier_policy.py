@@ -123,3 +123,31 @@ def test_the_policy_file_is_the_one_writer(tmp_path, monkeypatch) -> None:
     finally:
         one.stop()
         two.stop()
+
+
+def test_champion_policy_routes_most_keys_to_the_best_validated_model() -> None:
+    from ferlite.services.classifier.policy import CHAMPION_SHARE, champion_policy
+
+    validation = {"mobilenet_v2": 0.66, "mobilenet_v3_small": 0.63, "mobilenet_v3_large": 0.68,
+                  "efficientnet_b0": 0.60}
+    policy = champion_policy(validation)
+    assert max(policy.weights, key=policy.weights.get) == "mobilenet_v3_large"
+    assert policy.weights["mobilenet_v3_large"] == CHAMPION_SHARE >= 0.9
+    assert sum(policy.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    n = 20_000
+    counts = Counter(choose(policy, ALL, key=f"class-{i}") for i in range(n))
+    assert _within(counts["mobilenet_v3_large"], n, CHAMPION_SHARE)
+    assert all(counts[a] > 0 for a in ALL)  # each other arm still gets its canary
+    # A gated model is simply not offered; a single model takes everything.
+    assert champion_policy({"mobilenet_v2": 0.66}).weights == {"mobilenet_v2": 1.0}
+    assert champion_policy(validation).revision == policy.revision  # same pack, same revision
+
+
+def test_store_starts_from_the_given_default_until_a_file_or_set_replaces_it(tmp_path) -> None:
+    from ferlite.services.classifier.policy import champion_policy
+
+    default = champion_policy({"mobilenet_v2": 0.7, "mobilenet_v3_small": 0.6})
+    assert PolicyStore(default=default).policy.weights == default.weights
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"weights": {"mobilenet_v3_small": 1}}))
+    assert PolicyStore(path, default=default).policy.weights == {"mobilenet_v3_small": 1}

@@ -101,3 +101,15 @@ def test_the_served_onnx_file_follows_precision_and_device() -> None:
     assert ModelMetadata("mobilenet_v2", 96, files={"onnx": "model.onnx"}).onnx_file("int8") == "model.onnx"
     with pytest.raises(MetadataError, match="precision"):
         with_int8.onnx_file("fp8")
+
+
+def test_colour_is_rgb_or_grey_and_older_files_mean_rgb(tmp_path) -> None:
+    with pytest.raises(MetadataError, match="colour"):
+        ModelMetadata("mobilenet_v2", 96, colour="sepia")
+    m = ModelMetadata("mobilenet_v2", 96, colour="grey")
+    m.save(tmp_path)
+    assert ModelMetadata.load(tmp_path).colour == "grey"
+    data = json.loads((tmp_path / "metadata.json").read_text())
+    del data["colour"]
+    (tmp_path / "metadata.json").write_text(json.dumps(data))
+    assert ModelMetadata.load(tmp_path).colour == "rgb"

@@ -102,3 +102,17 @@ def test_mirrored_flips_each_image_of_a_batch_left_right(dtype) -> None:
     assert not halves[:3].any()
     with pytest.raises(ValueError, match="C-contiguous"):
         preprocess.mirrored(batch, out=halves[:, :, :, :1])
+
+
+def test_match_colour_gives_grey_models_the_luma_on_three_channels() -> None:
+    from ferlite.base.preprocess import is_grey, match_colour
+
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3)).astype(np.uint8)
+    assert match_colour(rgb, "rgb") is rgb
+    grey = match_colour(rgb, "grey")
+    assert grey.shape == rgb.shape and grey.dtype == np.uint8 and is_grey(grey) and not is_grey(rgb)
+    one = cv2.cvtColor(rgb[1], cv2.COLOR_RGB2GRAY)  # the same as converting each crop alone
+    assert np.array_equal(grey[1, ..., 0], one)
+    assert np.array_equal(match_colour(grey, "grey"), grey)  # grey faces (FER2013) are left as they are
+    with pytest.raises(ValueError, match="colour"):
+        match_colour(rgb, "sepia")

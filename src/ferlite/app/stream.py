@@ -39,6 +39,7 @@ class StreamStats:
     recorded_faces: int = 0
     failed_frames: int = 0
     labels: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)  # faces labelled by each architecture
     tracks: set = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
 
@@ -47,6 +48,7 @@ class StreamStats:
         return {"frames": self.frames, "faces": self.faces, "recorded_faces": self.recorded_faces,
                 "failed_frames": self.failed_frames, "tracks": len(self.tracks),
                 "smoothed_labels": {k: self.labels.get(k, 0) for k in [*EMOTIONS, "uncertain"]},
+                "models": dict(self.models.most_common()),
                 "seconds": round(seconds, 2), "fps": round(self.frames / seconds, 2) if seconds else 0.0}
 
 
@@ -81,15 +83,27 @@ def frames(capture: cv2.VideoCapture, fps: float, live: bool, max_frames: int | 
         n += 1
 
 
-def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]]) -> np.ndarray:
+MODEL_TAGS = {"mobilenet_v2": "MNv2", "mobilenet_v3_small": "MNv3-S", "mobilenet_v3_large": "MNv3-L",
+              "efficientnet_b0": "EffB0"}
+
+
+def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]], model: str = "") -> np.ndarray:
+    """Boxes and labels drawn on a copy of the frame; each label names the model that answered, on a
+    dark band so it stays legible on any background, kept inside the frame."""
     out = frame.copy()
+    h, w = out.shape[:2]
+    tag = MODEL_TAGS.get(model, model)
     for face, label, confidence in faces:
         b = face.box
         p0, p1 = (int(b.x), int(b.y)), (int(b.x + b.width), int(b.y + b.height))
-        colour = (160, 160, 160) if label == "uncertain" else (60, 200, 60)
+        colour = (170, 170, 170) if label == "uncertain" else (80, 220, 80)
         cv2.rectangle(out, p0, p1, colour, 2)
-        cv2.putText(out, f"{label} {confidence:.2f}", (p0[0], max(12, p0[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    colour, 1, cv2.LINE_AA)
+        text = f"{label} {confidence:.2f}" + (f" [{tag}]" if tag else "")
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 2)
+        x = min(max(0, p0[0]), max(0, w - tw - 4))
+        y = p0[1] - 6 if p0[1] - th - base - 8 >= 0 else min(h - base - 2, p1[1] + th + 6)
+        cv2.rectangle(out, (x, y - th - 4), (x + tw + 4, y + base), (20, 20, 20), cv2.FILLED)
+        cv2.putText(out, text, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 2, cv2.LINE_AA)
     return out
 
 
@@ -143,6 +157,8 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
             stats.faces += len(reply.faces)
             faces_of[camera.index - 1] = len(reply.faces)
             stats.recorded_faces += len(reply.faces) if reply.recorded else 0
+            if reply.faces:
+                stats.models[reply.model.architecture or "unknown"] += len(reply.faces)
             shown = []
             for face in reply.faces:
                 label, confidence = smoother.update(face.track_id, face.classification.probabilities,
@@ -155,7 +171,7 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
                     h, w = frame.shape[:2]
                     private_file(output)  # it shows faces: nobody else may read it
                     writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                writer.write(annotate(frame, shown))
+                writer.write(annotate(frame, shown, reply.model.architecture))
             bar.update(1)
             bar.set_postfix(faces=stats.faces, fps=f"{stats.frames / (time.monotonic() - stats.started):.1f}")
         bar.close()
@@ -237,6 +253,9 @@ def print_summary(stats: StreamStats, summary: aggregator_pb2.ClassroomSummary |
     print(f"\nframes {d['frames']} (failed {d['failed_frames']}), faces {d['faces']}, tracks {d['tracks']}, "
           f"{d['fps']} frames/s")
     print("smoothed labels per face-frame: " + ", ".join(f"{k} {v}" for k, v in d["smoothed_labels"].items() if v))
+    if d["models"]:
+        total = sum(d["models"].values())
+        print("labelled by: " + ", ".join(f"{arch} {n / total:.0%} ({n} faces)" for arch, n in d["models"].items()))
     if summary is not None:
         dist = ", ".join(f"{c.label} {c.count}" for c in summary.distribution if c.count)
         print(f"classroom {summary.classroom_id} (aggregator, last {summary.end_time - summary.start_time:.0f} s): "

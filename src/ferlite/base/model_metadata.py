@@ -49,6 +49,10 @@ class ModelMetadata:
     abstain_below: float = 0.0
     # Average the prediction with the mirrored face (chosen on validation).
     flip_tta: bool = False
+    # The colour the model learnt from (preprocess.COLOURS): "grey" makes the classifier give it
+    # grey crops (preprocess.match_colour), so a FER2013 model never sees colour it was not trained
+    # on. Older metadata without the field meant "rgb": crops as the camera sees them.
+    colour: str = "rgb"
     # Figures: validation (accuracy, coverage, selective accuracy, ...), test, cross-dataset.
     validation: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
@@ -73,6 +77,8 @@ class ModelMetadata:
             raise MetadataError(f"{self.architecture}: input size {self.input_size!r} is not a size")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise MetadataError(f"{self.architecture}: temperature must be > 0, got {self.temperature}")
+        if self.colour not in ("rgb", "grey"):
+            raise MetadataError(f"{self.architecture}: colour must be rgb or grey, got {self.colour!r}")
         if not 0.0 <= self.abstain_below <= 1.0:
             raise MetadataError(f"{self.architecture}: abstain_below must be in [0, 1], got {self.abstain_below}")
         for name, own in self.file_calibration.items():

@@ -103,6 +103,29 @@ def aligned_square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MAR
     return rotated[off:off + side, off:off + side]
 
 
+# The colour a model learnt from (ModelMetadata.colour): "rgb" as the camera sees it, or "grey"
+# (FER2013's faces are greyscale; training replicates them on three channels).
+COLOURS = ("rgb", "grey")
+
+
+def is_grey(pixels: np.ndarray) -> bool:
+    """True when every pixel of an (N x) H x W x 3 array has equal channels: grey faces in RGB form."""
+    return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]))
+
+
+def match_colour(batch: np.ndarray, colour: str) -> np.ndarray:
+    """N x H x W x 3 RGB crops in the colour their model learnt from. "rgb" passes them through;
+    "grey" puts each pixel's luma (ITU-R BT.601, OpenCV's RGB2GRAY: the usual greyscale of face
+    datasets) on all three channels, as training replicated the grey faces. uint8 or float32."""
+    if colour == "rgb":
+        return batch
+    if colour != "grey":
+        raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
+    n, h, w = batch.shape[:3]
+    flat = np.ascontiguousarray(batch).reshape(n * h, w, 3)  # one tall image: one OpenCV call
+    return cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).reshape(batch.shape)
+
+
 def resize(image: np.ndarray, size: int) -> np.ndarray:
     """Resize to size×size: area averaging when shrinking (no aliasing), bilinear when growing."""
     h, w = image.shape[:2]

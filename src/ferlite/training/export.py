@@ -181,6 +181,8 @@ def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set:
         architecture=model.name, input_size=int(model.input_shape[1]), version=version,
         reference=reference_profile(calibrated), temperature=temperature, abstain_below=abstention.threshold,
         flip_tta=flip_tta, validation=validation,
+        # Grey training faces (FER2013) make a grey model: the classifier then serves it grey crops.
+        colour="grey" if preprocess.is_grey(val_set.pixels) else "rgb",
         test={k: v for k, v in (evaluation or {}).items() if k not in {"confusion_normalised"}},
         training=training or dict(run_info or {}), synthetic=synthetic, files=files, checks=checks,
         extra={"ferlite_version": __version__,
@@ -227,6 +229,8 @@ def model_card(meta: ModelMetadata) -> str:
         "",
         "## Input",
         f"- {meta.input_size}×{meta.input_size} face crop; {meta.normalisation}.",
+        *(["- Learnt from grey faces: the classifier serves it grey crops (each pixel's luma on all three "
+           "channels, `preprocess.match_colour`)."] if meta.colour == "grey" else []),
         f"- Served with calibration temperature {meta.temperature:.3f}"
         f"{', averaged with the mirrored face' if meta.flip_tta else ''}; faces below confidence "
         f"{meta.abstain_below:.2f} are reported uncertain.",
@@ -253,6 +257,12 @@ def model_card(meta: ModelMetadata) -> str:
         if "coverage" in ev:
             lines.append(f"- at the validation threshold: coverage {_pct(ev['coverage'])}, selective accuracy "
                          f"{_pct(ev['selective_accuracy'])}")
+        if "paper_classes" in ev:
+            five = ev["paper_classes"]
+            lines.append(f"- on the paper's five classes ({', '.join(five['classes'])}; the faces of those classes, "
+                         f"the most probable of the five): accuracy {_pct(five['accuracy'])}, macro precision "
+                         f"{five['precision_macro']:.3f}, recall {five['recall_macro']:.3f}, F1 {five['f1_macro']:.3f} "
+                         f"(n={five['n']})")
         if "confusion" in ev:
             lines += ["", "Confusion matrix (rows true, columns predicted):", "",
                       "| | " + " | ".join(meta.labels) + " |", "|---" * (len(meta.labels) + 1) + "|"]

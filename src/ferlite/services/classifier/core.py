@@ -149,7 +149,7 @@ class Classifier:
 
     def _run(self, arch: str, batch: np.ndarray, timeout: float) -> ArmResult:
         meta = self.metadata[arch]
-        batch = resize_batch(batch, meta.input_size)
+        batch = preprocess.match_colour(resize_batch(batch, meta.input_size), meta.colour)
         n = len(batch)
         start = time.perf_counter()
         try:

@@ -19,7 +19,7 @@ from ferlite.v1 import common_pb2
 from .backend import TritonBackend
 from .config import ClassifierConfig
 from .core import ArmResult, Classifier, InvalidInput, Unavailable, decode_crops
-from .policy import ABPolicy, PolicyError, PolicyReadOnly, PolicyStore
+from .policy import ABPolicy, PolicyError, PolicyReadOnly, PolicyStore, champion_policy
 from .repository import build_repository, discover
 from .triton import EmbeddedTriton
 
@@ -141,8 +141,10 @@ def build(config: ClassifierConfig) -> ClassifierServer:
     metrics = ServiceMetrics(config.SERVICE)
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,
                             shared_memory=config.triton_shared_memory and triton is not None)
-    policies = PolicyStore(config.policy_file or None)
     metadata = {m.architecture: m.meta for m in models}
+    servable = {a: m.val_accuracy for a, m in metadata.items()
+                if m.val_accuracy is not None and m.val_accuracy >= config.min_val_accuracy}
+    policies = PolicyStore(config.policy_file or None, default=champion_policy(servable))
     core = Classifier(backend, policies, metadata, metrics, config.max_batch, config.timeout_seconds, config.seed,
                       min_val_accuracy=config.min_val_accuracy)
     return ClassifierServer(config, core, policies, backend, metrics, triton)
