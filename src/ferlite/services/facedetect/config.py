@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ferlite import DECODER_MAX_PIXELS
 from ferlite.services.common.config import ConfigError, ServerConfig, setting
 
 DETECTORS = ("blazeface_full", "blazeface_short", "haar")
@@ -53,6 +54,9 @@ class FaceDetectConfig(ServerConfig):
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1]")
         if self.max_fps_per_client < 0 or self.max_fps_per_peer < 0:
             raise ConfigError("max_fps_per_client and max_fps_per_peer must be >= 0")
+        if self.max_megapixels * 1e6 > DECODER_MAX_PIXELS:
+            raise ConfigError(f"max_megapixels={self.max_megapixels:g} is above the decoders' ceiling of "
+                              f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.DECODER_MAX_PIXELS)")
         if self.max_megapixels <= 0 or self.downstream_timeout <= 0 or self.crop_margin < 0:
             raise ConfigError("max_megapixels and downstream_timeout must be > 0, crop_margin >= 0")
         if self.blazeface_model:

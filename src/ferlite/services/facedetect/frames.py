@@ -1,12 +1,15 @@
 """Frame decoding with bounded memory and precise errors.
 
-Encoded frames are sniffed (JPEG, PNG, WebP) and their dimensions read from the header BEFORE
-decoding, so a small file that would decode to a huge image is refused without allocating it.
+Encoded frames are sniffed (JPEG, PNG, WebP) and their dimensions read from the header by a real
+parser (Pillow's) BEFORE decoding, so a small file that would decode to a huge image is refused
+without allocating it; a decoder that reads another size than that parser is refused too, and
+OpenCV's own pixel ceiling (set in `ferlite/__init__.py`) bounds what any decoder may allocate.
 Raw frames are checked against their declared size, format and stride.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 
@@ -55,35 +58,43 @@ def sniff(data: bytes) -> str | None:
 
 
 def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None if it cannot be read."""
-    try:
-        if kind == "png":
-            return struct.unpack(">II", data[16:24])
-        if kind == "webp":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                w = int.from_bytes(data[24:27], "little") + 1
-                h = int.from_bytes(data[27:30], "little") + 1
-                return w, h
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", data[26:30])
-                return w & 0x3FFF, h & 0x3FFF
-        if kind == "jpeg":
-            i = 2
-            while i + 9 < len(data):
-                if data[i] != 0xFF:
-                    return None
-                marker = data[i + 1]
-                length = struct.unpack(">H", data[i + 2:i + 4])[0]
-                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                    return w, h
-                i += 2 + length
-    except struct.error:
+    """(width, height) from the file header, or None if it cannot be read.
+
+    JPEG and PNG are read by Pillow's format parsers, which walk the markers as the decoders do
+    (JPEG fill bytes, RST/APPn/COM before the frame header, progressive frames; PNG's IHDR) and read
+    no pixel data. A hand-written marker scanner once skipped a fill byte wrongly, landed on a decoy
+    16x16 frame header, and let a 49 KB file decode to 6 GB. WebP is read here from its first chunk,
+    the fields libwebp's WebPGetFeatures reads and OpenCV allocates by (Pillow's WebP parser
+    allocates the whole canvas to read the size). Pillow's own bomb check is not used: the caller
+    applies the configured limit."""
+    if kind == "webp":
+        return _webp_size(data)
+    from PIL import JpegImagePlugin, PngImagePlugin
+
+    plugin = {"jpeg": JpegImagePlugin.JpegImageFile, "png": PngImagePlugin.PngImageFile}.get(kind)
+    if plugin is None:
         return None
+    try:
+        with plugin(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - any parse failure (SyntaxError, OSError, struct.error...) is "corrupt"
+        return None
+    return int(width), int(height)
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """Canvas size of a WebP file: VP8X's canvas, or the VP8/VP8L frame's size (RIFF, first chunk)."""
+    if len(data) < 30:
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
     return None
 
 
@@ -109,15 +120,18 @@ def decode_encoded(data: bytes, max_megapixels: float) -> np.ndarray:
         image = _decode_8bit_rgb(data)
     except ValueError:
         raise FrameError("undecodable", f"{kind.upper()} data could not be decoded (truncated or corrupt)") from None
-    if image.shape[0] * image.shape[1] > max_megapixels * 1e6:  # header lied
-        raise FrameError("too_large", f"decoded frame exceeds the {max_megapixels:g} MP limit")
+    if (image.shape[1], image.shape[0]) != size:  # the decoder read another frame than the header parser
+        raise FrameError("undecodable", f"{kind.upper()} header and data disagree on the frame size")
     return image
 
 
 def _decode_8bit_rgb(data: bytes) -> np.ndarray:
     """Decode straight to 8-bit colour: the decoder reduces 16-bit and drops alpha itself, so a
     small 16-bit RGBA PNG never expands into a 16-bit (let alone float) image in memory."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own pixel ceiling (ferlite.DECODER_MAX_PIXELS), or a decoder failure
+        raise ValueError("undecodable") from None
     if image is None:
         raise ValueError("undecodable")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
