@@ -77,7 +77,7 @@ def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
     try:
         with plugin(io.BytesIO(data)) as image:
             width, height = image.size
-    except Exception:  # noqa: BLE001 - any parse failure (SyntaxError, OSError, struct.error...) is "corrupt"
+    except Exception:  # any parse failure (SyntaxError, OSError, struct.error...) means "corrupt"
         return None
     return int(width), int(height)
 
