@@ -21,7 +21,7 @@ from ferlite.base.events import Event, InvalidEvent, event_to_pb
 from ferlite.base.labels import EMOTIONS
 from ferlite.base.model_metadata import ModelMetadata
 from ferlite.services.aggregator.config import AggregatorConfig
-from ferlite.services.aggregator.core import Aggregator, NotFound
+from ferlite.services.aggregator.core import Aggregator, NotFound, Unavailable
 from ferlite.services.aggregator.server import REDIS_HEALTH, build
 from ferlite.services.aggregator.spool import Spool
 from ferlite.services.aggregator.store import RedisStore
@@ -468,3 +468,105 @@ def test_every_replica_reports_the_same_drift_and_feedback_figures(redis_server,
     assert _gauge(metrics_a, "drift_window_events", **arm) == 50  # both replicas' events, one window
     assert _gauge(metrics_a, "confidence_mean", **arm) == pytest.approx((30 * 0.4 + 20 * 0.9) / 50)
     assert _gauge(metrics_a, "feedback_accuracy", **arm) == pytest.approx(0.5)  # given to b, seen by a
+
+
+def _spool_files(tmp_path) -> list:
+    return sorted((tmp_path / "agg" / "spool").glob("*.json"))
+
+
+def test_a_damaged_spool_file_is_moved_aside_and_the_rest_replays(tmp_path, model_dir) -> None:
+    """Issue 25: one spool file truncated during an outage. Its batch cannot be replayed; it is moved
+    to corrupt/ (named in the log, counted), the batches after it are stored, and recording goes
+    straight to Redis again afterwards instead of queueing behind the damaged file forever."""
+    server = start_redis(tmp_path / "redis")
+    core, metrics = make_core(server, tmp_path, model_dir)
+    server.kill()
+    for b in range(3):
+        assert core.record([event(10 * b + i, ts=NOW - 10) for i in range(5)]).spooled
+    first = _spool_files(tmp_path)[0]
+    first.write_bytes(first.read_bytes()[:40])  # truncated on disk
+    server = start_redis(tmp_path / "redis", port=server.port)
+    try:
+        assert core.replay_pending() == 10
+        assert core.spool.depth == 0 and core.store.event_count("room-1") == 10
+        assert (tmp_path / "agg" / "spool" / "corrupt" / first.name).exists()
+        assert metrics.registry.get_sample_value("ferlite_aggregator_spool_corrupt_files_total") == 1
+        assert not core.record([event(99, ts=NOW - 5)]).spooled  # stored directly again
+    finally:
+        server.stop()
+
+
+def test_start_up_with_a_damaged_spool_file_serves_and_replays_the_rest(tmp_path, model_dir, caplog) -> None:
+    server = start_redis(tmp_path / "redis")
+    core, _ = make_core(server, tmp_path, model_dir)
+    server.kill()
+    assert core.record([event(i, ts=NOW - 10) for i in range(4)]).spooled
+    assert core.record([event(i, ts=NOW - 10) for i in range(4, 6)]).spooled
+    core.stop()
+    bad = _spool_files(tmp_path)[1]
+    bad.write_bytes(bad.read_bytes().replace(b"room-1", b"room-X"))  # same length, checksum wrong
+    server = start_redis(tmp_path / "redis", port=server.port)
+    try:
+        with caplog.at_level("ERROR", logger="ferlite.aggregator.spool"):
+            again, metrics = make_core(server, tmp_path, model_dir)  # no crash loop at start
+        assert any(bad.name in str(getattr(r, "file", "")) for r in caplog.records)
+        assert again.spool.depth == 4
+        assert metrics.registry.get_sample_value("ferlite_aggregator_spool_corrupt_files_total") == 1
+        again.replay_pending()
+        assert again.store.event_count("room-1") == 4 and again.store.event_count("room-X") == 0
+    finally:
+        server.stop()
+
+
+def test_the_replay_worker_survives_an_unexpected_error_and_reports_itself(tmp_path, model_dir) -> None:
+    server = start_redis(tmp_path / "redis")
+    core, metrics = make_core(server, tmp_path, model_dir, replay_interval=0.05)
+    states: list[bool] = []
+    core.on_replayer_state = states.append
+    real, failures = core.store.record, []
+
+    def flaky(events):
+        if not failures:  # the first replay attempt meets a bug, not an outage
+            failures.append(1)
+            raise RuntimeError("unexpected")
+        return real(events)
+
+    server.kill()
+    assert core.record([event(i, ts=NOW - 10) for i in range(3)]).spooled
+    server = start_redis(tmp_path / "redis", port=server.port)
+    core.store.record = flaky
+    core.start()
+    try:
+        deadline = time.monotonic() + 10
+        while core.spool.depth and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert core.spool.depth == 0 and core.store.event_count("room-1") == 3
+        assert metrics.registry.get_sample_value("ferlite_aggregator_spool_replay_errors_total") == 1
+        time.sleep(1.2)  # the watcher reports at least once a second
+        assert states and states[-1] is True
+        assert metrics.registry.get_sample_value("ferlite_aggregator_spool_replayer_running") == 1
+    finally:
+        core.stop()
+        server.stop()
+
+
+def test_spool_files_are_the_owners_only(tmp_path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([event(1)])
+    assert (tmp_path / "spool").stat().st_mode & 0o077 == 0
+    for f in (tmp_path / "spool").iterdir():
+        assert f.stat().st_mode & 0o077 == 0, f
+
+
+def test_a_batch_the_spool_cannot_write_is_refused_not_acknowledged(tmp_path, model_dir) -> None:
+    server = start_redis(tmp_path / "redis")
+    core, _ = make_core(server, tmp_path, model_dir)
+    server.kill()
+
+    def disk_full(events):
+        raise OSError(28, "No space left on device")
+
+    core.spool.append = disk_full
+    with pytest.raises(Unavailable, match="NOT recorded"):
+        core.record([event(1, ts=NOW - 10)])
+    assert core.spool.depth == 0

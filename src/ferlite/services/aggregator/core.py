@@ -65,6 +65,14 @@ class Aggregator:
         self.g_redis_max = metrics.gauge("redis_memory_max_bytes", "Redis maxmemory; 0 means no limit.")
         self.c_recorded = metrics.counter("events_recorded_total", "Events by outcome: stored, duplicate "
                                           "(a retry, not counted again), spooled, replayed.", ["outcome"])
+        self.c_corrupt = metrics.counter("spool_corrupt_files_total", "Spool files that failed their checksum "
+                                         "or could not be parsed, moved to the spool's corrupt/ folder.")
+        self.c_replay_errors = metrics.counter("spool_replay_errors_total", "Unexpected errors of the spool's "
+                                               "replay worker (it logs each one and carries on).")
+        self.g_replayer = metrics.gauge("spool_replayer_running", "1 while the spool's replay worker runs.")
+        self.on_replayer_state: Callable[[bool], None] = lambda running: None
+        self.c_corrupt.inc(spool.corrupt_files)  # found at start-up, before this counter existed
+        spool.on_corrupt = lambda path: self.c_corrupt.inc()
         self.g_spool.set(spool.depth)
         self.g_redis.set(1)
 
@@ -89,7 +97,12 @@ class Aggregator:
                 else:
                     self._set_redis(True)
                     return self._stored(events, flags, "stored")
-            self.spool.append(events)
+            try:  # acknowledged as spooled only once the batch is durably on disk
+                self.spool.append(events)
+            except OSError as exc:
+                log.error("cannot spool a batch while Redis is unreachable", extra={"error": exc.strerror})
+                raise Unavailable(f"Redis is unreachable and the spool cannot be written ({exc.strerror}); "
+                                  "the batch was NOT recorded: send it again") from None
             self.g_spool.set(self.spool.depth)
             self.c_recorded.labels("spooled").inc(len(events))
             return RecordResult(0, 0, True)
@@ -144,6 +157,13 @@ class Aggregator:
         while not self._stop.is_set():
             if self._drift_ready.wait(1.0):
                 self.flush_drift()
+            self._report_replayer()
+
+    def _report_replayer(self) -> None:
+        """Health and a gauge say whether the replay worker runs (the drift thread watches it)."""
+        running = self._replayer is not None and self._replayer.is_alive()
+        self.g_replayer.set(1 if running else 0)
+        self.on_replayer_state(running)
 
     def replay_pending(self) -> int:
         """Replay spooled batches oldest first until the spool is empty or Redis fails again."""
@@ -179,22 +199,31 @@ class Aggregator:
         self.drift.refresh(self.store.drift_windows(), self.store.feedback_figures())
 
     def _replay_loop(self) -> None:
+        """The replay worker. Nothing may end it but stop(): an unexpected error is logged, counted
+        and tried again at the next interval (an acknowledged spooled batch waits for it)."""
         checks = 0
         while not self._stop.wait(self.config.replay_interval):
             checks += 1
-            if self._redis_up and checks % 10 == 1:
-                self._watch_memory()
-                with contextlib.suppress(redis.RedisError):
-                    self.refresh_drift()
-            if self.spool.depth or not self._redis_up:
-                if self.store.ping():
-                    n = self.replay_pending()
-                    if n:
-                        log.info("replayed spooled events", extra={"events": n, "left": self.spool.depth})
-                    if self.spool.depth == 0:
-                        self._set_redis(True)
-                else:
-                    self._set_redis(False)
+            try:
+                self._replay_once(checks)
+            except Exception:
+                self.c_replay_errors.inc()
+                log.exception("spool replay failed; trying again at the next interval")
+
+    def _replay_once(self, checks: int) -> None:
+        if self._redis_up and checks % 10 == 1:
+            self._watch_memory()
+            with contextlib.suppress(redis.RedisError):
+                self.refresh_drift()
+        if self.spool.depth or not self._redis_up:
+            if self.store.ping():
+                n = self.replay_pending()
+                if n:
+                    log.info("replayed spooled events", extra={"events": n, "left": self.spool.depth})
+                if self.spool.depth == 0:
+                    self._set_redis(True)
+            else:
+                self._set_redis(False)
 
     def start(self) -> Aggregator:
         self._replayer = threading.Thread(target=self._replay_loop, name="spool-replay", daemon=True)

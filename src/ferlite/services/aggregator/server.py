@@ -27,6 +27,7 @@ from .store import EventConflict, RedisStore
 
 SERVICE_NAME = "ferlite.v1.Aggregator"
 REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
+REPLAY_HEALTH = "ferlite.aggregator.replay"  # NOT_SERVING if the spool's replay worker is not running
 # Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
 # write path, needs the service token (when one is configured: the local stack and the chart do).
 PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
@@ -109,6 +110,7 @@ class AggregatorServer(GrpcServer):
                          internal=INTERNAL)
         self.core = core
         core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
+        core.on_replayer_state = lambda running: self.set_serving(REPLAY_HEALTH, running)
 
     def start(self) -> AggregatorServer:
         super().start()
