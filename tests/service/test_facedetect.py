@@ -18,6 +18,7 @@ from ferlite.services.facedetect.server import build
 from ferlite.services.facedetect.tracking import Track, assign
 from ferlite.v1 import facedetect_pb2 as pb
 from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+from tests.support.image_tricks import png_bomb
 
 ASTRONAUT_FACE = (174, 70, 105, 105)  # x, y, w, h: Eileen Collins' face in skimage.data.astronaut()
 
@@ -115,8 +116,9 @@ def _png_header(width: int, height: int) -> bytes:
     (pb.Frame(encoded=b""), "frame is empty"),
     (pb.Frame(encoded=b"GIF89a......"), "not JPEG, PNG or WebP"),
     (pb.Frame(encoded=b"\xff\xd8\xff\xe0" + b"\x00" * 40), "header is truncated or corrupt"),
-    (pb.Frame(encoded=_png_header(20000, 20000)), "20000x20000 = 400.0 MP, above the 4 MP limit"),
-    (pb.Frame(encoded=_png_header(64, 64) + b"\x00" * 30), "could not be decoded"),
+    (pb.Frame(encoded=png_bomb(20000, 20000)), "20000x20000 = 400.0 MP, above the 4 MP limit"),
+    (pb.Frame(encoded=_png_header(20000, 20000)), "PNG header is truncated or corrupt"),  # no chunk after IHDR
+    (pb.Frame(encoded=png_bomb(64, 64)), "could not be decoded"),  # a legal header, too little data
     (pb.Frame(raw=pb.RawFrame(width=10, height=10, format=pb.PIXEL_FORMAT_RGB8, data=b"\x00" * 299)),
      "has 299 bytes; 10x10 RGB8 with stride 30 needs 300"),
     (pb.Frame(raw=pb.RawFrame(width=10, height=10, data=b"\x00" * 300)), "raw pixel format 'unspecified'"),
@@ -139,3 +141,41 @@ def test_tracks_keep_ids_and_new_faces_get_deterministic_ids() -> None:
     assert ids[:2] == ["tB", "tA"] and ids[2] not in ("tA", "tB")
     assert assign(boxes, prev, "cam", 7) == ids  # a retried frame gets the same ids
     assert assign(boxes, prev, "cam", 8)[2] != ids[2]
+
+
+@pytest.mark.parametrize(("track_id", "needle"), [
+    ("bad id", "previous_tracks[0].track_id 'bad id' must be"),
+    ("t1\n", "previous_tracks[0].track_id 't1\\n' must be"),
+    ("x" * 100_000, "... (100000 characters) must be"),
+])
+def test_track_ids_sent_back_are_validated_and_never_echoed_whole(stub, track_id, needle) -> None:
+    request = pb.ProcessRequest(frame=pb.Frame(encoded=encode(data.astronaut())), classroom_id="room-1",
+                                stream_id="cam-1", previous_tracks=[pb.Track(track_id=track_id)])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Process(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in err.value.details() and len(err.value.details()) < 300
+
+
+def test_the_same_track_twice_is_refused(stub) -> None:
+    request = pb.ProcessRequest(frame=pb.Frame(encoded=encode(data.astronaut())), classroom_id="room-1",
+                                stream_id="cam-1", previous_tracks=[pb.Track(track_id="same")] * 4)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Process(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "repeats" in err.value.details()
+
+
+def test_detect_crops_are_bounded_before_they_exist(stub) -> None:
+    """Issue 25: crop_size 1024 on a 4-face frame made +241 MB and a 50 MB answer nobody could receive.
+    Now the size is bounded, and the answer's bytes are checked from the face count before any crop."""
+    group = np.concatenate([np.concatenate([data.astronaut()] * 3, axis=1)] * 2, axis=0)  # 6 faces, 1.6 MP
+    frame = pb.Frame(encoded=encode(group))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Detect(pb.DetectRequest(frame=frame, include_crops=True, crop_size=1024))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "32..256" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Detect(pb.DetectRequest(frame=frame, include_crops=True, crop_size=256))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "6 crops of 256 px" in err.value.details()
+    reply = stub.Detect(pb.DetectRequest(frame=frame, include_crops=True, crop_size=128))
+    assert len(reply.faces) == 6 and reply.faces[0].crop.height == 128
+    assert len(stub.Detect(pb.DetectRequest(frame=frame, crop_size=256)).faces) == 6  # boxes only: fine

@@ -210,3 +210,31 @@ def test_a_frame_refused_as_the_callers_fault_is_not_kept_to_send_again(downstre
             stream.close()
     finally:
         server.stop(0)
+
+
+@pytest.mark.parametrize("indexes", [[0, 1, 1], [0, 2, 1]])
+def test_a_repeated_or_earlier_frame_index_ends_the_stream_before_its_events_are_made(downstream, indexes) -> None:
+    """Issue 25: a repeated or decreasing frame index on a stream once stored events under another
+    frame's data. It is refused (INVALID_ARGUMENT naming both indexes); the frames before it stand."""
+    from ferlite.v1 import facedetect_pb2 as pb
+    from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+    aggregator, facedetect = downstream
+    server = facedetect()
+    frames = [pb.ProcessRequest(frame=pb.Frame(encoded=JPEG), classroom_id="room-1", stream_id="cam-5",
+                                frame_index=i, record=True, session_id="s1") for i in indexes]
+    updates = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = pb_grpc.FaceDetectionStub(channel).ProcessStream(iter(frames), timeout=30)
+            with pytest.raises(grpc.RpcError) as err:
+                for update in call:
+                    updates.append(update)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"frame_index {indexes[2]} does not follow {indexes[1]}" in err.value.details()
+        results = [u.frame_index for u in updates if u.HasField("result")]
+        assert results == indexes[:2]
+        stored_frames = {int(e.split(":")[2]) for e in aggregator.stored}
+        assert stored_frames <= set(indexes[:2])
+    finally:
+        server.stop(0)

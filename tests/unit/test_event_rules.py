@@ -70,3 +70,24 @@ def test_process_refuses_unstorable_events_before_any_work(stub, change, needle)
     after = server.metrics.registry.get_sample_value("ferlite_facedetect_detect_duration_seconds_count",
                                                      {"detector": "haar"}) or 0
     assert after == before, "detection ran for a request that had to be refused"
+
+
+@pytest.mark.parametrize("field", ["label", "architecture"])
+def test_a_megabyte_value_is_never_echoed_whole(field) -> None:
+    """Issue 25: a 1 MB label or architecture came back whole in the error (and into logs)."""
+    import dataclasses
+
+    from tests.support.events import NOW, event
+
+    bad = dataclasses.replace(event(1), **{field: "z" * 1_000_000})
+    with pytest.raises(InvalidEvent) as err:
+        validate_event(bad, 0, NOW, 300.0, 7 * 24 * 3600.0)
+    assert "(1000000 characters)" in str(err.value) and len(str(err.value)) < 300
+
+
+def test_shown_keeps_short_values_and_cuts_long_ones() -> None:
+    from ferlite.base.event_rules import SHOWN_CHARS, shown
+
+    assert shown("happy") == "'happy'" and shown(3.5) == "3.5"
+    long = shown("a" * 5000)
+    assert long.startswith("'" + "a" * SHOWN_CHARS + "'") and long.endswith("(5000 characters)")

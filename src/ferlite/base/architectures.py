@@ -7,6 +7,8 @@ import it; the Keras builders live in `ferlite.training.models`.
 
 from __future__ import annotations
 
+from ferlite.base.event_rules import shown
+
 ARCHITECTURES: tuple[str, ...] = (
     "mobilenet_v2",
     "mobilenet_v3_small",
@@ -18,5 +20,5 @@ ARCHITECTURES: tuple[str, ...] = (
 def check_architecture(name: str) -> str:
     """Return `name` if it is a known architecture, else raise ValueError listing the choices."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"unknown architecture {shown(name)}; choose one of {', '.join(ARCHITECTURES)}")
     return name

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ferlite.base.architectures import ARCHITECTURES
-from ferlite.base.event_rules import ID_RULE, NAME_RULE, is_id, is_name, timestamp_problem
+from ferlite.base.event_rules import ID_RULE, NAME_RULE, is_id, is_name, shown, timestamp_problem
 from ferlite.base.labels import EMOTIONS, NUM_CLASSES
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import common_pb2
@@ -68,13 +68,13 @@ def validate_event(e: Event, index: int, now: float, max_future: float, retentio
     if abs(total - 1.0) > SUM_TOLERANCE:
         raise bad("probabilities", f"sum to {total:.4f}, expected 1 ± {SUM_TOLERANCE}")
     if e.label not in EMOTIONS:
-        raise bad("label", f"{e.label!r} is not one of {', '.join(EMOTIONS)}")
+        raise bad("label", f"{shown(e.label)} is not one of {', '.join(EMOTIONS)}")
     if not (math.isfinite(e.confidence) and 0.0 <= e.confidence <= 1.0):
         raise bad("confidence", "must be in [0, 1]")
     if not all(math.isfinite(v) for v in e.box) or e.box[2] < 0 or e.box[3] < 0:
         raise bad("box", "must be finite with non-negative width and height")
     if e.architecture not in ARCHITECTURES:
-        raise bad("model.architecture", f"{e.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+        raise bad("model.architecture", f"{shown(e.architecture)} is not one of {', '.join(ARCHITECTURES)}")
     if not e.model_version or len(e.model_version) > 32:
         raise bad("model.model_version", "is required (at most 32 characters)")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferlite.base import preprocess
+from ferlite.base.event_rules import shown
 from ferlite.base.labels import EMOTIONS
 from ferlite.base.model_metadata import ModelMetadata
 from ferlite.services.common.metrics import ServiceMetrics
@@ -176,10 +177,10 @@ class Classifier:
         ready = self.backend.ready
         if architecture:
             if architecture not in self.input_sizes:
-                raise InvalidInput(f"architecture {architecture!r} is not served; choose from "
+                raise InvalidInput(f"architecture {shown(architecture)} is not served; choose from "
                                    f"{', '.join(self.input_sizes)}")
             if architecture in self.gated:
-                raise InvalidInput(f"architecture {architecture!r} is held back by the quality gate (validation "
+                raise InvalidInput(f"architecture {shown(architecture)} is held back by the quality gate (validation "
                                    "accuracy below the floor)")
             if architecture not in ready:
                 raise Unavailable(f"{architecture} is not ready on Triton")

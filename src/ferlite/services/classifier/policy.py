@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.event_rules import shown
 
 log = logging.getLogger("ferlite.classifier.policy")
 
@@ -52,9 +53,10 @@ class ABPolicy:
             raise PolicyError("weights: give at least one architecture")
         for arch, w in self.weights.items():
             if arch not in ARCHITECTURES:
-                raise PolicyError(f"weights: unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+                raise PolicyError(f"weights: unknown architecture {shown(arch)}; choose from "
+                                  f"{', '.join(ARCHITECTURES)}")
             if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                raise PolicyError(f"weights[{arch}]={w!r} must be a non-negative number")
+                raise PolicyError(f"weights[{shown(arch)}]={shown(w)} must be a non-negative number")
         if sum(self.weights.values()) <= 0:
             raise PolicyError("weights: at least one weight must be > 0")
         if not 0.0 <= self.shadow_fraction <= 1.0:

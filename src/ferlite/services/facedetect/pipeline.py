@@ -100,12 +100,13 @@ class FaceService:
         size = crop_size or self.config.crop_size
         detections = []
         for face in faces:
-            crop = None
-            if include_crops:
-                # uint8 pixels: a quarter of float32's bytes on the wire; the classifier normalises
-                crop = preprocess.face_pixels(rgb, size, preprocess.Box(*face.box), self.config.crop_margin, face.eyes)
-            detections.append(Detection(face, crop))
+            # uint8 pixels: a quarter of float32's bytes on the wire; the classifier normalises
+            detections.append(Detection(face, self.crop(rgb, face, size) if include_crops else None))
         return detections, seconds * 1000.0
+
+    def crop(self, rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
+        """The face's aligned square crop at `size` px (uint8 RGB), by the shared preprocessing."""
+        return preprocess.face_pixels(rgb, size, preprocess.Box(*face.box), self.config.crop_margin, face.eyes)
 
     def process(self, rgb: np.ndarray, info: FrameInfo, classify: Classify, record: Record,
                 deadline: float | None = None) -> ProcessResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import sys
 import threading
@@ -13,7 +14,7 @@ import grpc
 import numpy as np
 
 from ferlite.base import preprocess
-from ferlite.base.event_rules import NAME_RULE, is_name, timestamp_problem
+from ferlite.base.event_rules import NAME_RULE, TRACK_RULE, is_name, is_track, shown, timestamp_problem
 from ferlite.base.events import Event
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
@@ -95,16 +96,24 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
     def Detect(self, request: pb.DetectRequest, context: grpc.ServicerContext) -> pb.DetectResponse:
         self._limit(context)
         rgb = self._frame(request.frame, context)
-        if request.crop_size and not 32 <= request.crop_size <= 1024:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"crop_size {request.crop_size} must be 0 or 32..1024")
-        detections, ms = self.core.detect(rgb, request.crop_size, request.include_crops)
+        if request.crop_size and not 32 <= request.crop_size <= MAX_DETECT_CROP:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"crop_size {request.crop_size} must be 0 or 32..{MAX_DETECT_CROP}")
+        detections, ms = self.core.detect(rgb, request.crop_size, include_crops=False)
+        size = request.crop_size or self.core.config.crop_size
+        answer = len(detections) * size * size * 3 * 4  # float32 crops
+        if request.include_crops and answer > MAX_DETECT_CROP_BYTES:  # checked before any crop exists
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{len(detections)} crops of {size} px make {answer / 2**20:.1f} MiB, above the "
+                          f"{MAX_DETECT_CROP_BYTES / 2**20:.1f} MiB an answer may carry: ask for a smaller crop_size "
+                          "or include_crops=false")
         faces = []
         for d in detections:
             crop = None
-            if d.crop is not None:
-                s = d.crop.shape[0]
-                crop = common_pb2.FaceCrop(height=s, width=s, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
-                                           data=preprocess.normalize(d.crop).astype("<f4").tobytes())
+            if request.include_crops:
+                pixels = self.core.crop(rgb, d.face, size)
+                crop = common_pb2.FaceCrop(height=size, width=size, channels=3, dtype=common_pb2.CROP_DTYPE_FLOAT32,
+                                           data=preprocess.normalize(pixels).astype("<f4").tobytes())
             faces.append(pb.DetectedFace(box=_box(d.face.box), score=d.face.score, landmarks=_points(d.face),
                                          crop=crop))
         return pb.DetectResponse(faces=faces, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
@@ -128,7 +137,13 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
         def run_frames() -> None:
             try:
+                last = -1
                 for request in requests:
+                    if request.frame_index <= last:  # a frame's events are keyed by its index
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                      f"frame_index {request.frame_index} does not follow {last} on this stream: "
+                                      "frames go in increasing order (send a repeated frame on a new stream)")
+                    last = request.frame_index
                     events: list[Event] = []
 
                     def defer(evs: list[Event], _timeout: float, into: list[Event] = events) -> bool:
@@ -162,9 +177,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             if not value:
                 problems.append(f"{name} is required")
             elif not is_name(value):
-                problems.append(f"{name} {value[:70]!r} must be {NAME_RULE}")
+                problems.append(f"{name} {shown(value)} must be {NAME_RULE}")
         if request.record and not is_name(request.session_id):
-            problems.append(f"session_id {request.session_id[:70]!r} must be {NAME_RULE}: draw one per run and reuse "
+            problems.append(f"session_id {shown(request.session_id)} must be {NAME_RULE}: draw one per run and reuse "
                             "it when retrying a frame (it makes event ids unique per run)")
         if request.record and request.timestamp:
             problem = timestamp_problem(request.timestamp, time.time())
@@ -175,6 +190,8 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         if len(request.previous_tracks) > MAX_TRACKS:
             problems.append(f"previous_tracks has {len(request.previous_tracks)} tracks; at most {MAX_TRACKS} "
                             "(the faces of one frame)")
+        else:
+            problems += track_problems(request.previous_tracks)
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         self._limit(context, request.stream_id)
@@ -211,6 +228,26 @@ CALLER_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, 
 # A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
 # tracker's O(tracks x faces) matching, not a camera.
 MAX_TRACKS = 256
+# Detect's crops are float32: 256 px is above every model's input, and 3.5 MiB keeps an answer under
+# gRPC's default 4 MiB message limit (1024-px crops of 4 faces once made a 50 MB answer).
+MAX_DETECT_CROP = 256
+MAX_DETECT_CROP_BYTES = 7 * 2**19
+
+
+def track_problems(tracks) -> list[str]:
+    """What is wrong with the previous tracks a client sent back (ids as face detection makes them,
+    each once; boxes finite with a non-negative size): INVALID_ARGUMENT, before any work."""
+    seen: set[str] = set()
+    for i, t in enumerate(tracks):
+        if not is_track(t.track_id):
+            return [f"previous_tracks[{i}].track_id {shown(t.track_id)} must be {TRACK_RULE}"]
+        if t.track_id in seen:
+            return [f"previous_tracks[{i}].track_id {shown(t.track_id)} repeats: each track once"]
+        seen.add(t.track_id)
+        b = t.box
+        if not all(math.isfinite(v) for v in (b.x, b.y, b.width, b.height)) or b.width < 0 or b.height < 0:
+            return [f"previous_tracks[{i}].box must be finite with a non-negative width and height"]
+    return []
 
 
 def build(config: FaceDetectConfig) -> GrpcServer:
