@@ -131,7 +131,8 @@ def main() -> int:
              "`colour: grey`). Each is scored as served on the same faces given as RGB crops and as grey crops "
              "(`preprocess.match_colour`).", "",
              f"## Tinted validation (FER2013 validation, n={len(y_val)}, six skin tones, luma kept)", "",
-             "| model | grey validation | served RGB (mean of tones) | served grey (mean of tones) | worst tone RGB / grey |",
+             "| model | grey validation | served RGB (mean of tones) | served grey (mean of tones) "
+             "| worst tone RGB / grey |",
              "|---|---|---|---|---|"]
     for r in rows:
         worst = min(r["tones"], key=lambda t: r["tones"][t]["rgb"])
@@ -143,7 +144,8 @@ def main() -> int:
         lines.append(f"| {r['architecture']} | " + " | ".join(
             f"{t['rgb']:.3f} / {t['grey']:.3f} / {t['agreement']:.2f}" for t in r["tones"].values()) + " |")
     lines += ["", "## Colour photographs (no labels but the astronaut's smile)", "",
-              "| model | photo | faces | labels served RGB | labels served grey | agreement | mean confidence RGB / grey |",
+              "| model | photo | faces | labels served RGB | labels served grey | agreement "
+              "| mean confidence RGB / grey |",
               "|---|---|---|---|---|---|---|"]
     for r in photo_rows:
         lines.append(f"| {r['architecture']} | {r['photo']} | {r['faces']} | {', '.join(r['rgb'])} | "

@@ -360,6 +360,12 @@ def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
     return soften(probs, temperature)
 
 
+def _val_test(job: dict) -> str:
+    """`val / test` of a training-run job; the test figure only exists where the run had test data."""
+    test = job.get("test_accuracy")
+    return f"{job['val_accuracy']:.3f} / " + (f"{test:.3f}" if test is not None else "- (see the pack table)")
+
+
 def ablation_lines(results: dict, ablation: dict) -> list[str]:
     """Each distilled student beside the same architecture trained without the teacher, same epochs."""
     lines = ["", "Distillation ablation (same architecture, input size, epochs and recipe; only the teacher term "
@@ -369,11 +375,9 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
     for arch in ("mobilenet_v3_large", "efficientnet_b0"):
         kd, plain = results["jobs"].get(arch), ablation.get("jobs", {}).get(f"{arch}_no_kd")
         if kd and plain:
-            lines.append(f"| {arch} | {kd['val_accuracy']:.3f} / {kd.get('test_accuracy', 0):.3f} | "
-                         f"{plain['val_accuracy']:.3f} / {plain.get('test_accuracy', 0):.3f} | {kd['epochs']} |")
+            lines.append(f"| {arch} | {_val_test(kd)} | {_val_test(plain)} | {kd['epochs']} |")
         elif kd:
-            lines.append(f"| {arch} | {kd['val_accuracy']:.3f} / {kd.get('test_accuracy', 0):.3f} | not run | "
-                         f"{kd['epochs']} |")
+            lines.append(f"| {arch} | {_val_test(kd)} | not run | {kd['epochs']} |")
     lines += ["", "ImageNet initialisation ablation (the same architecture, input size, epochs and recipe from random "
               "weights: BatchNorm trained, peak lr of the from-scratch runs; `--ablation-archs` or "
               "`--ablation-scratch`; MobileNetV3-Large and EfficientNetB0 have no ImageNet weights here):", "",
@@ -381,9 +385,8 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
     for arch in ("mobilenet_v2", "mobilenet_v3_small"):
         pre, scratch = results["jobs"].get(arch), ablation.get("jobs", {}).get(f"{arch}_scratch")
         if pre:
-            lines.append(f"| {arch} | {pre['val_accuracy']:.3f} / {pre.get('test_accuracy', 0):.3f} | " + (
-                f"{scratch['val_accuracy']:.3f} / {scratch.get('test_accuracy', 0):.3f}" if scratch else "not run")
-                + f" | {pre['epochs']} |")
+            lines.append(f"| {arch} | {_val_test(pre)} | " + (_val_test(scratch) if scratch else "not run")
+                         + f" | {pre['epochs']} |")
     return lines
 
 
@@ -394,7 +397,8 @@ def epochs_sentence(results: dict) -> str:
         return ("epochs fixed per model (" + ", ".join(f"{a} {e or 'from a ' + str(budget.get(a)) + ' s budget'}"
                                                       for a, e in fixed.items()) + "), cosine decay after one warm-up "
                 f"epoch; input {results.get('size')} px for the ImageNet-initialised models.")
-    return "per-model time budgets fix the epoch count after one warm-up epoch."
+    return ("per-job time budgets fix the epoch count once the second epoch is timed (the first includes "
+            "compiling); a job its machine stopped keeps its best epoch so far.")
 
 
 def write_benchmark(metas: list, results: dict, ablation: dict | None = None) -> None:
@@ -470,9 +474,13 @@ def merge(runs: list[Path], out: Path) -> dict:
         shutil.copyfile(weights, out / f"{arch}.weights.npz")
         print(f"== {arch}: {run.name} (val {job['val_accuracy']:.4f}) of "
               + ", ".join(f"{r.name} {j['val_accuracy']:.4f}" for j, _, _, r in options), flush=True)
-    # The recipe of the top level is the MobileNetV2 job's (the pack's reference model).
+    # The recipe of the top level is the MobileNetV2 job's (the pack's reference model); the
+    # students' teacher comes from theirs.
     first = merged["jobs"].get("mobilenet_v2") or next(iter(merged["jobs"].values()), {})
     merged.update(first.get("recipe", {}))
+    teachers = {j["recipe"]["teacher"] for j in merged["jobs"].values() if j.get("recipe", {}).get("teacher")}
+    if teachers:
+        merged["teacher"] = "; ".join(sorted(teachers))
     save_results(out, merged)
     return merged
 
@@ -674,6 +682,11 @@ def main() -> int:
                        "accuracy), for build")
     m.add_argument("--runs", type=Path, nargs="+", required=True)
     m.add_argument("--out", type=Path, required=True)
+    f = sub.add_parser("refresh", help="bring a pack built by an earlier build up to this one's metadata (colour, "
+                       "parameter counts, the paper's five-class figures), then rewrite its README and results")
+    f.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    f.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
+    f.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train run the pack came from")
     r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md and the pack's README from a "
                        "built pack and its run")
     r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
@@ -715,6 +728,21 @@ def main() -> int:
             c = add_int8(args.pack / meta.architecture, data).checks["onnx_int8"]
             print(f"{meta.architecture}: int8 val {c['val_accuracy_int8']:.4f} vs float {c['val_accuracy_float']:.4f}"
                   f" -> {'kept' if c['kept'] else 'rejected'}", flush=True)
+        return 0
+    if args.cmd == "refresh":
+        from ferlite.base.model_metadata import find_models
+        from ferlite.training.pack import refresh, write_index
+
+        data = dict(np.load(args.data))
+        for meta in find_models(args.pack):
+            m = refresh(args.pack / meta.architecture, data)
+            five = m.test["paper_classes"]
+            print(f"{m.architecture}: colour {m.colour}, {m.extra['params']:,} parameters, five classes: accuracy "
+                  f"{five['accuracy']:.4f}, macro F1 {five['f1_macro']:.4f}", flush=True)
+        results = json.loads((args.run / "results.json").read_text())
+        metas = find_models(args.pack)
+        write_index(args.pack, metas, results)
+        write_benchmark(metas, results)
         return 0
     if args.cmd == "report":
         from ferlite.base.model_metadata import find_models

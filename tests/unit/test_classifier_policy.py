@@ -151,3 +151,29 @@ def test_store_starts_from_the_given_default_until_a_file_or_set_replaces_it(tmp
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"weights": {"mobilenet_v3_small": 1}}))
     assert PolicyStore(path, default=default).policy.weights == {"mobilenet_v3_small": 1}
+
+
+def test_the_charts_default_policy_is_the_shipped_packs_champion() -> None:
+    """The chart and the local stack agree out of the box: the chart's `abPolicy` (a ConfigMap the
+    classifier always reads in a cluster) is what the classifier would build from the shipped pack
+    without a policy file."""
+    from pathlib import Path
+
+    import yaml
+
+    from ferlite.base.model_metadata import PACK_DIR, find_models
+    from ferlite.services.classifier.config import ClassifierConfig
+    from ferlite.services.classifier.policy import champion_policy
+
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "helm/ferlite/values.yaml").read_text())
+    chart = ABPolicy.from_dict(values["classifier"]["abPolicy"])
+    gate = ClassifierConfig().min_val_accuracy
+    expected = champion_policy({m.architecture: m.val_accuracy for m in find_models(PACK_DIR)
+                                if m.val_accuracy is not None and m.val_accuracy >= gate})
+    assert chart.settings() == expected.settings()
+
+
+def test_a_huge_weight_name_is_not_echoed_whole() -> None:
+    with pytest.raises(PolicyError) as err:
+        ABPolicy.from_dict({"weights": {"m" * 1_000_000: 1}})
+    assert "(1000000 characters)" in str(err.value) and len(str(err.value)) < 300
