@@ -390,6 +390,21 @@ def ablation_lines(results: dict, ablation: dict) -> list[str]:
     return lines
 
 
+def selection_lines(results: dict) -> list[str]:
+    """The variants each architecture was trained in (a merged run) and the validation figure that picked one."""
+    picks = results.get("selection") or {}
+    if not picks:
+        return []
+    lines = ["", "Variants trained side by side, the one with the best validation accuracy kept "
+             "(`train_pack.py merge`):",
+             "", "| model | variant: validation accuracy |", "|---|---|"]
+    for arch, options in picks.items():
+        lines.append(f"| {arch} | " + "; ".join(
+            f"{o['run']}: {o['val_accuracy']:.4f}" + (" (stopped by the machine's time limit, best epoch so far)"
+                                                      if o.get("interrupted") else "") for o in options) + " |")
+    return lines
+
+
 def epochs_sentence(results: dict) -> str:
     fixed = results.get("fixed_epochs") or {}
     budget = results.get("budgets_s") or {}
@@ -428,7 +443,7 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
               f"(BatchNorm frozen: {results.get('freeze_bn')}), {results.get('scratch_lr')} from scratch, AdamW "
               f"(weight decay {results.get('weight_decay')}), label smoothing {results.get('label_smoothing')}, "
               f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; "
-              + epochs_sentence(results), *ablation_lines(results, ablation or {}), ""]
+              + epochs_sentence(results), *selection_lines(results), *ablation_lines(results, ablation or {}), ""]
     write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
                   "\n".join(lines))
 
