@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -29,6 +30,7 @@ from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
 from tests.support.events import NOW, event
+from tests.support.procs import ServiceProcess
 from tests.support.redis import start_redis
 
 
@@ -380,10 +382,10 @@ def test_event_markers_expire_long_before_the_aggregates(redis_server, tmp_path,
     assert 0 < marker <= 3600 < stream
 
 
-def test_sigterm_drains_the_spool_or_keeps_it_for_the_next_start(tmp_path, model_dir) -> None:
-    """A simulated drain: events acknowledged as spooled during a Redis outage are handed to Redis
-    when the aggregator stops if Redis is back, and otherwise survive on the spool's volume and are
-    replayed by the next aggregator started on it. Nothing acknowledged is lost either way."""
+def test_stop_drains_the_spool_or_keeps_it_for_the_next_start(tmp_path, model_dir) -> None:
+    """The core's stop (what SIGTERM runs; the real signal is tested below): events acknowledged as
+    spooled during a Redis outage are handed to Redis when the aggregator stops if Redis is back, and
+    otherwise survive on the spool's volume and are replayed by the next aggregator started on it."""
     server = start_redis(tmp_path / "redis")
     core, _ = make_core(server, tmp_path, model_dir)
     server.kill()
@@ -570,3 +572,49 @@ def test_a_batch_the_spool_cannot_write_is_refused_not_acknowledged(tmp_path, mo
     with pytest.raises(Unavailable, match="NOT recorded"):
         core.record([event(1, ts=NOW - 10)])
     assert core.spool.depth == 0
+
+
+def test_sigterm_on_a_real_aggregator_process_drains_its_spool(tmp_path) -> None:
+    """A real `ferlite serve aggregator` process and a real SIGTERM. Its replay worker is slowed to
+    once an hour, so only the drain on SIGTERM can hand the spooled events to Redis: with Redis back,
+    SIGTERM stores them and the process exits 0 with an empty spool; with Redis still away, they stay
+    on disk and the next process on the same folder replays them."""
+    redis_dir, data_dir = tmp_path / "redis", tmp_path / "agg"
+    server = start_redis(redis_dir)
+
+    def aggregator() -> ServiceProcess:
+        return ServiceProcess([sys.executable, "-m", "ferlite", "serve", "aggregator", "--port", "0",
+                               "--metrics-port", "-1", "--data-dir", str(data_dir), "--model-dir", str(data_dir),
+                               "--redis-url", server.url, "--replay-interval", "3600"]).start()
+
+    def record(service: ServiceProcess, ids: range) -> list[bool]:
+        with grpc.insecure_channel(service.target) as channel:
+            stub = pb_grpc.AggregatorStub(channel)
+            return [stub.RecordEvents(pb.RecordEventsRequest(events=[event_to_pb(event(i, ts=time.time()))]),
+                                      timeout=10).spooled for i in ids]
+
+    service = aggregator()
+    try:
+        server.kill()
+        assert all(record(service, range(0, 6)))  # acknowledged as spooled
+        server = start_redis(redis_dir, port=server.port)
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(30) == 0
+        client = redis.Redis.from_url(server.url)
+        assert client.xlen("ferlite:stream:room-1") == 6
+        assert list((data_dir / "spool").glob("*.json")) == []
+        server.kill()  # a second outage, and this time SIGTERM comes while Redis is still away
+        service = aggregator()
+        assert all(record(service, range(6, 9)))
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(30) == 0
+        assert len(list((data_dir / "spool").glob("*.json"))) == 3  # kept on the volume, not dropped
+        server = start_redis(redis_dir, port=server.port)
+        service = aggregator()  # the next start on the same folder replays them (its drain, here)
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(30) == 0
+        client = redis.Redis.from_url(server.url)
+        assert client.xlen("ferlite:stream:room-1") == 9
+    finally:
+        service.stop()
+        server.stop()

@@ -160,16 +160,25 @@ class GrpcServer:
 
 
 def serve_forever(server: GrpcServer) -> int:
-    """Start `server`, drain on SIGTERM or SIGINT, and return the exit code (0 on a clean stop)."""
-    server.start()
+    """Start `server`, drain on SIGTERM or SIGINT, and return the exit code (0 on a clean stop).
+
+    The handlers are installed before the server starts: a SIGTERM that arrives while it starts (an
+    orchestrator deleting a pod just scheduled) is kept and drains it once it serves, instead of
+    killing the process with whatever it had accepted (the aggregator's spool, say)."""
+    requested, started = threading.Event(), threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        # Stop from another thread: the handler runs on the main thread, which waits below.
-        threading.Thread(target=server.stop, name="drain", daemon=True).start()
+        requested.set()
+        if started.is_set():  # stop from another thread: the handler runs on the main thread
+            threading.Thread(target=server.stop, name="drain", daemon=True).start()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    started.set()
+    if requested.is_set():
+        server.stop()
     while not server.wait(timeout=1.0):
         pass
     return 0
