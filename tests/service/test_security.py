@@ -215,11 +215,23 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
                 frame=fpb.Frame(encoded=_jpeg()), classroom_id="tls-room", stream_id="cam", record=True,
                 session_id="run-1"))
         assert len(reply.faces) == 1 and reply.recorded  # camera -> facedetect -> classifier, aggregator: all TLS
-        with grpc.insecure_channel(f"localhost:{facedetect.port}") as plain, pytest.raises(grpc.RpcError):
-            fpb_grpc.FaceDetectionStub(plain).Process(fpb.ProcessRequest(), timeout=3)
+        # Refusals that only TLS can cause: each request is valid and succeeds over the right channel
+        # (a plain or certificate-less channel to a server with TLS off would be answered).
+        valid_frame = fpb.ProcessRequest(frame=fpb.Frame(encoded=_jpeg()), classroom_id="tls-room", stream_id="cam-2")
+        with grpc.insecure_channel(f"localhost:{facedetect.port}") as plain, pytest.raises(grpc.RpcError) as err:
+            fpb_grpc.FaceDetectionStub(plain).Process(valid_frame, timeout=3)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # no handshake, not an application answer
+        with open_channel(f"localhost:{facedetect.port}", mutual) as channel:
+            assert len(fpb_grpc.FaceDetectionStub(channel).Process(valid_frame, timeout=30).faces) == 1
+        valid_batch = apb.RecordEventsRequest(events=[event_to_pb(event(7, ts=time.time(), classroom="tls-room"))])
         no_client_cert = ChannelSecurity(ca=str(certs / "ca.pem"))
-        with open_channel(f"localhost:{aggregator.port}", no_client_cert) as channel, pytest.raises(grpc.RpcError):
-            apb_grpc.AggregatorStub(channel).RecordEvents(apb.RecordEventsRequest(), timeout=3)
+        with open_channel(f"localhost:{aggregator.port}", no_client_cert) as channel, \
+                pytest.raises(grpc.RpcError) as err:
+            apb_grpc.AggregatorStub(channel).RecordEvents(valid_batch, timeout=3, metadata=token_metadata(TOKEN))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # the server wants a client certificate
+        with open_channel(f"localhost:{aggregator.port}", mutual) as channel:
+            assert apb_grpc.AggregatorStub(channel).RecordEvents(
+                valid_batch, timeout=10, metadata=token_metadata(TOKEN)).accepted == 1
         with open_channel(f"localhost:{classifier.port}", mutual) as channel:
             admin = cpb_grpc.ABAdminStub(channel)
             with pytest.raises(grpc.RpcError) as err:
@@ -229,7 +241,7 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
         with open_channel(f"localhost:{aggregator.port}", mutual) as channel:
             summary = apb_grpc.AggregatorStub(channel).GetSummary(
                 apb.SummaryRequest(classroom_id="tls-room", window_seconds=600), metadata=token_metadata(TOKEN))
-        assert summary.total_events == 1
+        assert summary.total_events == 2  # the pipeline's event and the batch recorded above
         # The camera client over mTLS, end to end (stream, then its summary from the aggregator).
         clip = make_clip(tmp_path / "clip.mp4", seconds=1.0, scenes="portrait")
         token_file = tmp_path / "token"
