@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -18,6 +19,15 @@ from pathlib import Path
 from ferlite.app.load import percentiles  # noqa: F401  (one definition, shared with the load engine)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parent.parent
+
+
+def repo_relative(text: str) -> str:
+    """Paths of this machine made relative to the repository (`modelpack`, `../shared/data`), so a
+    committed result names no one's home or work folder (tests/unit/test_no_machine_paths.py)."""
+    text = text.replace(str(ROOT) + "/", "").replace(str(ROOT), ".")
+    text = text.replace(str(ROOT.parent) + "/", "../")
+    return re.sub(r"(?<![\w.])/tmp/", "$TMPDIR/", text)
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -41,7 +51,8 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     js = RESULTS / f"{name}.json"
     md = RESULTS / f"{name}.md"
-    js.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
+    js.write_text(repo_relative(json.dumps({"machine": machine(), **payload}, indent=1)))
+    markdown = repo_relative(markdown)
     md.write_text(markdown)
     print(markdown)
     print(f"written: {js}, {md}")

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from ferlite.base.model_metadata import PACK_DIR
 
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import repo_relative  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = ["pack", "e2e", "peer", "classifier", "flip", "triton_sweep", "roofline", "facedetect", "aggregator",
@@ -58,7 +62,7 @@ def collect() -> Path:
         else:
             parts += [f"## {name}", "", f"Not run yet: `python benchmarks/run_all.py --only {name}`.", ""]
     out = ROOT / "BENCHMARKS.md"
-    out.write_text("\n".join(parts))
+    out.write_text(repo_relative("\n".join(parts)))
     return out
 
 

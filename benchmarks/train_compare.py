@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks.common import repo_relative  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 PAPER = {"MobileNetV2": 0.92, "EfficientNetB0": 0.83, "MobileNetV3Large": 0.77, "MobileNetV3Small": 0.45}
 
@@ -86,8 +90,10 @@ def main() -> int:
         dest = RESULTS / "training" / label
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("comparison.md", "comparison.csv", "comparison.json", "training_curves.png", "run.json"):
-            if (out / f).exists():
+            if (out / f).exists() and f.endswith(".png"):
                 shutil.copy(out / f, dest / f)
+            elif (out / f).exists():  # text: paths relative to the repository, not this machine's
+                (dest / f).write_text(repo_relative((out / f).read_text()))
         for run in sorted(out.iterdir()):
             if (run / "evaluation.json").exists():
                 shutil.copy(run / "evaluation.json", dest / f"{run.name}_evaluation.json")
@@ -96,7 +102,7 @@ def main() -> int:
         info = json.loads((out / "run.json").read_text())
         entry = {"dataset": label, "seconds": round(seconds), "info": info, "rows": rows,
                  "budget": budget_text(args)}
-        (dest / "summary.json").write_text(json.dumps(entry, indent=1))
+        (dest / "summary.json").write_text(repo_relative(json.dumps(entry, indent=1)))
     write_summary()
     return 0
 

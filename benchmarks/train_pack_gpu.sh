@@ -20,8 +20,9 @@ runs=runs/gpu-$mode
 weights=${WEIGHTS:-.pack/weights}
 mkdir -p "$out" "$runs"
 if [ -z "${SKIP_WHEELS:-}" ] && compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
+  site=$(mktemp -d)  # the wheels the machine lacks (keras, namex, optree), for this run only
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || exit 1
+  export PYTHONPATH=$site
 fi
 export PYTHONPATH=src:.:${PYTHONPATH:-} KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
