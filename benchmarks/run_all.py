@@ -19,7 +19,7 @@ from ferlite.base.model_metadata import PACK_DIR
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import repo_relative  # noqa: E402
+from benchmarks.common import repo_relative
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
