@@ -189,6 +189,25 @@ def write_breakdown(args: argparse.Namespace, b: dict) -> int:
     return 0
 
 
+def route_all_to(policy: Path, arch: str, target: str, jpegs: list[bytes], timeout: float = 30.0) -> None:
+    """Send every frame to `arch` (the policy file, which the classifier polls) and wait until a
+    frame with faces is answered by it: a cell is never measured on the previous arm."""
+    from ferlite.app.client import CameraSession
+
+    policy.write_text(json.dumps({"weights": {arch: 1}, "sticky": False}))
+    deadline = time.monotonic() + timeout
+    with CameraSession(target, "bench-room", "policy-probe", record=False) as camera:
+        while time.monotonic() < deadline:
+            for jpeg in jpegs:
+                reply = camera.process(jpeg)
+                if reply.faces:
+                    if reply.model.architecture == arch:
+                        return
+                    break
+            time.sleep(0.2)
+    raise RuntimeError(f"the classifier did not switch to {arch} within {timeout:.0f} s")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
@@ -215,8 +234,7 @@ def main() -> int:
                                                         policy_file=str(policy), extra_env=unlimited)).start()
         target = f"127.0.0.1:{stack.config.facedetect_port}"
         try:
-            policy.write_text(json.dumps({"weights": {args.breakdown_arch: 1}, "sticky": False}))
-            time.sleep(2.5)  # the classifier polls the file every second
+            route_all_to(policy, args.breakdown_arch, target, jpegs)
             drive(target, 2, 3, jpegs)  # warm-up
             results["breakdown"] = {"architecture": args.breakdown_arch, **breakdown(stack, jpegs)}
             print("\n".join(breakdown_lines(results["breakdown"])), flush=True)
@@ -226,8 +244,7 @@ def main() -> int:
             print("detect only: " + ", ".join(f"{n} streams p50 {r['p50_ms']:.1f} ms, {r['frames_per_s']:.1f} fps"
                                               for n, r in results["detect_only"].items()), flush=True)
             for arch in ARCHITECTURES:
-                policy.write_text(json.dumps({"weights": {arch: 1}, "sticky": False}))
-                time.sleep(2.5)  # the classifier polls the file every second
+                route_all_to(policy, arch, target, jpegs)
                 row = {n: drive(target, n, args.seconds, jpegs) for n in (1, 4, 8)}
                 results["per_architecture"][arch] = row
                 print(f"{arch:<20} " + ", ".join(
