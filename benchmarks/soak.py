@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Load and soak: N camera streams through the full local stack for a while.
 
-Pass criteria (printed, and the exit code): 0 errors; p99 stable (last window's p99 at most 1.5x
-the first's); RSS of every service process grows under 5 % from the end of the warm-up to the end (Redis
-and Triton, their children, are reported beside them: Redis grows with the data it holds).
+Pass criteria (printed, and the exit code): 0 errors; p99 stable (the last window's p99 at most 1.5x
+that of the first window after the warm-up); RSS grows under 5 % from the end of the warm-up to the
+end, for every service process alone AND with its children (Triton and its stubs, Redis): both are
+judged and reported, the second fails when Redis holds more events, and says so.
 Default 8 streams for 10 minutes; CI runs a 30-second version
 (tests/test_soak.py). Writes benchmarks/results/soak.{json,md}.
 
@@ -44,9 +45,14 @@ def main() -> int:
         "|---|---|---|---|---|",
         *[f"| {k} | {r['rss_kb_after_warmup'][k] / 1024:.1f} | {r['rss_kb_end'][k] / 1024:.1f} | "
           f"{100 * r['rss_growth'][k]:+.1f} % | {r['with_children_kb_after_warmup'][k] / 1024:.0f} -> "
-          f"{r['with_children_kb_end'][k] / 1024:.0f} MB |" for k in r["rss_growth"]], "",
-        "The 5 % criterion applies to the service processes; the embedded Redis under the aggregator grows "
-        "with the events it stores (bounded by retention_seconds and stream_maxlen).", "",
+          f"{r['with_children_kb_end'][k] / 1024:.0f} MB ({100 * r['tree_growth'][k]:+.1f} %) |"
+          for k in r["rss_growth"]], "",
+        "The 5 % criterion is judged twice: on each service process, and with its children (Triton and its "
+        "stubs, Redis). The embedded Redis under the aggregator grows with the events it keeps (bounded by "
+        "retention_seconds and stream_maxlen: about 690 bytes an event, benchmarks/results/redis_sizing.md), "
+        "so the aggregator's figure with children grows with the run's length by design.", "",
+        f"p99 stability: the last window against the first one after the {r['warmup_s']:.0f}-s warm-up: "
+        f"{r['p99_last_over_first_after_warmup']:.2f}x (at most 1.5x).", "",
         "Criteria: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in r["pass"].items()), ""])
     write_results("soak", r, md)
     return 0 if all(r["pass"].values()) else 1
