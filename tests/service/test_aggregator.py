@@ -210,7 +210,9 @@ def test_grpc_record_summary_feedback_and_errors(served) -> None:
 
 def test_grpc_stream_delivers_new_events(served) -> None:
     _, stub, _ = served
-    stream = stub.StreamEvents(pb.StreamEventsRequest(classroom_id="room-1"), timeout=20)
+    # `since`: events stored from this moment on, even before the follower is registered (no sleep
+    # standing in for "the stream is open by now").
+    stream = stub.StreamEvents(pb.StreamEventsRequest(classroom_id="room-1", since=time.time()), timeout=20)
     received: list[str] = []
 
     def consume() -> None:
@@ -224,7 +226,6 @@ def test_grpc_stream_delivers_new_events(served) -> None:
 
     reader = threading.Thread(target=consume)
     reader.start()
-    time.sleep(0.7)
     stub.RecordEvents(pb.RecordEventsRequest(events=[_live_event(i) for i in range(4)]))
     reader.join(15)
     assert received == [event(i).event_id for i in range(4)]

@@ -7,9 +7,11 @@ from concurrent import futures
 
 import cv2
 import grpc
+import numpy as np
 import pytest
 from skimage import data
 
+from ferlite.base import preprocess
 from ferlite.services.facedetect.config import FaceDetectConfig
 from ferlite.services.facedetect.server import build
 from ferlite.v1 import classifier_pb2_grpc
@@ -56,9 +58,16 @@ def test_crops_travel_as_uint8() -> None:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             reply = pb_grpc.FaceDetectionStub(channel).Process(pb.ProcessRequest(
                 frame=pb.Frame(encoded=jpeg), classroom_id="room", stream_id="cam", record=False), timeout=10)
-        assert reply.faces and reply.faces[0].classification.label == "happy"
+        assert reply.faces
         crop = recorder.requests[0].crops[0]
         assert crop.dtype == common_pb2.CROP_DTYPE_UINT8 and len(crop.data) == 96 * 96 * 3
+        # What travelled is the face itself, cut by the shared preprocessing: the same pixels a local
+        # crop of the reported box gives (the classifier here is a test double; its answer proves nothing).
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        b = reply.faces[0].box
+        local = preprocess.face_pixels(rgb, 96, preprocess.Box(b.x, b.y, b.width, b.height), 0.2)
+        sent = np.frombuffer(crop.data, np.uint8).reshape(96, 96, 3)
+        assert np.abs(sent.astype(int) - local.astype(int)).mean() < 1.0
     finally:
         server.stop(0)
         classifier.stop(0)

@@ -16,7 +16,7 @@ from ferlite.base.labels import EMOTIONS
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
 from tests.support.events import event
-from tests.support.procs import ServiceProcess
+from tests.support.procs import ServiceProcess, port_free
 from tests.support.redis import free_port
 
 
@@ -36,7 +36,7 @@ def test_aggregator_killed_mid_stream_clients_retry_without_duplicates(tmp_path)
     batches = [[event_to_pb(event(b * 10 + i, EMOTIONS[(b + i) % 7], ts=time.time())) for i in range(10)]
                for b in range(60)]
     retries = {"count": 0}
-    done = threading.Event()
+    done, accepted = threading.Event(), threading.Event()
 
     def client() -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -45,6 +45,7 @@ def test_aggregator_killed_mid_stream_clients_retry_without_duplicates(tmp_path)
                 while True:  # retry the SAME batch (same event ids) until it is accepted
                     try:
                         stub.RecordEvents(pb.RecordEventsRequest(events=batch), timeout=2, wait_for_ready=False)
+                        accepted.set()
                         break
                     except grpc.RpcError as exc:
                         assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -55,14 +56,16 @@ def test_aggregator_killed_mid_stream_clients_retry_without_duplicates(tmp_path)
 
     thread = threading.Thread(target=client)
     thread.start()
-    time.sleep(0.5)
+    assert accepted.wait(30), "no batch accepted before the kill"
     service.proc.send_signal(signal.SIGKILL)  # mid-stream, possibly mid-call
     service.proc.wait()
     deadline = time.monotonic() + 10
     while _redis_pids(data_dir) and time.monotonic() < deadline:  # its embedded Redis follows it
         time.sleep(0.1)
     assert _redis_pids(data_dir) == [], "the embedded Redis outlived its aggregator"
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while not port_free(port) and time.monotonic() < deadline:  # the killed process's port, released
+        time.sleep(0.05)
     service = _aggregator(port, data_dir)  # same port, same data: Redis reloads its AOF
     try:
         assert done.wait(60), "client did not finish"

@@ -1,5 +1,9 @@
 """Scale-out: face detection spreads its calls over every replica of the classifier and of the
-aggregator (round robin over all resolved addresses), instead of pinning to the first one."""
+aggregator (round robin over all resolved addresses), instead of pinning to the first one.
+
+The two classifier replicas are test doubles (`tests.support.fakes.RecordingClassifier`: they count
+the calls each one gets and answer a fixed distribution); the aggregators are real, on a real Redis.
+What is tested is face detection's spreading, which does not depend on the classifier's answers."""
 
 from __future__ import annotations
 

@@ -79,6 +79,8 @@ def test_labels_come_back_before_the_events_are_stored_and_acks_follow(downstrea
             stream = CameraStream(session)
             replies = [stream.process(JPEG) for _ in range(3)]
             assert all(r.faces and not r.recorded for r in replies)  # labels, while nothing is stored
+            # relayed from the classifier, a test double whose fixed answer is "happy": this checks the
+            # relay (labels before storage), not any classification
             assert replies[0].faces[0].classification.label == "happy"
             assert set(stream.pending) == {0, 1, 2} and not stream.stored and not aggregator.stored
             aggregator.gate.set()

@@ -76,9 +76,9 @@ def test_sigterm_lets_the_slow_call_finish_then_exits_0(sleepy) -> None:
 
         caller = threading.Thread(target=slow)
         caller.start()
-        time.sleep(0.5)  # the call is now in flight
+        wait_for_line(sleepy, '"msg":"sleeping"')  # the call is in flight
         sleepy.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for_line(sleepy, '"msg":"draining"')
         with pytest.raises(grpc.RpcError) as refused:  # draining: new calls are refused
             _sleep_call(channel, 0.0, timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -86,6 +86,13 @@ def test_sigterm_lets_the_slow_call_finish_then_exits_0(sleepy) -> None:
     assert outcome == {"reply": b"slept 2.0"}
     assert sleepy.proc.wait(timeout=15) == 0
     assert any('"msg":"draining"' in line for line in sleepy.lines)
+
+
+def wait_for_line(service, needle: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(needle in line for line in service.lines):
+        assert time.monotonic() < deadline, f"no {needle} line within {timeout:.0f} s"
+        time.sleep(0.02)
 
 
 def test_call_past_its_deadline_is_cut_at_the_deadline(sleepy) -> None:

@@ -6,6 +6,7 @@ drain-on-SIGTERM observable. Run: python -m tests.support.sleepy --port 0
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -28,11 +29,15 @@ class SleepyConfig(ServerConfig):
     SERVICE: ClassVar[str] = "sleepy"
 
 
+log = logging.getLogger("ferlite.sleepy")
+
+
 def _sleep(request: bytes, context: grpc.ServicerContext) -> bytes:
     try:
         seconds = float(request.decode())
     except ValueError:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request must be a number of seconds")
+    log.info("sleeping", extra={"seconds": seconds})  # tests wait for this line: the call is in flight
     time.sleep(seconds)
     return f"slept {seconds}".encode()
 

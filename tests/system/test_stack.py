@@ -102,8 +102,10 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         code = up.stop()
     assert code == 0, "".join(lines[-30:])
     assert any(line.startswith("stopped:") for line in lines)
-    time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True).stdout.split()
+    deadline, left = time.monotonic() + 10, ["?"]
+    while left and time.monotonic() < deadline:  # stopped children may take a moment to be reaped
+        left = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True).stdout.split()
+        time.sleep(0.1)
     assert left == [], f"processes left: {left}"
     for port in ports.ports():
         assert port_free(port), f"port {port} still bound"
