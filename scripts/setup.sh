@@ -4,7 +4,8 @@
 # `prometheus`). Safe to run again: it only does what is missing.
 #
 # Environment: FERLITE_VENV (default .venv), FERLITE_EXTRAS (default all,dev),
-#              FERLITE_SKIP_APT=1 to never call apt-get.
+#              FERLITE_SKIP_APT=1 never to call apt (the tests' tools: scripts/setup_tools.sh),
+#              FERLITE_TEST_TOOLS=0 to skip those tools (the demo needs none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${FERLITE_VENV:-.venv}
@@ -33,17 +34,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || \
   touch "$stamp"
 fi
 
-apt_install() {  # apt_install COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "${FERLITE_SKIP_APT:-0}" = 1 ]; then
-    echo "note: $1 is missing (Debian package $2); tests that need it will be skipped" >&2
-    return 0
-  fi
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  step "installing $2 (for $1)"
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
-}
-apt_install promtool prometheus
+# The tests' system tools (promtool), with apt; the demo needs none (scripts/demo.sh: FERLITE_TEST_TOOLS=0).
+if [ "${FERLITE_TEST_TOOLS:-1}" = 1 ]; then
+  bash scripts/setup_tools.sh
+fi
 step "ready: activate with 'source $venv/bin/activate'"
