@@ -23,7 +23,7 @@ def test_the_label_band_is_whole_inside_the_frame(x, y) -> None:
     frame = np.full((480, 640, 3), 235, np.uint8)  # a bright wall: the band must still be there
     out = annotate(frame, [(face(x, y), "surprise", 0.87)], "mobilenet_v3_large")
     text = "surprise 0.87 [MNv3-L]"
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 2)
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 2)
     band = np.all(out == BAND, axis=2)
     ys, xs = np.nonzero(band)
     assert len(xs), "no label band"
