@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
 
 from ferlite.app.client import Smoother
 from ferlite.app.stream import aggregator_beside, private_file
@@ -46,3 +49,18 @@ def test_the_annotated_video_is_readable_by_its_owner_only(tmp_path) -> None:
     video.chmod(0o644)
     private_file(video)
     assert video.stat().st_mode & 0o777 == 0o600 and video.read_bytes() == b""
+
+
+
+def test_json_is_a_flag_that_prints_in_stream_and_summary(capsys) -> None:
+    """`--json` prints JSON on stdout in every command (stream's once took a file name, summary's
+    printed); the stream writes a file with `--json-file PATH`."""
+    from ferlite.app import stream
+
+    for main in (stream.main, stream.summary_main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert re.search(r"--json\s+print", capsys.readouterr().out)  # a flag, no argument, prints
+    with pytest.raises(SystemExit):
+        stream.main(["--help"])
+    assert "--json-file PATH" in capsys.readouterr().out

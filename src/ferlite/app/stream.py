@@ -283,7 +283,9 @@ def main(argv: Sequence[str]) -> int:
                    help="one ProcessStream: each frame's labels come back before its events are stored, which "
                         "the service acknowledges after; the run ends when every frame is acknowledged "
                         "(default; --no-record-off-path: one Process call per frame, answered once stored)")
-    p.add_argument("--json", default="", help="write the run's summary as JSON here")
+    p.add_argument("--json", action="store_true",
+                   help="print the run's summary as JSON on stdout instead of text (as `ferlite summary --json`)")
+    p.add_argument("--json-file", default="", metavar="PATH", help="also write the run's JSON summary to PATH")
     add_access_flags(p)
     args = p.parse_args(argv)
     security = access_from(args)
@@ -312,13 +314,16 @@ def main(argv: Sequence[str]) -> int:
                                         security)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
-    print_summary(stats, summary)
+    payload = stats.to_dict()
+    if summary is not None:
+        payload["aggregator_total_events"] = summary.total_events
+        payload["aggregator_distribution"] = {c.label: c.count for c in summary.distribution}
     if args.json:
-        payload = stats.to_dict()
-        if summary is not None:
-            payload["aggregator_total_events"] = summary.total_events
-            payload["aggregator_distribution"] = {c.label: c.count for c in summary.distribution}
-        Path(args.json).write_text(json.dumps(payload, indent=1))
+        print(json.dumps(payload, indent=1))
+    else:
+        print_summary(stats, summary)
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(payload, indent=1))
     return 0 if stats.frames else 1
 
 
