@@ -134,3 +134,25 @@ def test_cli_errors_are_clear(tmp_path) -> None:
     unknown = _cli("train", "--data", str(tmp_path / "d"), "--arch", "resnet50")
     assert unknown.returncode == 2 and "invalid choice: 'resnet50'" in unknown.stderr
     assert "Traceback" not in missing.stderr + empty.stderr + unknown.stderr
+
+
+def test_a_file_given_as_data_is_named_as_a_file_and_tensorflow_stays_quiet(tmp_path) -> None:
+    """`ferlite train --data prepare.json`: one line saying what the file is and what to give instead,
+    not "data folder not found" after six lines of TensorFlow start-up logging."""
+    wrong = tmp_path / "fer2013.json"
+    wrong.write_text("{}")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-m", "ferlite", "train", "--data", str(wrong), "--weights", "none"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert any("is a file, not a dataset" in line for line in lines), out.stderr[-2000:]
+    assert len(lines) <= 2, out.stderr[-2000:]
+
+
+def test_no_augment_help_does_not_claim_a_default_of_true(capsys) -> None:
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    after = text.split("\n  --no-augment", 1)[1].split("\n  --", 1)[0]  # its entry, not the usage line
+    assert "(default: True)" not in after and "on by default" in after

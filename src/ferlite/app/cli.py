@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv[:1])
     target, _ = COMMANDS[args.command]
+    # TensorFlow's C++ start-up lines (oneDNN, CPU features, absl) before a one-line error or a
+    # progress bar are noise to a user: errors only, unless the user asked for more.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module_name, _, function = target.partition(":")
     command = getattr(importlib.import_module(module_name), function)
     return int(command(argv[1:]) or 0)

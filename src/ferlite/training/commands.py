@@ -38,12 +38,11 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def _guard(prog: str, body: Callable[[], int]) -> int:
-    """Turn expected user errors into one clear line and exit code 2."""
-    from .models import WeightsError
-
+    """Turn expected user errors into one clear line and exit code 2 (models.WeightsError is a
+    ValueError: nothing here imports TensorFlow, so a data error comes before its start-up)."""
     try:
         return body()
-    except (DatasetError, WeightsError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -88,7 +87,10 @@ def train_parser() -> argparse.ArgumentParser:
     m.add_argument("--label-smoothing", type=float, default=0.1)
     m.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     m.add_argument("--class-weights", action="store_true", help="balanced class weights")
-    m.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation in stage 2")
+    # SUPPRESS: the defaults formatter would print "(default: True)" beside a flag that turns it off.
+    m.add_argument("--no-augment", dest="augment", action="store_false", default=argparse.SUPPRESS,
+                   help="no augmentation in stage 2 (rotation, flip, zoom, brightness are on by default)")
+    p.set_defaults(augment=True)
     m.add_argument("--seed", type=int, default=42)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="run folder [runs/<date-time>]")
@@ -151,12 +153,12 @@ def train_main(argv: Sequence[str]) -> int:
 
     def body() -> int:
         _quiet_tensorflow()
+        sets, info = _load_splits(args)  # the data first: its errors come before TensorFlow's start-up
         from .evaluate import evaluate_model, write_evaluation
         from .export import export_model
         from .reports import compare
         from .train import TrainConfig, train
 
-        sets, info = _load_splits(args)
         print(f"data: {info['counts']} (skipped {info['skipped_files']} unreadable, "
               f"removed {info['test_duplicates_removed']} test duplicates) -> {args.out}")
         for arch in archs:

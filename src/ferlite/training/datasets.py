@@ -189,6 +189,10 @@ def load_fer2013_csv(path: str | Path, size: int, *, limit_per_class: int | None
 def load_dataset(path: str | Path, size: int, **options: object) -> ImageSet:
     """A folder-per-class dataset, or a FER2013 CSV when `path` is a .csv file."""
     path = Path(path)
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise DatasetError(f"{path} is a file, not a dataset: give a folder with one sub-folder per class, or a "
+                           "FER2013 .csv" + (" (a .npz from benchmarks/train_pack.py prepare is for "
+                                             "benchmarks/train_pack.py train)" if path.suffix == ".npz" else ""))
     if path.suffix.lower() == ".csv":
         keep = {k: v for k, v in options.items() if k in {"limit_per_class", "seed", "progress"}}
         return load_fer2013_csv(path, size, **keep)  # type: ignore[arg-type]
