@@ -87,10 +87,11 @@ def train_parser() -> argparse.ArgumentParser:
     m.add_argument("--label-smoothing", type=float, default=0.1)
     m.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     m.add_argument("--class-weights", action="store_true", help="balanced class weights")
-    # SUPPRESS: the defaults formatter would print "(default: True)" beside a flag that turns it off.
-    m.add_argument("--no-augment", dest="augment", action="store_false", default=argparse.SUPPRESS,
-                   help="no augmentation in stage 2 (rotation, flip, zoom, brightness are on by default)")
-    p.set_defaults(augment=True)
+    # "%(default).0s" prints nothing and keeps the defaults formatter from adding "(default: True)"
+    # beside a flag that turns augmentation off.
+    m.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no augmentation in stage 2 (rotation, flip, zoom, brightness are on by default)"
+                        "%(default).0s")
     m.add_argument("--seed", type=int, default=42)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="run folder [runs/<date-time>]")
