@@ -23,7 +23,7 @@ from benchmarks.common import repo_relative
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-ORDER = ["pack", "e2e", "peer", "classifier", "flip", "triton_sweep", "roofline", "facedetect", "aggregator",
+ORDER = ["pack", "colour", "e2e", "peer", "classifier", "flip", "triton_sweep", "roofline", "facedetect", "aggregator",
          "redis_sizing", "soak", "recovery", "training"]
 
 
@@ -40,6 +40,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "triton_sweep": [*py, str(b / "triton_sweep.py"), "--models", str(args.models)],
         "e2e": [*py, str(b / "e2e_bench.py"), "--models", str(args.models)],
         "roofline": [*py, str(b / "roofline.py")],
+        "colour": [*py, str(b / "colour_parity.py"), "--pack", str(args.models), "--data", str(args.pack_data)],
         "soak": [*py, str(b / "soak.py"), "--models", str(args.models), "--duration", str(args.soak_seconds)],
         "recovery": [*py, str(b / "recovery.py"), "--models", str(args.models)],
         "redis_sizing": [*py, str(b / "redis_sizing.py")],
