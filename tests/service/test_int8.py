@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from ferlite.base import preprocess
 from ferlite.base.model_metadata import PACK_DIR, ModelMetadata
 from ferlite.services.classifier.config import ClassifierConfig
 from ferlite.services.classifier.repository import build_repository
@@ -67,8 +68,12 @@ def test_repository_serves_the_file_precision_picks(tmp_path) -> None:
 
 
 def served_in_process(path: Path, meta: ModelMetadata, pixels: np.ndarray) -> np.ndarray:
+    """What the classifier answers for `pixels`, computed here: the model's colour (grey crops for a
+    grey model), its flip averaging and its file's own calibration."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = pixels.astype(np.float32) / np.float32(255.0)
+    x = preprocess.match_colour(pixels, meta.colour).astype(np.float32) / np.float32(255.0)
+    if not meta.flip_tta:
+        return meta.for_file(path.name).calibrate(session.run(None, {"image": x})[0])
     probs = session.run(None, {"image": np.concatenate([x, x[:, :, ::-1]])})[0]
     return meta.for_file(path.name).calibrate((probs[:len(x)] + probs[len(x):]) / 2)
 
