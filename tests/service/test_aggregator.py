@@ -619,3 +619,23 @@ def test_sigterm_on_a_real_aggregator_process_drains_its_spool(tmp_path) -> None
     finally:
         service.stop()
         server.stop()
+
+
+def test_the_embedded_redis_is_bounded_and_private(tmp_path) -> None:
+    """Issue 25: the local Redis had no memory limit (one camera token grew it 1 -> 97 MB) and its
+    files were 0644 in 0755 folders. Now maxmemory with noeviction, a 0700 folder, 0600 files."""
+    from ferlite.services.aggregator.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis", maxmemory="64mb").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        assert client.config_get("maxmemory")["maxmemory"] == str(64 * 2**20)
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        client.set("k", "v")
+        client.close()
+        assert (tmp_path / "redis").stat().st_mode & 0o077 == 0
+        files = [p for p in (tmp_path / "redis").rglob("*") if p.is_file()]
+        assert files and all(p.stat().st_mode & 0o077 == 0 for p in files), [(p.name, oct(p.stat().st_mode))
+                                                                            for p in files]
+    finally:
+        server.stop()

@@ -21,6 +21,8 @@ class AggregatorConfig(ServerConfig):
     redis_password: str = setting("", "Redis password (overrides one in the URL)")
     redis_tls_ca: str = setting("", "CA (PEM) for a rediss:// server")
     data_dir: str = setting("var/aggregator", "embedded Redis data and the outage spool live here")
+    embedded_redis_maxmemory: str = setting("512mb", "the embedded Redis's maxmemory (noeviction: a full Redis "
+                                            "refuses writes, which are then spooled, instead of growing or evicting)")
     key_prefix: str = setting("ferlite:", "prefix of every Redis key")
     retention_seconds: float = setting(RETENTION_SECONDS, "events and counters older than this are deleted")
     stream_maxlen: int = setting(200_000, "most events kept per classroom stream")

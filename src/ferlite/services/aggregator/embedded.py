@@ -30,8 +30,9 @@ def redis_executable() -> str:
 class EmbeddedRedis:
     """`redis-server` on a Unix socket (port 0) or on 127.0.0.1:port, persisting to `data_dir`."""
 
-    def __init__(self, data_dir: str | Path, port: int = 0, password: str = "") -> None:
+    def __init__(self, data_dir: str | Path, port: int = 0, password: str = "", maxmemory: str = "512mb") -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.maxmemory = maxmemory
         self.port = port
         self.password = password
         self.socket = self.data_dir / "redis.sock"
@@ -46,8 +47,10 @@ class EmbeddedRedis:
         return f"unix://{auth}{self.socket}?db=0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.data_dir, 0o700)  # classroom events: the owner's only
         args = [redis_executable(), "--dir", str(self.data_dir), "--appendonly", "yes",
+                "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
                 "--appendfsync", "always", "--dbfilename", "dump.rdb", "--save", "",
                 "--bind", "127.0.0.1", "--port", str(self.port), "--protected-mode", "yes",
                 "--logfile", str(self.data_dir / "redis.log")]
@@ -57,8 +60,15 @@ class EmbeddedRedis:
             args += ["--requirepass", self.password]
         if self.socket.exists():  # left by a crashed predecessor; redis would refuse to bind
             os.unlink(self.socket)
+        pdeath = die_with_parent()
+
+        def preexec() -> None:
+            os.umask(0o077)  # its AOF, snapshot and log are born 0600
+            if pdeath is not None:
+                pdeath()
+
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=die_with_parent())
+                                     start_new_session=True, preexec_fn=preexec)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         while True:

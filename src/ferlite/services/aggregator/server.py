@@ -89,7 +89,8 @@ def connect(config: AggregatorConfig) -> tuple[redis.Redis, EmbeddedRedis | None
     embedded = None
     url = config.redis_url
     if not url:
-        embedded = EmbeddedRedis(Path(config.data_dir) / "redis", password=config.redis_password).start()
+        embedded = EmbeddedRedis(Path(config.data_dir) / "redis", password=config.redis_password,
+                                 maxmemory=config.embedded_redis_maxmemory).start()
         url = embedded.url
     options: dict = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "health_check_interval": 10}
     if config.redis_password:
