@@ -37,8 +37,10 @@ def main() -> int:
     p.add_argument("--models", type=Path, default=PACK_DIR, help="exported models [the model pack]")
     p.add_argument("--requests", type=int, default=200, help="calls per architecture and side [200]")
     p.add_argument("--batch", type=int, default=8, help="faces per call [8]")
+    p.add_argument("--archs", default="", help="comma-separated architectures [every pack model that flips]")
     args = p.parse_args()
-    metas = [m for m in find_models(args.models) if m.flip_tta]
+    wanted = set(filter(None, args.archs.split(",")))
+    metas = [m for m in find_models(args.models) if m.flip_tta and (not wanted or m.architecture in wanted)]
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         repos = {side: Path(tmp) / side for side in ("in_model", "in_classifier")}

@@ -109,8 +109,11 @@ class FerWorker:
         return json.loads(line)
 
     def close(self) -> None:
+        """Ask the worker to end (it answers nothing to that) and wait for it."""
         with contextlib.suppress(OSError):
-            self.ask({"quit": True})
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.close()
         self.proc.wait(30)
 
 
