@@ -36,10 +36,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "facedetect": [*py, str(b / "facedetect_bench.py")],
         "aggregator": [*py, str(b / "aggregator_bench.py")],
         "classifier": [*py, str(b / "classifier_bench.py"), "--models", str(args.models)],
-        # EfficientNetB0 (128 px since the H200 pack) brought its Triton down in the arm where the classifier
-        # mirrors (16 images a call to a model that does not flip): an open finding, not served that way
-        "flip": [*py, str(b / "flip_ab.py"), "--models", str(args.models), "--archs",
-                 "mobilenet_v2,mobilenet_v3_large"],
+        "flip": [*py, str(b / "flip_ab.py"), "--models", str(args.models)],
         "triton_sweep": [*py, str(b / "triton_sweep.py"), "--models", str(args.models)],
         "e2e": [*py, str(b / "e2e_bench.py"), "--models", str(args.models)],
         "roofline": [*py, str(b / "roofline.py")],
