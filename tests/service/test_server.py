@@ -165,5 +165,5 @@ def test_restarter_survives_a_failed_restart_and_stops_from_its_own_thread() -> 
     stopper = Restarter("child", lambda: True, lambda: None, interval=0.01, first_backoff=0.01)
     stopper.restart = stopper.stop   # stopping from inside the loop must not raise
     stopper.start()
-    time.sleep(0.2)
+    stopper._thread.join(5)  # it ends on its own (a fixed sleep here could not tell "slow" from "never")
     assert not stopper._thread.is_alive()
