@@ -55,10 +55,10 @@ def downstream():
     aggregator_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 
-    def facedetect(port: int = 0):
+    def facedetect(port: int = 0, **overrides):
         return build(FaceDetectConfig(port=port, metrics_port=-1, detector="haar", crop_size=64,
                                       classifier_url=f"127.0.0.1:{classifier_port}",
-                                      aggregator_url=f"127.0.0.1:{aggregator_port}")).start()
+                                      aggregator_url=f"127.0.0.1:{aggregator_port}", **overrides)).start()
 
     yield aggregator, facedetect
     aggregator.gate.set()
@@ -239,4 +239,46 @@ def test_a_repeated_or_earlier_frame_index_ends_the_stream_before_its_events_are
         stored_frames = {int(e.split(":")[2]) for e in aggregator.stored}
         assert stored_frames <= set(indexes[:2])
     finally:
+        server.stop(0)
+
+
+def test_a_paused_stream_is_closed_and_frees_its_worker(downstream) -> None:
+    """Issue 25: 20 idle ProcessStreams (cameras that opened a stream and paused) held every worker of
+    face detection until the 5-minute connection age. After stream_idle_seconds without a frame the
+    stream ends UNAVAILABLE naming the reason, the frame it answered is still stored, and the server's
+    workers serve others again (here only 2, both once held by paused streams)."""
+    from ferlite.v1 import facedetect_pb2 as pb
+    from ferlite.v1 import facedetect_pb2_grpc as pb_grpc
+
+    aggregator, facedetect = downstream
+    server = facedetect(max_workers=2, stream_idle_seconds=1.0)
+    resume = threading.Event()
+
+    def paused(stream_id: str):
+        yield pb.ProcessRequest(frame=pb.Frame(encoded=JPEG), classroom_id="room-1", stream_id=stream_id,
+                                frame_index=0, record=True, session_id="s1")
+        resume.wait(30)  # the camera pauses
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.FaceDetectionStub(channel)
+            calls = [stub.ProcessStream(paused(f"cam-{k}"), timeout=30) for k in range(2)]
+            started = time.monotonic()
+            for call in calls:
+                updates = []
+                with pytest.raises(grpc.RpcError) as err:
+                    for update in call:
+                        updates.append(update)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "no frame for 1 s" in err.value.details()
+                assert any(u.HasField("result") for u in updates)
+            assert time.monotonic() - started < 10
+            reply = stub.Process(pb.ProcessRequest(frame=pb.Frame(encoded=JPEG), classroom_id="room-1",
+                                                   stream_id="cam-9", record=False), timeout=10)
+            assert reply.faces  # a worker is free again
+        deadline = time.monotonic() + 10  # the answered frames were recorded all the same
+        while {e.split(":")[0] for e in aggregator.stored} < {"cam-0", "cam-1"}:
+            assert time.monotonic() < deadline, sorted(aggregator.stored)
+            time.sleep(0.05)
+    finally:
+        resume.set()
         server.stop(0)

@@ -39,6 +39,8 @@ class FaceDetectConfig(ServerConfig):
                                      "each model's own threshold, chosen on validation (metadata.json)")
     track_iou: float = setting(0.3, "IoU with a previous track's box needed to keep its track id")
     downstream_timeout: float = setting(5.0, "seconds allowed for each downstream call without a caller deadline")
+    stream_idle_seconds: float = setting(30.0, "a ProcessStream with no frame for this long is closed (UNAVAILABLE: "
+                                         "the camera opens a new one), so a paused camera holds no worker")
     max_fps_per_client: float = setting(30.0, "frames per second allowed per client (peer and stream); 0: no limit")
     max_fps_per_peer: float = setting(240.0, "frames per second allowed per client over all its streams (peer and "
                                       "mTLS identity; a classroom gateway sends several cameras); 0: no limit")
@@ -57,6 +59,8 @@ class FaceDetectConfig(ServerConfig):
         if self.max_megapixels * 1e6 > DECODER_MAX_PIXELS:
             raise ConfigError(f"max_megapixels={self.max_megapixels:g} is above the decoders' ceiling of "
                               f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.DECODER_MAX_PIXELS)")
+        if self.stream_idle_seconds <= 0:
+            raise ConfigError(f"stream_idle_seconds={self.stream_idle_seconds} must be > 0")
         if self.max_megapixels <= 0 or self.downstream_timeout <= 0 or self.crop_margin < 0:
             raise ConfigError("max_megapixels and downstream_timeout must be > 0, crop_margin >= 0")
         if self.blazeface_model:

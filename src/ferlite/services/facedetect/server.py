@@ -134,11 +134,24 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
         recorder = StreamRecorder(self.record, ack, self.core.config.downstream_timeout)
         failure: list[BaseException] = []
+        idle_limit = self.core.config.stream_idle_seconds
+        last_frame = [time.monotonic()]
+        finished = threading.Event()
+
+        def close_when_idle() -> None:
+            """A camera that opened a stream and paused holds this call's threads: after
+            stream_idle_seconds without a frame the stream is ended with UNAVAILABLE (its frames
+            already answered are still recorded and acknowledged; the client opens a new stream)."""
+            while not finished.wait(min(1.0, idle_limit / 2)):
+                if time.monotonic() - last_frame[0] > idle_limit:
+                    updates.put(IDLE)  # the handler's own thread ends the call (an abort elsewhere would not)
+                    return
 
         def run_frames() -> None:
             try:
                 last = -1
                 for request in requests:
+                    last_frame[0] = time.monotonic()
                     if request.frame_index <= last:  # a frame's events are keyed by its index
                         context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                       f"frame_index {request.frame_index} does not follow {last} on this stream: "
@@ -157,11 +170,17 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             except BaseException as exc:  # an abort has put its status on the context already
                 failure.append(exc)
             finally:
+                finished.set()
                 recorder.close()  # the frames already answered are still recorded and acknowledged
                 updates.put(None)
 
         threading.Thread(target=run_frames, name="stream-frames", daemon=True).start()
+        threading.Thread(target=close_when_idle, name="stream-idle", daemon=True).start()
         while (update := updates.get()) is not None:
+            if update is IDLE:
+                self.core.reject("stream_idle")
+                context.abort(grpc.StatusCode.UNAVAILABLE,
+                              f"no frame for {idle_limit:g} s: stream closed; open a new one to go on")
             yield update
         if failure and context.is_active():  # (a client that hung up needs no status)
             if context.code() is None:
@@ -228,6 +247,7 @@ CALLER_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, 
 # A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
 # tracker's O(tracks x faces) matching, not a camera.
 MAX_TRACKS = 256
+IDLE = pb.ProcessUpdate()  # put on a stream's update queue by its idle watchdog (compared by identity)
 # Detect's crops are float32: 256 px is above every model's input, and 3.5 MiB keeps an answer under
 # gRPC's default 4 MiB message limit (1024-px crops of 4 faces once made a 50 MB answer).
 MAX_DETECT_CROP = 256
