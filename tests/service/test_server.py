@@ -145,7 +145,6 @@ def test_json_logs_redact_pixels() -> None:
 def test_restarter_survives_a_failed_restart_and_stops_from_its_own_thread() -> None:
     """A restart that fails (and whose failure path stops the child) must not end supervision."""
     import threading
-    import time
 
     from ferlite.services.common.processes import Restarter
 
