@@ -38,6 +38,11 @@ def is_name(value: str) -> bool:
     return NAME_PATTERN.fullmatch(value) is not None
 
 
+def box_ok(x: float, y: float, width: float, height: float) -> bool:
+    """A face box: finite numbers, a non-negative width and height."""
+    return all(math.isfinite(v) for v in (x, y, width, height)) and width >= 0 and height >= 0
+
+
 def is_track(value: str) -> bool:
     """A track id a client may send back."""
     return TRACK_PATTERN.fullmatch(value) is not None

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ferlite.base.architectures import ARCHITECTURES
-from ferlite.base.event_rules import ID_RULE, NAME_RULE, is_id, is_name, shown, timestamp_problem
+from ferlite.base.event_rules import ID_RULE, NAME_RULE, box_ok, is_id, is_name, shown, timestamp_problem
 from ferlite.base.labels import EMOTIONS, NUM_CLASSES
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import common_pb2
@@ -71,7 +71,7 @@ def validate_event(e: Event, index: int, now: float, max_future: float, retentio
         raise bad("label", f"{shown(e.label)} is not one of {', '.join(EMOTIONS)}")
     if not (math.isfinite(e.confidence) and 0.0 <= e.confidence <= 1.0):
         raise bad("confidence", "must be in [0, 1]")
-    if not all(math.isfinite(v) for v in e.box) or e.box[2] < 0 or e.box[3] < 0:
+    if not box_ok(*e.box):
         raise bad("box", "must be finite with non-negative width and height")
     if e.architecture not in ARCHITECTURES:
         raise bad("model.architecture", f"{shown(e.architecture)} is not one of {', '.join(ARCHITECTURES)}")

@@ -113,6 +113,11 @@ def is_grey(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]))
 
 
+def colour_of(pixels: np.ndarray) -> str:
+    """The colour a model trained on these faces learns from: "grey" when every pixel is grey."""
+    return "grey" if is_grey(pixels) else "rgb"
+
+
 def match_colour(batch: np.ndarray, colour: str) -> np.ndarray:
     """N x H x W x 3 RGB crops in the colour their model learnt from. "rgb" passes them through;
     "grey" puts each pixel's luma (ITU-R BT.601, OpenCV's RGB2GRAY: the usual greyscale of face

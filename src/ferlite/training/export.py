@@ -182,7 +182,7 @@ def export_model(model: keras.Model, out_dir: Path, val_set: ImageSet, test_set:
         reference=reference_profile(calibrated), temperature=temperature, abstain_below=abstention.threshold,
         flip_tta=flip_tta, validation=validation,
         # Grey training faces (FER2013) make a grey model: the classifier then serves it grey crops.
-        colour="grey" if preprocess.is_grey(val_set.pixels) else "rgb",
+        colour=preprocess.colour_of(val_set.pixels),
         test={k: v for k, v in (evaluation or {}).items() if k not in {"confusion_normalised"}},
         training=training or dict(run_info or {}), synthetic=synthetic, files=files, checks=checks,
         extra={"ferlite_version": __version__,

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ferlite.base import preprocess
+from ferlite.base.architectures import CHAMPION_SHARE, champion_weights
 from ferlite.base.labels import EMOTIONS
 from ferlite.base.model_metadata import ModelMetadata, apply_temperature
 
@@ -97,7 +98,7 @@ def refresh(folder: Path, data: dict) -> ModelMetadata:
     val = faces(data["x_val"][:256], data["y_val"][:256], meta.input_size)
     probs = served(on_faces(onnx_runner(folder / meta.files["onnx"])), test.pixels, meta)
     params = int(models.build_model(meta.architecture, meta.input_size, "none").count_params())
-    meta = dataclasses.replace(meta, colour="grey" if preprocess.is_grey(val.pixels) else "rgb",
+    meta = dataclasses.replace(meta, colour=preprocess.colour_of(val.pixels),
                                extra={**meta.extra, "params": params},
                                test={**meta.test, "paper_classes": paper_classes_report(test.labels, probs)})
     meta.save(folder)
@@ -342,13 +343,13 @@ def served_on_cpu(m: ModelMetadata) -> str:
 
 def champion_line(metas: list[ModelMetadata], floor: float = 0.45) -> str:
     """The default policy of this pack, in words (the classifier's `champion_policy`, default gate)."""
-    ranked = sorted((m for m in metas if m.validation.get("accuracy", 0) >= floor),
-                    key=lambda m: -m.validation["accuracy"])
-    if not ranked:
+    servable = {m.architecture: m.validation["accuracy"] for m in metas if m.validation.get("accuracy", 0) >= floor}
+    weights = champion_weights(servable)
+    if not weights:
         return "no model passes the gate."
-    rest = ", ".join(DISPLAY[m.architecture] for m in ranked[1:])
-    return f"{DISPLAY[ranked[0].architecture]} (validation {ranked[0].validation['accuracy']:.3f}) first" + (
-        f"; canary: {rest}." if rest else ".")
+    best = max(weights, key=lambda a: weights[a])
+    rest = ", ".join(DISPLAY[a] for a in sorted(weights, key=lambda a: -servable[a]) if a != best)
+    return f"{DISPLAY[best]} (validation {servable[best]:.3f}) first" + (f"; canary: {rest}." if rest else ".")
 
 
 def paper_table(metas: list[ModelMetadata]) -> list[str]:
@@ -408,9 +409,10 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         "## The default A/B policy",
         "",
         "With no policy file, the classifier routes by `champion_policy`: the model with the best validation "
-        "accuracy among those the gate lets serve takes 94 % of the classrooms (sticky by stream), the others "
-        "share 6 % as a canary. For this pack: " + champion_line(metas) + " The Helm chart's default `abPolicy` "
-        "is the same (a test checks it).",
+        f"accuracy among those the gate lets serve takes {CHAMPION_SHARE * 100:.0f} % of the classrooms (sticky by "
+        f"stream), the others share {(1 - CHAMPION_SHARE) * 100:.0f} % as a canary. For this pack: "
+        + champion_line(metas)
+        + " The Helm chart's default `abPolicy` is the same (a test checks it).",
         "",
         *paper_table(metas),
         "",

@@ -181,7 +181,7 @@ class Aggregator:
                     return replayed
                 self._set_redis(True)
                 self._stored(events, flags, "replayed")
-                self.spool.remove(path, len(spooled))
+                self.spool.remove(path)
                 self.g_spool.set(self.spool.depth)
                 replayed += len(events)
 

@@ -125,7 +125,7 @@ class Spool:
                     return path, events
             return None
 
-    def remove(self, path: Path, count: int = 0) -> None:
+    def remove(self, path: Path) -> None:
         with self._lock:
             path.unlink(missing_ok=True)
             self._counts.pop(path.name, None)

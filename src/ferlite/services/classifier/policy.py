@@ -28,13 +28,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.architectures import ARCHITECTURES, CHAMPION_SHARE, champion_weights
 from ferlite.base.event_rules import shown
 
 log = logging.getLogger("ferlite.classifier.policy")
-
-
-CHAMPION_SHARE = 0.94  # the best validated model's share of traffic by default; the rest is a canary
 
 
 class PolicyError(ValueError):
@@ -90,16 +87,11 @@ class ABPolicy:
 
 
 def champion_policy(validation: Mapping[str, float], share: float = CHAMPION_SHARE) -> ABPolicy:
-    """The default policy: the architecture with the best validation accuracy gets `share` of the
-    traffic, the other ones split the rest equally (a canary each); sticky, no shadow scoring.
-    `validation`: architecture -> validation accuracy of the models that may serve (gate passed).
-    Weights are rounded to 4 decimals so the same pack always gives the same revision."""
-    if not validation:
+    """The default policy: `champion_weights` of the models that may serve (gate passed), sticky,
+    no shadow scoring; the equal default without models."""
+    weights = champion_weights(validation, share)
+    if not weights:
         return ABPolicy().validate().with_revision()
-    best = max(sorted(validation), key=lambda a: validation[a])
-    others = [a for a in sorted(validation) if a != best]
-    weights = {best: round(share if others else 1.0, 4)}
-    weights.update({a: round((1.0 - share) / len(others), 4) for a in others})
     return ABPolicy(weights, sticky=True, shadow_fraction=0.0).validate().with_revision()
 
 

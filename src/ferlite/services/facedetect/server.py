@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import queue
 import sys
 import threading
@@ -14,7 +13,7 @@ import grpc
 import numpy as np
 
 from ferlite.base import preprocess
-from ferlite.base.event_rules import NAME_RULE, TRACK_RULE, is_name, is_track, shown, timestamp_problem
+from ferlite.base.event_rules import NAME_RULE, TRACK_RULE, box_ok, is_name, is_track, shown, timestamp_problem
 from ferlite.base.events import Event
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
@@ -95,10 +94,10 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
     def Detect(self, request: pb.DetectRequest, context: grpc.ServicerContext) -> pb.DetectResponse:
         self._limit(context)
-        rgb = self._frame(request.frame, context)
-        if request.crop_size and not 32 <= request.crop_size <= MAX_DETECT_CROP:
+        if request.crop_size and not 32 <= request.crop_size <= MAX_DETECT_CROP:  # before decoding anything
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"crop_size {request.crop_size} must be 0 or 32..{MAX_DETECT_CROP}")
+        rgb = self._frame(request.frame, context)
         detections, ms = self.core.detect(rgb, request.crop_size, include_crops=False)
         size = request.crop_size or self.core.config.crop_size
         answer = len(detections) * size * size * 3 * 4  # float32 crops
@@ -264,8 +263,7 @@ def track_problems(tracks) -> list[str]:
         if t.track_id in seen:
             return [f"previous_tracks[{i}].track_id {shown(t.track_id)} repeats: each track once"]
         seen.add(t.track_id)
-        b = t.box
-        if not all(math.isfinite(v) for v in (b.x, b.y, b.width, b.height)) or b.width < 0 or b.height < 0:
+        if not box_ok(t.box.x, t.box.y, t.box.width, t.box.height):
             return [f"previous_tracks[{i}].box must be finite with a non-negative width and height"]
     return []
 
