@@ -39,6 +39,7 @@ from tests.support.procs import ROOT
 from tests.support.redis import free_port
 
 TOKEN = "correct-horse-battery-staple"
+CAMERA_TOKEN = "camera-101-token-not-the-pipelines"
 
 
 def _jpeg() -> bytes:
@@ -87,17 +88,22 @@ def _denied(call, *args) -> bool:
     return False
 
 
-def test_pipeline_writes_need_the_service_token_and_facedetect_sends_it(exported_models, tmp_path) -> None:
-    """RecordEvents, Classify, Process and ProcessStream refuse callers without the service (or admin) token, and
-    a frame sent with it still goes all the way: facedetect presents the token to its peers."""
+def test_credentials_are_scoped_to_what_each_caller_does(exported_models, tmp_path) -> None:
+    """Issue 25: the token cameras used wrote anything (20,000 RecordEvents into 20,011 classrooms).
+    Now a camera token sends frames (Process, ProcessStream) for its own classroom only and can neither
+    record events nor classify; the pipeline's service token records and classifies but is refused on
+    the frame calls (it is never handed to cameras); a frame sent with the camera token still goes all
+    the way, face detection presenting the service token to its peers."""
     common = {"port": 0, "metrics_port": -1, "auth_token": TOKEN, "service_token": SERVICE_TOKEN}
+    cameras = tmp_path / "camera-tokens"
+    cameras.write_text(f"# token classrooms\n{CAMERA_TOKEN} room-1\n")
     agg = build_aggregator(AggregatorConfig(data_dir=str(tmp_path / "agg"), **common)).start()
     clf = build_classifier(ClassifierConfig(
         min_val_accuracy=0.0, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
         triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), **common)).start()
     fd = build_facedetect(FaceDetectConfig(classifier_url=f"127.0.0.1:{clf.port}",
                                            aggregator_url=f"127.0.0.1:{agg.port}", crop_size=TINY_SIZE,
-                                           **common)).start()
+                                           camera_tokens_file=str(cameras), **common)).start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{agg.port}") as a, \
                 grpc.insecure_channel(f"127.0.0.1:{clf.port}") as c, \
@@ -109,34 +115,61 @@ def test_pipeline_writes_need_the_service_token_and_facedetect_sends_it(exported
                 crops=[common_pb2.FaceCrop(height=TINY_SIZE, width=TINY_SIZE, channels=3,
                                            dtype=common_pb2.CROP_DTYPE_UINT8, data=crop.tobytes())]),
                 metadata=md, timeout=30)
-            process = lambda md: fpb_grpc.FaceDetectionStub(f).Process(fpb.ProcessRequest(  # noqa: E731
-                frame=fpb.Frame(encoded=_jpeg()), classroom_id="room-1", stream_id="cam", frame_index=len(md),
-                timestamp=time.time(), record=True, session_id="s1"), metadata=md, timeout=60)
+            frames = [0]
+
+            def process(md, room="room-1"):
+                frames[0] += 1
+                return fpb_grpc.FaceDetectionStub(f).Process(fpb.ProcessRequest(
+                    frame=fpb.Frame(encoded=_jpeg()), classroom_id=room, stream_id="cam", frame_index=frames[0],
+                    timestamp=time.time(), record=True, session_id="s1"), metadata=md, timeout=60)
+
             def stream(md):  # ProcessStream: one frame, then the stream's end (its ack comes before)
+                frames[0] += 1
                 request = fpb.ProcessRequest(frame=fpb.Frame(encoded=_jpeg()), classroom_id="room-1",
-                                             stream_id="cam-stream", frame_index=len(md), timestamp=time.time(),
+                                             stream_id="cam-stream", frame_index=frames[0], timestamp=time.time(),
                                              record=True, session_id="s1")
                 updates = list(fpb_grpc.FaceDetectionStub(f).ProcessStream(iter([request]), metadata=md, timeout=60))
                 assert sorted(u.WhichOneof("update") for u in updates) == ["ack", "result"]
-                assert [list(u.ack.stored) for u in updates if u.HasField("ack")] == [[len(md)]]
+                assert [list(u.ack.stored) for u in updates if u.HasField("ack")] == [[frames[0]]]
                 return updates
 
-            for name, call in (("RecordEvents", record), ("Classify", classify), ("Process", process),
-                               ("ProcessStream", stream)):
-                for md in ([], token_metadata("wrong-token")):
+            writes = (("RecordEvents", record, SERVICE_TOKEN), ("Classify", classify, SERVICE_TOKEN),
+                      ("Process", process, CAMERA_TOKEN), ("ProcessStream", stream, CAMERA_TOKEN))
+            for name, call, right in writes:
+                wrong = SERVICE_TOKEN if right == CAMERA_TOKEN else CAMERA_TOKEN
+                for md in ([], token_metadata("wrong-token"), token_metadata(wrong)):
                     assert _denied(call, md), f"{name} accepted {md}"
-                assert call(token_metadata(SERVICE_TOKEN)) is not None, name
+                assert call(token_metadata(right)) is not None, name
                 assert call(token_metadata(TOKEN)) is not None, name  # the admin may write too
-            reply = process([*token_metadata(SERVICE_TOKEN), ("x", "again")])
+            reply = process(token_metadata(CAMERA_TOKEN))
             assert reply.faces and reply.recorded  # classified and stored through the guarded hops
-            # The service token is not an admin token: it cannot read classroom data.
+            with pytest.raises(grpc.RpcError) as err:  # another classroom than the camera's
+                process(token_metadata(CAMERA_TOKEN), room="room-2")
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "room-2" in err.value.details()
+            assert process(token_metadata(TOKEN), room="room-2").recorded  # the admin token may
+            # Neither the service token nor a camera token is an admin token: neither reads classroom data.
             summary = lambda md: apb_grpc.AggregatorStub(a).GetSummary(  # noqa: E731
                 apb.SummaryRequest(classroom_id="room-1", window_seconds=60), metadata=md)
             assert _denied(summary, token_metadata(SERVICE_TOKEN))
+            assert _denied(summary, token_metadata(CAMERA_TOKEN))
             assert summary(token_metadata(TOKEN)).total_events >= 1
     finally:
         for server in (fd, clf, agg):
             server.stop(0)
+
+
+def test_camera_token_file_errors_name_the_line_never_the_token() -> None:
+    from ferlite.services.common.credentials import CameraTokens, CredentialsError
+
+    scoped = CameraTokens.parse(f"{CAMERA_TOKEN} room-1,room-2  # two rooms\n\n{SERVICE_TOKEN} *\n")
+    assert scoped.allows(CAMERA_TOKEN, "room-2") and not scoped.allows(CAMERA_TOKEN, "room-3")
+    assert scoped.allows(SERVICE_TOKEN, "any-room") and not scoped.allows("nope-nope-nope-nope", "room-1")
+    for text, problem in ((f"{CAMERA_TOKEN}\n", "line 1: expected"), ("short room-1\n", "shorter than 16"),
+                          (f"# c\n{CAMERA_TOKEN} bad/room\n", "line 2: classroom 'bad/room'"),
+                          (f"{CAMERA_TOKEN} a\n{CAMERA_TOKEN} b\n", "line 2: this token is listed twice")):
+        with pytest.raises(CredentialsError) as err:
+            CameraTokens.parse(text)
+        assert problem in str(err.value) and CAMERA_TOKEN not in str(err.value)
 
 
 def test_rate_limiter_buckets_and_bounded_memory() -> None:
@@ -300,5 +333,37 @@ def test_rotating_stream_ids_do_not_lift_the_rate_limit() -> None:
                 except grpc.RpcError as exc:
                     codes.append(exc.code().name)
         assert codes.count("RESOURCE_EXHAUSTED") >= 40, codes
+    finally:
+        server.stop(0)
+
+
+def test_one_camera_token_is_limited_whatever_address_or_stream_it_uses(tmp_path) -> None:
+    """Issue 25: one token from 8 local addresses sent 5x the per-client limit. The per-credential
+    bucket counts every frame sent with a camera token, whichever address and stream it comes from
+    (the per-address buckets are off here, as for 8 addresses); another camera's token is unaffected."""
+    cameras = tmp_path / "camera-tokens"
+    cameras.write_text(f"{CAMERA_TOKEN} *\nsecond-camera-token-0000 *\n")
+    server = build_facedetect(FaceDetectConfig(port=0, metrics_port=-1, max_fps_per_client=0, max_fps_per_peer=0,
+                                               max_fps_per_credential=5, camera_tokens_file=str(cameras),
+                                               detector="haar", crop_size=48, classifier_url="127.0.0.1:9",
+                                               aggregator_url="127.0.0.1:9")).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = fpb_grpc.FaceDetectionStub(channel)
+            blank = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()  # no face: fast calls
+
+            def send(token: str, i: int) -> str:
+                try:
+                    stub.Process(fpb.ProcessRequest(frame=fpb.Frame(encoded=blank), classroom_id="room",
+                                                    stream_id=f"s{i}", frame_index=0, record=False),
+                                 metadata=token_metadata(token), timeout=5)
+                    return "OK"
+                except grpc.RpcError as exc:
+                    return exc.code().name
+
+            codes = [send(CAMERA_TOKEN, i) for i in range(60)]
+            other = send("second-camera-token-0000", 0)
+        assert codes.count("RESOURCE_EXHAUSTED") >= 30 and codes.count("OK") >= 10, codes
+        assert other == "OK"
     finally:
         server.stop(0)

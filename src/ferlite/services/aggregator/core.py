@@ -7,7 +7,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -287,16 +287,18 @@ class Aggregator:
                             result.recent_correct, result.recent_n)
         return result
 
-    def follow(self, classroom: str, since: float, active: Callable[[], bool]) -> Iterator[Event]:
-        """Events of a classroom as they are stored, until `active()` turns false."""
+    def follow_start(self, classroom: str, since: float) -> str:
+        """Where a follower of `classroom` starts: the stream id after which its events come."""
         self._check_read(classroom)
         if not (math.isfinite(since) and 0 <= since <= self.clock() + self.config.max_future_seconds):
             raise InvalidEvent("since must be 0 (from now on) or a time in seconds since epoch, not in the future")
-        last = f"{int(since * 1000)}-0" if since > 0 else "$"
-        if last == "$":
-            last = self._read(lambda: self.store.last_stream_id(classroom))
-        while active() and not self._stop.is_set():
-            batch = self._read(lambda after=last: self.store.read_stream(classroom, after, block_ms=500))
-            for entry_id, event in batch:
-                last = entry_id
-                yield event
+        if since > 0:
+            return f"{int(since * 1000)}-0"
+        return self._read(lambda: self.store.last_stream_id(classroom))
+
+    def follow_batch(self, classroom: str, after: str) -> list[tuple[str, Event]]:
+        """The classroom's events stored after stream id `after` (up to 100), without waiting: a
+        follower polls, so an open dashboard holds a worker for a Redis round trip, not a wait."""
+        if self._stop.is_set():
+            raise Unavailable("the aggregator is stopping")
+        return self._read(lambda: self.store.read_stream(classroom, after, block_ms=None))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
 import redis
+from grpc import aio
 
 from ferlite.base.events import InvalidEvent, event_from_pb, event_to_pb
 from ferlite.base.labels import EMOTIONS
+from ferlite.services.common.calls import Aborted, SyncContext, in_worker
 from ferlite.services.common.config import ConfigError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
@@ -32,6 +35,7 @@ REPLAY_HEALTH = "ferlite.aggregator.replay"  # NOT_SERVING if the spool's replay
 # write path, needs the service token (when one is configured: the local stack and the chart do).
 PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
 INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
+FOLLOW_POLL_SECONDS = 0.2  # how stale a follower's view may be; a poll is one cheap XREAD
 
 
 class AggregatorServicer(pb_grpc.AggregatorServicer):
@@ -68,12 +72,27 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             per_minute=[pb.MinuteCounts(minute_start=m, counts=[pb.LabelCount(label=k, count=c[k]) for k in EMOTIONS])
                         for m, c in s.per_minute])
 
-    def StreamEvents(self, request: pb.StreamEventsRequest, context: grpc.ServicerContext) -> Iterator[pb.EmotionEvent]:
+    async def StreamEvents(self, request: pb.StreamEventsRequest,
+                           context: aio.ServicerContext) -> AsyncIterator[pb.EmotionEvent]:
+        """A classroom's events as they are stored. Each poll is one Redis read in a worker; between
+        polls the follower waits on the event loop, so open dashboards never take the workers that
+        RecordEvents needs."""
+        classroom = request.classroom_id
         try:
-            for event in self.core.follow(request.classroom_id, request.since, context.is_active):
-                yield event_to_pb(event)
-        except Exception as exc:
-            self._fail(context, exc)
+            after = await in_worker(self.core.follow_start, classroom, request.since)
+            while not context.cancelled():
+                batch = await in_worker(self.core.follow_batch, classroom, after)
+                for entry_id, event in batch:
+                    after = entry_id
+                    yield event_to_pb(event)
+                if not batch:
+                    await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        except (InvalidEvent, NotFound, Unavailable) as exc:
+            sync = SyncContext(context)
+            try:
+                self._fail(sync, exc)
+            except Aborted as aborted:
+                await context.abort(aborted.code, aborted.details)
 
     def SubmitFeedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext) -> pb.FeedbackResponse:
         try:

@@ -258,8 +258,9 @@ class RedisStore:
             return "0-0"
         return self.r.xinfo_stream(self.stream_key(classroom))["last-generated-id"].decode()
 
-    def read_stream(self, classroom: str, last_id: str, block_ms: int) -> list[tuple[str, Event]]:
-        """Events after `last_id` ("$" = only new ones), waiting up to block_ms for the first."""
+    def read_stream(self, classroom: str, last_id: str, block_ms: int | None) -> list[tuple[str, Event]]:
+        """Events after `last_id` ("$" = only new ones), waiting up to block_ms for the first (None:
+        not at all)."""
         reply = self.r.xread({self.stream_key(classroom): last_id}, block=block_ms, count=100)
         out = []
         for _stream, entries in reply or []:

@@ -54,7 +54,12 @@ class ServerConfig:
     host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
     port: int = setting(0, "gRPC port; 0 picks a free one")
     metrics_port: int = setting(0, "Prometheus /metrics port; 0 picks a free one, -1 disables")
-    max_workers: int = setting(16, "threads serving RPCs concurrently")
+    socket: str = setting("", "Unix socket path to serve on instead of host:port (its folder must be 0700); "
+                              "the local stack's internal services use one")
+    max_workers: int = setting(16, "threads running calls at once (an open call with no request yet holds none)")
+    max_calls_per_peer: int = setting(256, "calls one address may have open at once on open methods (reflection; "
+                                           "everything while auth is off)")
+    max_calls_per_credential: int = setting(128, "calls one token may have open at once on guarded methods")
     max_message_mb: float = setting(16.0, "largest request or response, megabytes")
     grace_seconds: float = setting(10.0, "on SIGTERM, how long in-flight calls may finish")
     tls_cert: str = setting("", "server certificate (PEM); enables TLS with tls_key")
@@ -77,8 +82,9 @@ class ServerConfig:
         check_port("port", self.port)
         if self.metrics_port != -1:
             check_port("metrics_port", self.metrics_port)
-        if self.max_workers < 1:
-            raise ConfigError(f"max_workers={self.max_workers} must be at least 1")
+        for name in ("max_workers", "max_calls_per_peer", "max_calls_per_credential"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if not 0 < self.max_message_mb <= 1024:
             raise ConfigError(f"max_message_mb={self.max_message_mb} must be in (0, 1024]")
         if self.grace_seconds < 0:

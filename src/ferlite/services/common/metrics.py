@@ -7,12 +7,18 @@ clashing, and a service's own metrics sit beside the RPC metrics on one endpoint
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from grpc import aio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
 
 # Latency buckets for calls that range from sub-millisecond cache hits to multi-second batches.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -37,15 +43,18 @@ class ServiceMetrics:
         return Gauge(self.prefix + name, doc, list(labels), registry=self.registry)
 
 
-def _code_name(context: grpc.ServicerContext, default: str) -> str:
+def _code_name(context: Any, default: str) -> str:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
+    if isinstance(code, int) and code:  # an aio context reports the status as its number
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
     return default
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Times every RPC and counts it by final status code.
+class MetricsInterceptor(aio.ServerInterceptor):
+    """Times every RPC and counts it by final status code (the outermost interceptor: refused
+    calls count too).
 
     It also refuses calls whose deadline has already passed before any work is done, so a
     backlog of stale requests (clients that gave up) never costs handler time.
@@ -58,25 +67,25 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             "rpc_handled_total", "RPCs completed, by method and gRPC status code.", ["method", "code"])
         self.in_flight = metrics.gauge("rpc_in_flight", "RPCs being served now.", ["method"])
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+    async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = await continuation(details)
         if handler is None:
             return None
         method = details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary:
-            return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=self._wrap_unary(handler.stream_unary, method))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, method))
-        if handler.stream_stream:
-            return handler._replace(stream_stream=self._wrap_stream(handler.stream_stream, method))
+        for kind in ("unary_unary", "stream_unary"):
+            behaviour = getattr(handler, kind)
+            if behaviour is not None and inspect.iscoroutinefunction(behaviour):
+                return handler._replace(**{kind: self._wrap_unary(behaviour, method)})
+        for kind in ("unary_stream", "stream_stream"):
+            behaviour = getattr(handler, kind)
+            if behaviour is not None and inspect.isasyncgenfunction(behaviour):
+                return handler._replace(**{kind: self._wrap_stream(behaviour, method)})
         return handler
 
-    def _refuse_expired(self, context: grpc.ServicerContext) -> None:
+    async def _refuse_expired(self, context: aio.ServicerContext) -> None:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before the call started")
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before the call started")
 
     def _record(self, method: str, start: float, code: str) -> None:
         self.latency.labels(method).observe(time.perf_counter() - start)
@@ -84,31 +93,14 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         self.in_flight.labels(method).dec()
 
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+        async def timed(request: Any, context: aio.ServicerContext) -> Any:
             start = time.perf_counter()
             self.in_flight.labels(method).inc()
             code = "OK"
             try:
-                self._refuse_expired(context)
-                return behaviour(request, context)
-            except Exception:
-                code = _code_name(context, "UNKNOWN")
-                raise
-            finally:
-                self._record(method, start, _code_name(context, code))
-
-        return wrapper
-
-    def _wrap_stream(self, behaviour: Callable[..., Iterator[Any]], method: str
-                     ) -> Callable[..., Iterator[Any]]:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            start = time.perf_counter()
-            self.in_flight.labels(method).inc()
-            code = "OK"
-            try:
-                self._refuse_expired(context)
-                yield from behaviour(request, context)
-            except GeneratorExit:
+                await self._refuse_expired(context)
+                return await behaviour(request, context)
+            except asyncio.CancelledError:
                 code = "CANCELLED"
                 raise
             except Exception:
@@ -117,10 +109,65 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             finally:
                 self._record(method, start, _code_name(context, code))
 
-        return wrapper
+        return timed
+
+    def _wrap_stream(self, behaviour: Callable[..., AsyncIterator[Any]], method: str
+                     ) -> Callable[..., AsyncIterator[Any]]:
+        async def timed(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            start = time.perf_counter()
+            self.in_flight.labels(method).inc()
+            code = "OK"
+            try:
+                await self._refuse_expired(context)
+                async for item in behaviour(request, context):
+                    yield item
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            except Exception:
+                code = _code_name(context, "UNKNOWN")
+                raise
+            finally:
+                self._record(method, start, _code_name(context, code))
+
+        return timed
+
+
+class _MetricsHTTPServer(ThreadingHTTPServer):
+    """/metrics with bounded threads: at most `max_threads` connections served at once (more are
+    closed at once), each with a socket timeout, so idle connections cannot pile up threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_threads: int) -> None:
+        self.slots = threading.BoundedSemaphore(max_threads)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+# A scrape takes milliseconds; a connection that sends nothing for this long is dropped.
+METRICS_IDLE_SECONDS = 5.0
+METRICS_MAX_THREADS = 8
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[Any, int]:
     """Start the /metrics HTTP endpoint; return (server, bound port). Port 0 picks a free one."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    handler = type("Handler", (MetricsHandler.factory(registry),), {"timeout": METRICS_IDLE_SECONDS})
+    server = _MetricsHTTPServer((host, port), handler, METRICS_MAX_THREADS)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server, server.server_address[1]

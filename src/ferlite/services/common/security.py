@@ -11,10 +11,11 @@ import hmac
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
+from grpc import aio
 
 AUTH_HEADER = "authorization"
 
@@ -26,10 +27,11 @@ def bearer(metadata: Iterable[tuple[str, Any]] | None) -> str:
     return ""
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` on the listed methods (full names, /pkg.Svc/Method),
     each with the tokens it accepts: the admin token on queries and A/B control, the service token
-    (or the admin token) on the pipeline's writes. A method not listed is open."""
+    (or the admin token) on the pipeline's writes. A method not listed is open. A refused call is
+    answered before any application work and before any limit counts it."""
 
     def __init__(self, rules: Mapping[str, Iterable[str]]) -> None:
         encoded = {method: tuple(t.encode() for t in tokens if t) for method, tokens in rules.items()}
@@ -40,32 +42,41 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         # Every candidate is compared (constant time each), so timing does not say which one matched.
         return sum(hmac.compare_digest(given, token) for token in self.rules[details.method]) > 0
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+    async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = await continuation(details)
         if handler is None or details.method not in self.rules or self._allowed(details):
             return handler
-
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required for this call")
-
-        def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
-            deny(request, context)
-            yield  # pragma: no cover
-
-        # Whichever of the four kinds the method is (a bidirectional stream too): its behaviour is replaced.
-        side = {True: "stream", False: "unary"}
-        kind = f"{side[bool(handler.request_streaming)]}_{side[bool(handler.response_streaming)]}"
-        return handler._replace(**{kind: deny_stream if handler.response_streaming else deny})
+        return deny_with(handler, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required for this call")
 
 
-def auth_rules(admin_token: str, service_token: str, protected: Iterable[str],
-               internal: Iterable[str]) -> dict[str, tuple[str, ...]]:
+def deny_with(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    """`handler` with its behaviour replaced by an immediate `code` (whichever of the four kinds it is)."""
+
+    async def deny(request: Any, context: aio.ServicerContext) -> Any:
+        await context.abort(code, details)
+
+    async def deny_stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, details)
+        yield  # pragma: no cover
+
+    side = {True: "stream", False: "unary"}
+    kind = f"{side[bool(handler.request_streaming)]}_{side[bool(handler.response_streaming)]}"
+    return handler._replace(**{kind: deny_stream if handler.response_streaming else deny})
+
+
+def auth_rules(admin_token: str, service_token: str, protected: Iterable[str], internal: Iterable[str],
+               camera: Iterable[str] = (), camera_tokens: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
     """Which token each guarded method accepts. `protected` (reads, feedback, A/B control) take the
-    admin token; `internal` (Process, Classify, RecordEvents: the pipeline's writes) take the
-    service token, or the admin token, and are open only while no service token is configured."""
+    admin token; `internal` (Classify, RecordEvents: the pipeline's writes) take the service token,
+    or the admin token, and are open only while no service token is configured; `camera` (face
+    detection's frame calls) take a camera token or the admin token, never the service token: the
+    pipeline's credential is not handed to cameras."""
     rules: dict[str, tuple[str, ...]] = {m: (admin_token,) for m in protected if admin_token}
     if service_token:
         rules.update({m: (service_token, admin_token) for m in internal})
+    cameras = tuple(camera_tokens)
+    if cameras or admin_token:
+        rules.update({m: (*cameras, admin_token) for m in camera})
     return rules
 
 

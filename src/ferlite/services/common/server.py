@@ -9,18 +9,25 @@ calls get `grace_seconds` to finish, then the process exits 0.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc import aio
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .calls import CallLimits, OffloadInterceptor
 from .config import ServerConfig
 from .metrics import MetricsInterceptor, ServiceMetrics, serve_metrics
 from .security import TokenAuthInterceptor, auth_rules
@@ -33,7 +40,7 @@ class Mount:
     """A servicer to mount: its full gRPC service name and the generated `add_…_to_server`."""
 
     name: str
-    register: Callable[[grpc.Server], None]
+    register: Callable[[aio.Server], None]
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
@@ -51,41 +58,87 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 LIVENESS = "liveness"
 
 class GrpcServer:
-    """A started-on-demand gRPC server with health, reflection, metrics and drain."""
+    """A started-on-demand grpc.aio server with health, reflection, metrics and drain.
+
+    The server's event loop runs in its own thread; open calls cost coroutines there, and sync
+    handlers run in `max_workers` threads once their request is in (see `calls`). Health and
+    reflection answer on the loop itself, so busy workers never delay a probe."""
 
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
                  on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = (),
-                 internal: Sequence[str] = ()) -> None:
+                 internal: Sequence[str] = (), camera: Sequence[str] = (),
+                 camera_tokens: Sequence[str] = ()) -> None:
         self.config = config
         self.mounts = list(mounts)
         self.metrics = metrics or ServiceMetrics(config.SERVICE)
         self.on_stop = list(on_stop)
         self.protected = list(protected)  # full method names that need the admin token
         self.internal = list(internal)  # the pipeline's writes: they need the service token
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.camera = list(camera)  # frames from cameras: a camera token (or the admin token)
+        self.camera_tokens = list(camera_tokens)
+        self.health = health_aio.HealthServicer()
         self.port = 0
         self.metrics_port = -1
-        self._server: grpc.Server | None = None
+        self._server: aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
         self._metrics_server = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
 
     def start(self) -> GrpcServer:
+        loop = asyncio.new_event_loop()
+        self._workers = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix=self.config.SERVICE)
+        loop.set_default_executor(self._workers)  # `calls.in_worker` runs sync work there
+        self._thread = threading.Thread(target=loop.run_forever, name=f"{self.config.SERVICE}-grpc", daemon=True)
+        self._thread.start()
+        self._loop = loop
+        try:
+            self._run(self._start())
+        except BaseException:
+            self._close_loop()
+            raise
+        if self.config.metrics_port >= 0:
+            self._metrics_server, self.metrics_port = serve_metrics(
+                self.metrics.registry, self.config.host, self.config.metrics_port)
+        log.info("serving", extra={"port": self.port, "socket": self.config.socket,
+                                   "metrics_port": self.metrics_port, "tls": self.config.tls_enabled,
+                                   "mtls": bool(self.config.tls_client_ca),
+                                   "auth": bool(self.config.token and self.protected),
+                                   "service_auth": bool(self.config.service_token_value and self.internal),
+                                   "camera_tokens": len(self.camera_tokens),
+                                   "services": [m.name for m in self.mounts]})
+        return self
+
+    def _run(self, coroutine: Any, timeout: float | None = None) -> Any:
+        """Run `coroutine` on the server's loop from another thread and wait for its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _start(self) -> None:
         cfg = self.config
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
-            # Clients re-resolve when a connection ages out, so replicas added by the HPA get traffic.
+            # Clients re-resolve when a connection ages out, so replicas added by the HPA get traffic;
+            # the grace then ends whatever is still open on the old connection.
             ("grpc.max_connection_age_ms", 5 * 60 * 1000),
             ("grpc.max_connection_age_grace_ms", 30 * 1000),
+            ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
+            # Keepalive both ways: dead peers are found within 80 s; a client pinging more often than
+            # every 10 s without calls is sent GOAWAY instead of costing the server its pings.
+            ("grpc.keepalive_time_ms", 60 * 1000),
+            ("grpc.keepalive_timeout_ms", 20 * 1000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10 * 1000),
+            ("grpc.http2.max_ping_strikes", 2),
+            # Room on one connection for more than a caller's shares of open and of guarded calls, so
+            # that going past a share is answered RESOURCE_EXHAUSTED rather than queued by HTTP/2.
+            ("grpc.max_concurrent_streams", 2 * (cfg.max_calls_per_peer + cfg.max_calls_per_credential)),
         ]
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix=cfg.SERVICE),
-            interceptors=self._interceptors(),
-            options=options,
-        )
+        server = aio.server(interceptors=self._interceptors(), options=options)
         for mount in self.mounts:
             mount.register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -93,50 +146,56 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], server)
-        address = f"{cfg.host}:{cfg.port}"
-        if cfg.tls_enabled:
-            self.port = server.add_secure_port(address, server_credentials(cfg))
-        else:
-            self.port = server.add_insecure_port(address)
-        if self.port == 0:
+        address = f"unix:{cfg.socket}" if cfg.socket else f"{cfg.host}:{cfg.port}"
+        if cfg.socket:
+            prepare_socket_path(Path(cfg.socket))
+        try:
+            if cfg.tls_enabled:
+                self.port = server.add_secure_port(address, server_credentials(cfg))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc.aio raises where grpc returned 0
+            raise OSError(f"could not bind gRPC {address}: {exc}") from None
+        if self.port == 0 and not cfg.socket:
             raise OSError(f"could not bind gRPC port {address}")
-        if cfg.metrics_port >= 0:
-            self._metrics_server, self.metrics_port = serve_metrics(
-                self.metrics.registry, cfg.host, cfg.metrics_port)
-        server.start()
+        if cfg.socket:
+            os.chmod(cfg.socket, 0o600)  # only this user connects (the folder is 0700 as well)
+        await server.start()
         self._server = server
         for name in ["", LIVENESS, *names]:
-            self.set_serving(name, True)
-        log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
-                                   "tls": cfg.tls_enabled, "mtls": bool(cfg.tls_client_ca),
-                                   "auth": bool(cfg.token and self.protected),
-                                   "service_auth": bool(cfg.service_token_value and self.internal),
-                                   "services": names})
-        return self
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def _interceptors(self) -> list[grpc.ServerInterceptor]:
-        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
-        rules = auth_rules(self.config.token, self.config.service_token_value, self.protected, self.internal)
+    def _interceptors(self) -> list[aio.ServerInterceptor]:
+        rules = auth_rules(self.config.token, self.config.service_token_value, self.protected, self.internal,
+                           self.camera, self.camera_tokens)
+        interceptors: list[aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if rules:
             interceptors.append(TokenAuthInterceptor(rules))
-        return interceptors
+        return [*interceptors, CallLimits(self.config.max_calls_per_peer, self.config.max_calls_per_credential,
+                                          guarded=rules), OffloadInterceptor()]
 
     def set_serving(self, name: str, serving: bool) -> None:
-        """Report a (sub)service's health; "" is the whole server."""
+        """Report a (sub)service's health; "" is the whole server. Callable from any thread."""
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.health.set(name, status)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.health.set(name, status), loop)
+        if threading.current_thread() is not self._thread:  # (on the loop itself, waiting would deadlock)
+            with contextlib.suppress(Exception):
+                future.result(5)
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new calls, let in-flight ones finish, then run on_stop."""
         with self._stop_lock:
             if self._stopped.is_set() or self._server is None:
+                self._close_loop()
                 self._stopped.set()
                 return
             grace = self.config.grace_seconds if grace is None else grace
             log.info("draining", extra={"grace_seconds": grace})
-            self.health.enter_graceful_shutdown()
-            self._server.stop(grace).wait()
+            self._run(self._drain(grace))
             if self._metrics_server is not None:
                 self._metrics_server.shutdown()
                 self._metrics_server.server_close()
@@ -145,8 +204,24 @@ class GrpcServer:
                     callback()
                 except Exception:
                     log.exception("shutdown callback failed")
+            self._close_loop()
+            if self.config.socket:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.config.socket)
             log.info("stopped")
             self._stopped.set()
+
+    async def _drain(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        assert self._server is not None
+        await self._server.stop(grace)
+
+    def _close_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() has finished; True if it has."""
@@ -157,6 +232,19 @@ class GrpcServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop(0)
+
+
+def prepare_socket_path(path: Path) -> None:
+    """A Unix socket's folder must be this user's alone (0700): nobody else may connect, nor replace
+    the socket file between our runs. A stale socket from a killed run is removed."""
+    folder = path.parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(f"socket folder {folder} must be owned by this user with mode 0700 "
+                      f"(it is {oct(info.st_mode & 0o777)})")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def serve_forever(server: GrpcServer) -> int:

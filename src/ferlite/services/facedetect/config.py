@@ -44,6 +44,10 @@ class FaceDetectConfig(ServerConfig):
     max_fps_per_client: float = setting(30.0, "frames per second allowed per client (peer and stream); 0: no limit")
     max_fps_per_peer: float = setting(240.0, "frames per second allowed per client over all its streams (peer and "
                                       "mTLS identity; a classroom gateway sends several cameras); 0: no limit")
+    max_fps_per_credential: float = setting(240.0, "frames per second allowed per camera token over all its streams "
+                                            "and addresses; 0: no limit")
+    camera_tokens_file: str = setting("", "camera credentials: lines 'TOKEN CLASSROOM[,CLASSROOM...]' or 'TOKEN *' "
+                                      "(a mounted Secret); each token sends frames for its classrooms only")
 
     def validate(self) -> None:
         super().validate()
@@ -54,8 +58,13 @@ class FaceDetectConfig(ServerConfig):
         for name in ("score_threshold", "nms_iou", "uncertain_below", "track_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1]")
-        if self.max_fps_per_client < 0 or self.max_fps_per_peer < 0:
-            raise ConfigError("max_fps_per_client and max_fps_per_peer must be >= 0")
+        if min(self.max_fps_per_client, self.max_fps_per_peer, self.max_fps_per_credential) < 0:
+            raise ConfigError("max_fps_per_client, max_fps_per_peer and max_fps_per_credential must be >= 0")
+        if self.camera_tokens_file:
+            from pathlib import Path
+
+            if not Path(self.camera_tokens_file).is_file():
+                raise ConfigError(f"camera_tokens_file={self.camera_tokens_file!r}: no such file")
         if self.max_megapixels * 1e6 > DECODER_MAX_PIXELS:
             raise ConfigError(f"max_megapixels={self.max_megapixels:g} is above the decoders' ceiling of "
                               f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.DECODER_MAX_PIXELS)")

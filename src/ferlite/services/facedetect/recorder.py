@@ -29,14 +29,17 @@ class StreamRecorder:
         self._waiting: list[tuple[int, list[Event]]] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="stream-recorder", daemon=True)
-        self._thread.start()
+        # Started by the first frame: a stream that opens and never sends costs no thread.
+        self._thread: threading.Thread | None = None
 
     def submit(self, frame_index: int, events: list[Event]) -> None:
         """A frame's events (none when it had no face: acknowledged as stored with the next batch)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the stream's recorder is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stream-recorder", daemon=True)
+                self._thread.start()
             self._waiting.append((frame_index, events))
             self._cond.notify()
 
@@ -45,7 +48,9 @@ class StreamRecorder:
         with self._cond:
             self._closed = True
             self._cond.notify()
-        self._thread.join(wait)
+            thread = self._thread
+        if thread is not None:
+            thread.join(wait)
 
     def _take(self) -> list[tuple[int, list[Event]]] | None:
         """The next batch: whole frames up to max_events (at least one frame); None when closed and empty."""

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import queue
+import hashlib
+import hmac
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import numpy as np
+from grpc import aio
 
 from ferlite.base import preprocess
 from ferlite.base.event_rules import NAME_RULE, TRACK_RULE, box_ok, is_name, is_track, shown, timestamp_problem
 from ferlite.base.events import Event
+from ferlite.services.common.calls import Aborted, SyncContext, in_worker
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
+from ferlite.services.common.credentials import CameraTokens, CredentialsError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
-from ferlite.services.common.security import RateLimiter
+from ferlite.services.common.security import RateLimiter, bearer
 from ferlite.services.common.server import GrpcServer, Mount
 from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as pb
@@ -55,11 +59,21 @@ def client_key(context: grpc.ServicerContext, stream_id: str = "") -> str:
     return f"{host}|{identity}/{stream_id}"
 
 
+def credential_key(context: grpc.ServicerContext) -> str:
+    """A rate-limit key for the caller's token (hashed): one camera's frames from any address."""
+    return hashlib.sha256(bearer(context.invocation_metadata()).encode()).hexdigest()[:16]
+
+
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
-    def __init__(self, core: FaceService, classify: Classify, record: Record) -> None:
+    def __init__(self, core: FaceService, classify: Classify, record: Record,
+                 cameras: CameraTokens | None = None, admin_token: str = "") -> None:
         self.core = core
         self.classify = classify
         self.record = record
+        self.cameras = cameras or CameraTokens()
+        self.admin_token = admin_token
+        credential_rate = core.config.max_fps_per_credential
+        self.credential_limiter = RateLimiter(credential_rate, burst=max(2.0, 2 * credential_rate))
         rate = core.config.max_fps_per_client
         self.limiter = RateLimiter(rate, burst=max(2.0, 2 * rate))
         # All streams of one client together: rotating stream ids must not lift the limit.
@@ -76,6 +90,23 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"more than {self.core.config.max_fps_per_peer:g} frames/s from this client over all its "
                           "streams; slow down")
+        if self.cameras.tokens and not self.credential_limiter.allow(credential_key(context)):
+            self.core.reject("rate_limited")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.core.config.max_fps_per_credential:g} frames/s with this camera token; "
+                          "slow down")
+
+    def _check_scope(self, context: grpc.ServicerContext, classroom: str) -> None:
+        """A camera token sends frames for its own classrooms only (the admin token for any)."""
+        if not self.cameras.tokens:
+            return
+        token = bearer(context.invocation_metadata())
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return
+        if not self.cameras.allows(token, classroom):
+            self.core.reject("classroom_denied")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"this camera token may not send frames for classroom_id {shown(classroom)}")
 
     def _frame(self, frame: pb.Frame, context: grpc.ServicerContext) -> np.ndarray:
         limit = self.core.config.max_megapixels
@@ -121,38 +152,33 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
     def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
         return self._process(request, context, self.record)
 
-    def ProcessStream(self, requests: Iterator[pb.ProcessRequest],
-                      context: grpc.ServicerContext) -> Iterator[pb.ProcessUpdate]:
+    async def ProcessStream(self, requests: AsyncIterator[pb.ProcessRequest],
+                            context: aio.ServicerContext) -> AsyncIterator[pb.ProcessUpdate]:
         """Frames in, results out as soon as classified; acks as the stream's recorder stores events.
-        A frame thread runs the frames (this handler's thread only writes updates), so an ack can
-        go out while the next frame is being processed."""
-        updates: queue.Queue[pb.ProcessUpdate | None] = queue.Queue()
+        A frame task runs the frames (each in a worker thread) while this handler writes updates,
+        so an ack can go out while the next frame is being processed. An open stream with no frame
+        holds no thread; after stream_idle_seconds without one it is ended UNAVAILABLE (its frames
+        already answered are still recorded and acknowledged; the client opens a new stream)."""
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[pb.ProcessUpdate | None] = asyncio.Queue()
 
-        def ack(stored: list[int], failed: list[int]) -> None:
-            updates.put(pb.ProcessUpdate(ack=pb.RecordAck(stored=stored, failed=failed)))
+        def ack(stored: list[int], failed: list[int]) -> None:  # from the recorder's thread
+            loop.call_soon_threadsafe(updates.put_nowait, pb.ProcessUpdate(ack=pb.RecordAck(stored=stored,
+                                                                                           failed=failed)))
 
         recorder = StreamRecorder(self.record, ack, self.core.config.downstream_timeout)
         failure: list[BaseException] = []
         idle_limit = self.core.config.stream_idle_seconds
         last_frame = [time.monotonic()]
-        finished = threading.Event()
+        sync = SyncContext(context)
 
-        def close_when_idle() -> None:
-            """A camera that opened a stream and paused holds this call's threads: after
-            stream_idle_seconds without a frame the stream is ended with UNAVAILABLE (its frames
-            already answered are still recorded and acknowledged; the client opens a new stream)."""
-            while not finished.wait(min(1.0, idle_limit / 2)):
-                if time.monotonic() - last_frame[0] > idle_limit:
-                    updates.put(IDLE)  # the handler's own thread ends the call (an abort elsewhere would not)
-                    return
-
-        def run_frames() -> None:
+        async def run_frames() -> None:
             try:
                 last = -1
-                for request in requests:
+                async for request in requests:
                     last_frame[0] = time.monotonic()
                     if request.frame_index <= last:  # a frame's events are keyed by its index
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        raise Aborted(grpc.StatusCode.INVALID_ARGUMENT,
                                       f"frame_index {request.frame_index} does not follow {last} on this stream: "
                                       "frames go in increasing order (send a repeated frame on a new stream)")
                     last = request.frame_index
@@ -162,30 +188,43 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
                         into.extend(evs)
                         return False  # not stored yet: the ack says when
 
-                    result = self._process(request, context, defer)
+                    result = await in_worker(self._process, request, sync, defer)
+                    last_frame[0] = time.monotonic()
                     if request.record:  # first, so recording starts while the result is on its way
                         recorder.submit(request.frame_index, events)
-                    updates.put(pb.ProcessUpdate(frame_index=request.frame_index, result=result))
-            except BaseException as exc:  # an abort has put its status on the context already
+                    updates.put_nowait(pb.ProcessUpdate(frame_index=request.frame_index, result=result))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
                 failure.append(exc)
             finally:
-                finished.set()
-                recorder.close()  # the frames already answered are still recorded and acknowledged
-                updates.put(None)
+                # The frames already answered are still recorded and acknowledged (in a worker: it waits).
+                await asyncio.shield(in_worker(recorder.close))
+                updates.put_nowait(None)
 
-        threading.Thread(target=run_frames, name="stream-frames", daemon=True).start()
-        threading.Thread(target=close_when_idle, name="stream-idle", daemon=True).start()
-        while (update := updates.get()) is not None:
-            if update is IDLE:
-                self.core.reject("stream_idle")
-                context.abort(grpc.StatusCode.UNAVAILABLE,
-                              f"no frame for {idle_limit:g} s: stream closed; open a new one to go on")
-            yield update
-        if failure and context.is_active():  # (a client that hung up needs no status)
-            if context.code() is None:
+        frames = asyncio.create_task(run_frames())
+        try:
+            while True:
+                try:
+                    update = await asyncio.wait_for(updates.get(), timeout=min(1.0, idle_limit / 2))
+                except asyncio.TimeoutError:
+                    if time.monotonic() - last_frame[0] > idle_limit:
+                        self.core.reject("stream_idle")
+                        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                            f"no frame for {idle_limit:g} s: stream closed; open a new one to go on")
+                    continue
+                if update is None:
+                    break
+                yield update
+        finally:
+            frames.cancel()
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, Aborted):
+                await context.abort(exc.code, exc.details)
+            if not context.cancelled():  # (a client that hung up needs no status)
                 self.core.reject("stream_error")
-                context.abort(grpc.StatusCode.INTERNAL, f"stream failed: {failure[0]}")
-            context.abort(context.code(), context.details() or "")
+                await context.abort(grpc.StatusCode.INTERNAL, f"stream failed: {type(exc).__name__}")
 
     def _process(self, request: pb.ProcessRequest, context: grpc.ServicerContext, record: Record) -> pb.ProcessResponse:
         problems = []
@@ -212,6 +251,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             problems += track_problems(request.previous_tracks)
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        self._check_scope(context, request.classroom_id)
         self._limit(context, request.stream_id)
         started = time.perf_counter()
         rgb = self._frame(request.frame, context)
@@ -246,7 +286,6 @@ CALLER_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, 
 # A frame has at most max_faces faces (32 by default); far more previous tracks are an attack on the
 # tracker's O(tracks x faces) matching, not a camera.
 MAX_TRACKS = 256
-IDLE = pb.ProcessUpdate()  # put on a stream's update queue by its idle watchdog (compared by identity)
 # Detect's crops are float32: 256 px is above every model's input, and 3.5 MiB keeps an answer under
 # gRPC's default 4 MiB message limit (1024-px crops of 4 faces once made a 50 MB answer).
 MAX_DETECT_CROP = 256
@@ -281,11 +320,15 @@ def build(config: FaceDetectConfig) -> GrpcServer:
                                token=config.service_token_value)
     classifier = ClassifierClient(config.classifier_url, security)
     aggregator = AggregatorClient(config.aggregator_url, security)
-    servicer = FaceDetectionServicer(core, classifier, aggregator)
+    try:
+        cameras = CameraTokens.load(config.camera_tokens_file)
+    except CredentialsError as exc:
+        raise ConfigError(str(exc)) from None
+    servicer = FaceDetectionServicer(core, classifier, aggregator, cameras, config.token)
     return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
                       metrics=metrics, on_stop=[classifier.close, aggregator.close],
-                      internal=[f"/{SERVICE_NAME}/Process", f"/{SERVICE_NAME}/ProcessStream",
-                                f"/{SERVICE_NAME}/Detect"])
+                      camera=[f"/{SERVICE_NAME}/{m}" for m in ("Process", "ProcessStream", "Detect")],
+                      camera_tokens=cameras.tokens)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

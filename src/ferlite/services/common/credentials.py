@@ -1,0 +1,78 @@
+"""Camera credentials: a token per camera (or per classroom's cameras), each sending frames for
+its own classrooms only.
+
+The file (a mounted Secret in the chart, DATA/camera-tokens in the local stack) has one line per
+token: the token, then the classrooms it may send for, comma-separated, or `*` for every
+classroom. `#` starts a comment. A camera token is accepted on face detection's frame calls
+(Process, ProcessStream, Detect) and nowhere else: it cannot record events, classify crops, read
+summaries or change the A/B policy, and a stolen one speaks only for its classrooms.
+
+    # token                                   classrooms
+    4q7X...a long random string...Zp0          room-101,room-102
+    Jk2m...another one...............Qs9       *
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferlite.base.event_rules import NAME_RULE, is_name
+
+ALL_CLASSROOMS = "*"
+MIN_TOKEN_CHARS = 16  # a guessable camera token would let anyone on the network record for a classroom
+
+
+class CredentialsError(ValueError):
+    """The camera-token file is malformed (the message names the line, never the token)."""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CameraTokens:
+    tokens: tuple[str, ...] = ()
+    scopes: dict[str, frozenset[str]] = field(default_factory=dict)  # sha256(token) -> classrooms
+
+    @classmethod
+    def parse(cls, text: str, where: str = "camera tokens") -> CameraTokens:
+        tokens: list[str] = []
+        scopes: dict[str, frozenset[str]] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise CredentialsError(f"{where} line {number}: expected 'TOKEN CLASSROOM[,CLASSROOM...]' or "
+                                       f"'TOKEN *'")
+            token, rooms = parts
+            if len(token) < MIN_TOKEN_CHARS:
+                raise CredentialsError(f"{where} line {number}: the token is shorter than {MIN_TOKEN_CHARS} "
+                                       "characters")
+            classrooms = frozenset(rooms.split(","))
+            bad = sorted(c for c in classrooms if c != ALL_CLASSROOMS and not is_name(c))
+            if bad:
+                raise CredentialsError(f"{where} line {number}: classroom {bad[0][:40]!r} must be {NAME_RULE}")
+            if _digest(token) in scopes:
+                raise CredentialsError(f"{where} line {number}: this token is listed twice")
+            tokens.append(token)
+            scopes[_digest(token)] = classrooms
+        return cls(tuple(tokens), scopes)
+
+    @classmethod
+    def load(cls, path: str) -> CameraTokens:
+        if not path:
+            return cls()
+        return cls.parse(Path(path).read_text(), where=path)
+
+    def classrooms(self, token: str) -> frozenset[str] | None:
+        """The classrooms `token` may send for; None when it is not a camera token."""
+        return self.scopes.get(_digest(token))
+
+    def allows(self, token: str, classroom: str) -> bool:
+        rooms = self.classrooms(token)
+        return rooms is not None and (ALL_CLASSROOMS in rooms or classroom in rooms)
