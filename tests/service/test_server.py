@@ -166,3 +166,37 @@ def test_restarter_survives_a_failed_restart_and_stops_from_its_own_thread() -> 
     stopper.start()
     stopper._thread.join(5)  # it ends on its own (a fixed sleep here could not tell "slow" from "never")
     assert not stopper._thread.is_alive()
+
+
+def test_idle_metrics_connections_hold_bounded_threads_and_time_out() -> None:
+    """Issue 25: 500 idle connections to /metrics made 500 threads that never ended. Now at most
+    METRICS_MAX_THREADS are served at once, each idle one is dropped after METRICS_IDLE_SECONDS, and
+    a scrape succeeds again once they are gone."""
+    import socket
+    import threading
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from ferlite.services.common.metrics import METRICS_IDLE_SECONDS, METRICS_MAX_THREADS, serve_metrics
+
+    server, port = serve_metrics(CollectorRegistry(), "127.0.0.1", 0)
+    before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.5)
+        assert threading.active_count() - before <= METRICS_MAX_THREADS
+        time.sleep(METRICS_IDLE_SECONDS + 1.0)
+        for conn in idle:  # every idle connection has been closed by the server
+            conn.settimeout(1.0)
+            assert conn.recv(1) == b""
+        assert threading.active_count() - before <= 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            assert reply.status == 200
+    finally:
+        for conn in idle:
+            conn.close()
+        server.shutdown()
+        server.server_close()

@@ -160,9 +160,10 @@ class _MetricsHTTPServer(ThreadingHTTPServer):
             self.slots.release()
 
 
-# A scrape takes milliseconds; a connection that sends nothing for this long is dropped.
-METRICS_IDLE_SECONDS = 5.0
-METRICS_MAX_THREADS = 8
+# A scrape takes milliseconds; a connection that sends nothing for this long is dropped. Past
+# METRICS_MAX_THREADS connections at once, more are closed unanswered (a scraper retries).
+METRICS_IDLE_SECONDS = 2.0
+METRICS_MAX_THREADS = 16
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[Any, int]:
