@@ -312,7 +312,17 @@ def test_chart_wires_the_secrets() -> None:
         "containers"][0]["env"] if "value" in e}
     assert fd_env["FERLITE_FACEDETECT_TLS_CA"] == "/etc/ferlite/tls/ca.crt"
     assert fd_env["FERLITE_FACEDETECT_TLS_CLIENT_CERT"] == "/etc/ferlite/tls/tls.crt"
-    assert {"ferlite-auth", "ferlite-redis"} <= set(by_kind(docs, "Secret"))
+    assert {"ferlite-auth", "ferlite-redis", "ferlite-cameras"} <= set(by_kind(docs, "Secret"))
+    # Cameras get per-classroom tokens from their own Secret, mounted as a folder face detection reads.
+    rooms = render({"cameras": {"classrooms": ["room-101", "room-102"]}})
+    cameras = next(d for d in rooms if d["kind"] == "Secret" and d["metadata"]["name"] == "ferlite-cameras")
+    assert set(cameras["data"]) == {"room-101", "room-102"} and len(set(cameras["data"].values())) == 2
+    assert set(by_kind(docs, "Secret")["ferlite-cameras"]["data"]) == {"all-classrooms"}
+    fd = workloads(rooms)["ferlite-facedetect"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in fd["containers"][0]["env"]}
+    assert env["FERLITE_FACEDETECT_CAMERA_TOKENS_FILE"]["value"] == "/etc/ferlite/cameras"
+    volume = next(v for v in fd["volumes"] if v["name"] == "cameras")
+    assert volume["secret"]["secretName"] == "ferlite-cameras" and volume["secret"]["defaultMode"] == 0o400
 
 
 def test_rotating_stream_ids_do_not_lift_the_rate_limit() -> None:

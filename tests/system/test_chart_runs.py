@@ -27,7 +27,8 @@ def cluster(tmp_path_factory):
     # Two aggregator replicas would share this one machine's ports; one of each is enough to run
     # every rendered command, env and probe.
     values = {"aggregator": {"replicas": 1}, "facedetect": {"autoscaling": {"enabled": False}, "replicas": 1},
-              "classifier": {"autoscaling": {"enabled": False}, "replicas": 1}}
+              "classifier": {"autoscaling": {"enabled": False}, "replicas": 1},
+              "cameras": {"classrooms": ["chart-room", "other-room"]}}
     docs = render(values)
     kubelet = LocalKubelet(docs, tmp_path_factory.mktemp("cluster"), {"/opt/ferlite/models": PACK_DIR})
     assert set(kubelet.pods) == set(ORDER)
@@ -52,17 +53,22 @@ def test_every_declared_probe_passes_against_the_running_workload(cluster) -> No
 
 
 def test_a_frame_through_the_rendered_stack_is_classified_and_recorded(cluster) -> None:
-    auth = cluster.secrets["ferlite-auth"]
+    auth, cameras = cluster.secrets["ferlite-auth"], cluster.secrets["ferlite-cameras"]
     target = f"127.0.0.1:{cluster.service_ports[('ferlite-facedetect', 50051)]}"
-    with CameraSession(target, "chart-room", "cam-1", security=ChannelSecurity(token=auth["service-token"])) as cam:
+    with CameraSession(target, "chart-room", "cam-1", security=ChannelSecurity(token=cameras["chart-room"])) as cam:
         replies = [cam.process(jpeg) for jpeg in sample_jpegs()[:6]]
     faces = sum(len(r.faces) for r in replies)
     assert faces >= 6 and all(r.recorded for r in replies)
     assert {r.model.architecture for r in replies if r.faces} <= {"mobilenet_v2", "mobilenet_v3_small",
                                                                   "mobilenet_v3_large"}  # B0 is gated
-    with CameraSession(target, "chart-room", "cam-2") as anonymous, pytest.raises(grpc.RpcError) as err:
-        anonymous.process(sample_jpegs()[0])  # the rendered Secret's service token is required
-    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED),  # a camera token is required,
+                        (auth["service-token"], grpc.StatusCode.UNAUTHENTICATED),  # the pipeline's is refused,
+                        (cameras["other-room"], grpc.StatusCode.PERMISSION_DENIED)):  # and another room's
+        security = ChannelSecurity(token=token) if token else None
+        with CameraSession(target, "chart-room", "cam-2", security=security) as cam, \
+                pytest.raises(grpc.RpcError) as err:
+            cam.process(sample_jpegs()[0])
+        assert err.value.code() == code
     aggregator = f"127.0.0.1:{cluster.service_ports[('ferlite-aggregator', 50053)]}"
     with grpc.insecure_channel(aggregator) as ch:
         summary = aggregator_pb2_grpc.AggregatorStub(ch).GetSummary(

@@ -70,7 +70,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
             [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",
              "--target", f"127.0.0.1:{ports.facedetect_port}", "--aggregator", f"127.0.0.1:{ports.aggregator_port}",
              "--fps", "10", "--json-file", str(summary_path), "--output", str(tmp_path / "annotated.mp4"),
-             "--token-file", str(data_dir / "auth-token"),
+             "--token-file", str(data_dir / "camera-token"), "--summary-token-file", str(data_dir / "auth-token"),
              "--no-record-off-path"],  # one Process call per frame (the smile test below streams)
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert stream.returncode == 0, stream.stderr[-2000:]

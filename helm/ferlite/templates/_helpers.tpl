@@ -22,11 +22,12 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- define "ferlite.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 
 {{- define "ferlite.redisSecret" -}}{{ .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "ferlite.fullname" .)) }}{{- end -}}
+{{- define "ferlite.camerasSecret" -}}{{ .Values.cameras.existingSecret | default (printf "%s-cameras" (include "ferlite.fullname" .)) }}{{- end -}}
 {{- define "ferlite.authSecret" -}}{{ .Values.auth.existingSecret | default (printf "%s-auth" (include "ferlite.fullname" .)) }}{{- end -}}
 
 {{/* Bearer tokens from the auth Secret: auth-token (admins: queries, feedback, A/B control) and
-service-token (the pipeline's writes: Process, Classify, RecordEvents; facedetect sends it to its
-peers, cameras may send it with frames). */}}
+service-token (the pipeline's own writes: Classify, RecordEvents; facedetect sends it to its
+peers; never to cameras, which have their own per-classroom tokens: the cameras Secret). */}}
 {{- define "ferlite.authEnv" -}}
 - name: FERLITE_{{ .service }}_AUTH_TOKEN
   valueFrom: {secretKeyRef: {name: {{ include "ferlite.authSecret" .root }}, key: auth-token}}

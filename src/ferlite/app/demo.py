@@ -16,7 +16,7 @@ from .photos import GROUP_SOURCE
 from .sample_clip import choose_scenes, make_clip
 from .stack import StackError
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
-from .up import ensure_models, make_config, print_addresses, stack_parser, start_stack
+from .up import CAMERA_TOKEN, ensure_models, make_config, print_addresses, stack_parser, start_stack
 
 
 def main(argv: Sequence[str]) -> int:
@@ -54,12 +54,14 @@ def main(argv: Sequence[str]) -> int:
         print_addresses(stack)
         c = stack.config
         print(f"streaming {source} as classroom {args.classroom!r} ...", flush=True)
+        # The teacher's side reads with the admin token; the camera sends with the camera token.
         access = ChannelSecurity(token=resolve_token("", str(args.data_dir / "auth-token")) if args.auth else "")
+        camera = ChannelSecurity(token=resolve_token("", str(args.data_dir / CAMERA_TOKEN)) if args.auth else "")
         # Events of earlier demo runs in this classroom are still stored: count only this run's.
         before = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, RETENTION_SECONDS,
                                    access).total_events
         stats = run_stream(source, args.classroom, f"{c.host}:{c.facedetect_port}", fps=args.fps, output=output,
-                           security=access)
+                           security=camera)
         summary = classroom_summary(f"{c.host}:{c.aggregator_port}", args.classroom, RETENTION_SECONDS, access)
         print_summary(stats, summary)
         print(f"annotated video: {output}")

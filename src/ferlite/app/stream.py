@@ -9,6 +9,7 @@ Retries a frame on UNAVAILABLE with the same frame index, so its events never co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -220,12 +221,12 @@ def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity
                                   "(or pass the HOST:PORT of a running service)") from None
 
 
-def add_access_flags(p: argparse.ArgumentParser) -> None:
+def add_access_flags(p: argparse.ArgumentParser, token_file: str = "var/auth-token", who: str = "the stack's admin "
+                     "token (summaries)") -> None:
     """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
-    p.add_argument("--token", default="", help="bearer token sent on every call: the stack's admin token, or a "
-                                               "camera's service token (frames only) [env FERLITE_TOKEN, else "
+    p.add_argument("--token", default="", help=f"bearer token sent on every call: {who} [env FERLITE_TOKEN, else "
                                                "--token-file]")
-    p.add_argument("--token-file", default="var/auth-token", help="token file written by `ferlite up` [var/auth-token]")
+    p.add_argument("--token-file", default=token_file, help=f"token file written by `ferlite up` [{token_file}]")
     p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
     p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
@@ -286,7 +287,9 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true",
                    help="print the run's summary as JSON on stdout instead of text (as `ferlite summary --json`)")
     p.add_argument("--json-file", default="", metavar="PATH", help="also write the run's JSON summary to PATH")
-    add_access_flags(p)
+    add_access_flags(p, "var/camera-token", "a camera token, good for its classrooms' frames only")
+    p.add_argument("--summary-token-file", default="var/auth-token",
+                   help="admin token file for the final summary (a camera token reads nothing) [var/auth-token]")
     args = p.parse_args(argv)
     security = access_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
@@ -310,8 +313,8 @@ def main(argv: Sequence[str]) -> int:
     summary = None
     if args.aggregator and args.record:
         try:
-            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600,
-                                        security)
+            admin = dataclasses.replace(security, token=resolve_token("", args.summary_token_file))
+            summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, admin)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
     payload = stats.to_dict()

@@ -49,26 +49,31 @@ TOKEN_FILES = {  # env setting -> file under DATA
     "FERLITE_CLASSIFIER_SERVICE_TOKEN_FILE": "service-token",
     "FERLITE_AGGREGATOR_SERVICE_TOKEN_FILE": "service-token",
 }
+CAMERA_TOKEN = "camera-token"  # the local cameras' token (every classroom): `ferlite stream` sends it
+CAMERA_TOKENS = "camera-tokens"  # face detection's list of camera tokens and their classrooms
 
 
 def auth_env(args: argparse.Namespace) -> dict[str, str]:
-    """Where the stack's tokens live (DATA/auth-token for admins and the stream client,
+    """Where the stack's tokens live (DATA/auth-token for admins, DATA/camera-token for cameras,
     DATA/service-token between services). The tokens themselves are written by `start_stack` once
     the ports are known to be free, so a start that fails never replaces the tokens of a stack that
     is running."""
     if not args.auth:
         return {}
-    return {env: str((args.data_dir / name).resolve()) for env, name in TOKEN_FILES.items()}
+    return {**{env: str((args.data_dir / name).resolve()) for env, name in TOKEN_FILES.items()},
+            "FERLITE_FACEDETECT_CAMERA_TOKENS_FILE": str((args.data_dir / CAMERA_TOKENS).resolve())}
 
 
-def write_token(path: Path) -> None:
-    """A fresh random token, mode 600, replacing the old one atomically."""
+def write_token(path: Path, text: str | None = None) -> str:
+    """A fresh random token (or `text`), mode 600, replacing the old file atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(32))
+        fh.write(token if text is None else text)
     os.replace(tmp, path)
+    return token
 
 
 def make_config(args: argparse.Namespace) -> StackConfig:
@@ -100,6 +105,10 @@ def start_stack(config: StackConfig) -> LocalStack:
     config.check_ports()
     for path in sorted({config.extra_env[env] for env in TOKEN_FILES if env in config.extra_env}):
         write_token(Path(path))
+    cameras = config.extra_env.get("FERLITE_FACEDETECT_CAMERA_TOKENS_FILE")
+    if cameras:  # one camera token for every classroom of this machine, beside the list face detection reads
+        token = write_token(Path(cameras).with_name(CAMERA_TOKEN))
+        write_token(Path(cameras), f"# written by ferlite up: the local cameras' token, every classroom\n{token} *\n")
     stack = LocalStack(config)
     print("starting aggregator (embedded Redis), classifier (embedded Triton, 4 models), face detection ...",
           flush=True)
@@ -159,8 +168,8 @@ def main(argv: Sequence[str]) -> int:
     print_addresses(stack)
     if args.auth:
         print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
-        print(f"  service token       {args.data_dir / 'service-token'} (between services; a camera may use it "
-              "for frames only)")
+        print(f"  camera token        {args.data_dir / CAMERA_TOKEN} (cameras: frames only; `ferlite stream` sends it)")
+        print(f"  service token       {args.data_dir / 'service-token'} (between the services only)")
     print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
           flush=True)
     code = supervise(stack, stop)

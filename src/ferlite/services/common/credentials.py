@@ -3,7 +3,8 @@ its own classrooms only.
 
 The file (a mounted Secret in the chart, DATA/camera-tokens in the local stack) has one line per
 token: the token, then the classrooms it may send for, comma-separated, or `*` for every
-classroom. `#` starts a comment. A camera token is accepted on face detection's frame calls
+classroom. `#` starts a comment. A folder works too: one file per classroom holding its token
+(the chart mounts its Secret so). A camera token is accepted on face detection's frame calls
 (Process, ProcessStream, Detect) and nowhere else: it cannot record events, classify crops, read
 summaries or change the A/B policy, and a stolen one speaks only for its classrooms.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from ferlite.base.event_rules import NAME_RULE, is_name
 
 ALL_CLASSROOMS = "*"
+ALL_FILE = "all-classrooms"  # in a folder of tokens: the file of the token good for every classroom
 MIN_TOKEN_CHARS = 16  # a guessable camera token would let anyone on the network record for a classroom
 
 
@@ -65,9 +67,20 @@ class CameraTokens:
 
     @classmethod
     def load(cls, path: str) -> CameraTokens:
+        """From the file, or from a folder (a mounted Secret with a key per classroom): each file
+        named after its classroom (`all-classrooms`: every one) holds that classroom's token."""
         if not path:
             return cls()
-        return cls.parse(Path(path).read_text(), where=path)
+        where = Path(path)
+        if where.is_dir():
+            lines = []
+            for entry in sorted(where.iterdir()):
+                if entry.name.startswith(".") or not entry.is_file():  # a Secret volume's ..data links
+                    continue
+                room = ALL_CLASSROOMS if entry.name == ALL_FILE else entry.name
+                lines.append(f"{entry.read_text().strip()} {room}  # {entry.name}")
+            return cls.parse("\n".join(lines), where=path)
+        return cls.parse(where.read_text(), where=path)
 
     def classrooms(self, token: str) -> frozenset[str] | None:
         """The classrooms `token` may send for; None when it is not a camera token."""

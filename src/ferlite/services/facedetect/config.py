@@ -46,8 +46,9 @@ class FaceDetectConfig(ServerConfig):
                                       "mTLS identity; a classroom gateway sends several cameras); 0: no limit")
     max_fps_per_credential: float = setting(240.0, "frames per second allowed per camera token over all its streams "
                                             "and addresses; 0: no limit")
-    camera_tokens_file: str = setting("", "camera credentials: lines 'TOKEN CLASSROOM[,CLASSROOM...]' or 'TOKEN *' "
-                                      "(a mounted Secret); each token sends frames for its classrooms only")
+    camera_tokens_file: str = setting("", "camera credentials: a file of lines 'TOKEN CLASSROOM[,CLASSROOM...]' or "
+                                      "'TOKEN *', or a folder with a token file per classroom (a mounted Secret); "
+                                      "each token sends frames for its classrooms only")
 
     def validate(self) -> None:
         super().validate()
@@ -63,8 +64,8 @@ class FaceDetectConfig(ServerConfig):
         if self.camera_tokens_file:
             from pathlib import Path
 
-            if not Path(self.camera_tokens_file).is_file():
-                raise ConfigError(f"camera_tokens_file={self.camera_tokens_file!r}: no such file")
+            if not Path(self.camera_tokens_file).exists():
+                raise ConfigError(f"camera_tokens_file={self.camera_tokens_file!r}: no such file or folder")
         if self.max_megapixels * 1e6 > DECODER_MAX_PIXELS:
             raise ConfigError(f"max_megapixels={self.max_megapixels:g} is above the decoders' ceiling of "
                               f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.DECODER_MAX_PIXELS)")
