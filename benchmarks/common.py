@@ -75,18 +75,18 @@ def classifier_process(models: Path, *flags: str) -> Iterator[tuple[str, str]]:
     from ferlite.services.classifier.triton import free_port
     from ferlite.services.common.processes import die_with_parent
 
-    port, http, grpc_port, metrics = (free_port() for _ in range(4))
+    port, metrics = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, "-m", "ferlite", "serve", "classifier", "--port", str(port), "--metrics-port", "-1",
-                "--model-dir", str(models), "--repository-dir", tmp, "--triton-http-port", str(http),
-                "--triton-grpc-port", str(grpc_port), "--triton-metrics-port", str(metrics),
+                "--model-dir", str(models), "--repository-dir", tmp, "--triton-metrics-port", str(metrics),
                 "--min-val-accuracy", "0", "--max-batch", "64", "--log-level", "WARNING", *flags]
         with open(Path(tmp) / "classifier.log", "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=die_with_parent())
         try:
             wait_healthy(f"127.0.0.1:{port}", 180, proc)
-            yield f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
+            # The embedded Triton's gRPC socket (EmbeddedTriton.grpc_url under --repository-dir).
+            yield f"127.0.0.1:{port}", f"unix:{Path(tmp) / 'server' / 'run' / 'triton.sock'}:1"
         except BaseException:
             print((Path(tmp) / "classifier.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             raise

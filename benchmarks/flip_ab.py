@@ -52,7 +52,7 @@ def main() -> int:
         for meta in metas:  # the "before" side: the model does not flip, the classifier mirrors
             config = repos["in_classifier"] / meta.architecture / "config.pbtxt"
             config.write_text(re.sub(r'(key: "flip_tta" value: \{ string_value: )"1"', r'\1"0"', config.read_text()))
-        tritons = {side: EmbeddedTriton(repo, Path(tmp) / f"server-{side}", 0, 0, 0).start()
+        tritons = {side: EmbeddedTriton(repo, Path(tmp) / f"server-{side}", 0).start()
                    for side, repo in repos.items()}
         backends = {side: TritonBackend(t.grpc_url, [m.architecture for m in metas], shared_memory=True).start()
                     for side, t in tritons.items()}

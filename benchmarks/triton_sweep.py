@@ -64,8 +64,8 @@ def measure(models: Path, arch: str, setting: tuple[int, int, int], args: argpar
                                                dtype=np.uint8)
     req = request(pixels, arch)
     with tempfile.TemporaryDirectory() as tmp:
-        server = build(ClassifierConfig(port=0, metrics_port=-1, model_dir=str(models), triton_http_port=0,
-                                        triton_grpc_port=0, triton_metrics_port=0, repository_dir=tmp,
+        server = build(ClassifierConfig(port=0, metrics_port=-1, model_dir=str(models),
+                                        triton_metrics_port=0, repository_dir=tmp,
                                         triton_instances=instances, triton_threads=threads,
                                         batch_delay_us=delay)).start()
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

@@ -67,8 +67,8 @@ def service(exported_models, tmp_path_factory):
     policy = work / "policy.json"
     policy.write_text(json.dumps({"weights": {a: 1 for a in ARCHITECTURES}, "sticky": True}))
     config = ClassifierConfig(min_val_accuracy=0.0,
-                              port=0, metrics_port=0, model_dir=str(exported_models), triton_http_port=0,
-                              triton_grpc_port=0, triton_metrics_port=0, repository_dir=str(work / "triton"),
+                              port=0, metrics_port=0, model_dir=str(exported_models),
+                                  triton_metrics_port=0, repository_dir=str(work / "triton"),
                               policy_file=str(policy), readiness_interval=0.2, timeout_seconds=3, max_batch=16)
     server = build(config)
     server.policies.interval = 0.1
@@ -272,8 +272,8 @@ def test_regions_of_a_dead_classifier_are_removed_at_start(tmp_path) -> None:
 
 def test_stop_leaves_no_process_or_shared_memory(exported_models, tmp_path) -> None:
     config = ClassifierConfig(min_val_accuracy=0.0,
-                              port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0,
-                              triton_grpc_port=0, triton_metrics_port=0, repository_dir=str(tmp_path / "t"))
+                              port=0, metrics_port=-1, model_dir=str(exported_models),
+                                  triton_metrics_port=0, repository_dir=str(tmp_path / "t"))
     shm_before = set(os.listdir("/dev/shm"))
     server = build(config).start()
     pid = server.triton.proc.pid

@@ -161,8 +161,7 @@ def test_dashboard_queries_only_metrics_the_services_export(exported_models, tmp
     servers = [
         build_aggregator(AggregatorConfig(port=0, metrics_port=0, data_dir=str(tmp_path / "a"))),
         build_classifier(ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=0,
-                                          model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
-                                          triton_metrics_port=0,
+                                          model_dir=str(exported_models), triton_metrics_port=0,
                                           repository_dir=str(tmp_path / "t"))),
         build_facedetect(FaceDetectConfig(port=0, metrics_port=0)),
     ]

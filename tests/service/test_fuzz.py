@@ -200,7 +200,7 @@ def test_aggregator_survives_malformed_batches(aggregator) -> None:
 def classifier(exported_models, tmp_path_factory):
     work = tmp_path_factory.mktemp("fuzz-cls")
     f = Fuzzed(["classifier", "--model-dir", str(exported_models), "--repository-dir", str(work),
-                "--triton-http-port", "0", "--triton-grpc-port", "0", "--triton-metrics-port", "0",
+                "--triton-metrics-port", "0",
                 "--max-batch", "8"])
     yield f
     assert f.close() == 0

@@ -86,7 +86,7 @@ def test_the_classifier_answers_with_the_int8_model(tmp_path) -> None:
     float_ = served_in_process(models / "mobilenet_v2" / "model.onnx", meta, pixels)
     assert np.abs(int8 - float_).max() > 1e-3  # the two files answer differently: the check below can tell
     config = ClassifierConfig(min_val_accuracy=0.0, port=0, metrics_port=-1, model_dir=str(models),
-                              triton_http_port=0, triton_grpc_port=0, triton_metrics_port=0,
+                              triton_metrics_port=0,
                               repository_dir=str(tmp_path / "triton"))
     server = build(config).start()
     try:

@@ -99,8 +99,8 @@ def test_credentials_are_scoped_to_what_each_caller_does(exported_models, tmp_pa
     cameras.write_text(f"# token classrooms\n{CAMERA_TOKEN} room-1\n")
     agg = build_aggregator(AggregatorConfig(data_dir=str(tmp_path / "agg"), **common)).start()
     clf = build_classifier(ClassifierConfig(
-        min_val_accuracy=0.0, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
-        triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), **common)).start()
+        min_val_accuracy=0.0, model_dir=str(exported_models),
+            triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), **common)).start()
     fd = build_facedetect(FaceDetectConfig(classifier_url=f"127.0.0.1:{clf.port}",
                                            aggregator_url=f"127.0.0.1:{agg.port}", crop_size=TINY_SIZE,
                                            camera_tokens_file=str(cameras), **common)).start()
@@ -236,8 +236,8 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
                                                    auth_token=TOKEN, **tls)).start()
     classifier = build_classifier(ClassifierConfig(
         min_val_accuracy=0.0,
-        port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
-        triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), auth_token=TOKEN, **tls)).start()
+        port=0, metrics_port=-1, model_dir=str(exported_models),
+            triton_metrics_port=0, repository_dir=str(tmp_path / "triton"), auth_token=TOKEN, **tls)).start()
     facedetect = build_facedetect(FaceDetectConfig(
         port=0, metrics_port=-1, crop_size=TINY_SIZE, classifier_url=f"localhost:{classifier.port}",
         aggregator_url=f"localhost:{aggregator.port}", **tls, **client_files)).start()

@@ -61,7 +61,7 @@ def test_flip_averaging_in_the_model_or_the_classifier(tmp_path, in_model) -> No
     pixels = np.random.default_rng(7).integers(0, 256, (5, meta.input_size, meta.input_size, 3), dtype=np.uint8)
     alone, averaged = in_process(models / ARCH, meta, pixels)
     assert np.abs(alone - averaged).max() > 1e-3  # mirroring changes the answer: the checks below can tell
-    triton = EmbeddedTriton(repo, tmp_path / "server", 0, 0, 0).start()
+    triton = EmbeddedTriton(repo, tmp_path / "server", 0).start()
     backend = TritonBackend(triton.grpc_url, [ARCH], shared_memory=True).start()
     try:
         assert backend.served(ARCH) == ServedModel("UINT8", flips=in_model, file=meta.onnx_file())
@@ -119,7 +119,7 @@ def test_litert_runtime_does_the_same_serving_steps(tmp_path) -> None:
     build_repository(tmp_path / "models", tmp_path / "repo", "embedded", runtime="litert")
     config = (tmp_path / "repo" / arch / "config.pbtxt").read_text()
     assert 'key: "source_file" value: { string_value: "model_fp16.tflite" }' in config
-    triton = EmbeddedTriton(tmp_path / "repo", tmp_path / "server", 0, 0, 0).start()
+    triton = EmbeddedTriton(tmp_path / "repo", tmp_path / "server", 0).start()
     backend = TritonBackend(triton.grpc_url, [arch], shared_memory=True).start()
     try:
         assert backend.served(arch) == ServedModel("UINT8", flips=True, file="model_fp16.tflite")

@@ -33,8 +33,8 @@ def stack(exported_models, tmp_path_factory):
                                                    model_dir=str(exported_models))).start()
     classifier = build_classifier(ClassifierConfig(
         min_val_accuracy=0.0,
-        port=0, metrics_port=-1, model_dir=str(exported_models), triton_http_port=0, triton_grpc_port=0,
-        triton_metrics_port=0, repository_dir=str(work / "triton"))).start()
+        port=0, metrics_port=-1, model_dir=str(exported_models),
+            triton_metrics_port=0, repository_dir=str(work / "triton"))).start()
     facedetect = build_facedetect(FaceDetectConfig(
         port=0, metrics_port=-1, crop_size=TINY_SIZE, classifier_url=f"127.0.0.1:{classifier.port}",
         aggregator_url=f"127.0.0.1:{aggregator.port}")).start()

@@ -40,7 +40,7 @@ class StackConfig:
     facedetect_metrics: int = 9101
     classifier_metrics: int = 9102
     aggregator_metrics: int = 9103
-    triton_ports: tuple[int, int, int] = (8000, 8001, 8002)
+    triton_metrics: int = 8002  # Triton's own metrics (its gRPC is a Unix socket in DATA; it has no HTTP)
     detector: str = "blazeface_full"
     policy_file: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -52,19 +52,18 @@ class StackConfig:
         return cls(facedetect_port=d.facedetect_port + offset, classifier_port=d.classifier_port + offset,
                    aggregator_port=d.aggregator_port + offset, facedetect_metrics=d.facedetect_metrics + offset,
                    classifier_metrics=d.classifier_metrics + offset, aggregator_metrics=d.aggregator_metrics + offset,
-                   triton_ports=tuple(t + offset for t in d.triton_ports), **fields)  # type: ignore[arg-type]
+                   triton_metrics=d.triton_metrics + offset, **fields)  # type: ignore[arg-type]
 
     def ports(self) -> tuple[int, ...]:
         """Every port the stack binds, for checks that they are free before and after."""
         return (self.facedetect_port, self.classifier_port, self.aggregator_port, self.facedetect_metrics,
-                self.classifier_metrics, self.aggregator_metrics, *self.triton_ports)
+                self.classifier_metrics, self.aggregator_metrics, self.triton_metrics)
 
     def named_ports(self) -> dict[str, int]:
         return {"facedetect": self.facedetect_port, "classifier": self.classifier_port,
                 "aggregator": self.aggregator_port, "facedetect metrics": self.facedetect_metrics,
                 "classifier metrics": self.classifier_metrics, "aggregator metrics": self.aggregator_metrics,
-                "triton HTTP": self.triton_ports[0], "triton gRPC": self.triton_ports[1],
-                "triton metrics": self.triton_ports[2]}
+                "triton metrics": self.triton_metrics}
 
     def check_ports(self) -> None:
         """Refuse to start when a port is invalid or already bound: otherwise the stack's clients would
@@ -111,6 +110,27 @@ class Service:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     restarts: int = 0
+    private_shm: bool = False  # run with a /dev/shm of its own (the classifier: Triton's regions hold crops)
+
+
+# Run a command with its own /dev/shm: a new mount namespace (and user namespace when not root) with
+# a fresh tmpfs there. Triton's Python backend makes its regions 0644 whatever the umask; in a
+# /dev/shm nobody else can see, no other local user can open them, not even in the instant before
+# they are chmod-ed. The program keeps this machine's network, files and user.
+PRIVATE_SHM_SCRIPT = 'mount -t tmpfs -o mode=0700,nosuid,nodev tmpfs /dev/shm && exec "$@"'
+
+
+def private_shm_prefix() -> list[str]:
+    """The command prefix that gives a program a private /dev/shm, or [] where the system does not
+    allow it (no `unshare`, or user namespaces disabled): the regions are then chmod-ed as soon as
+    they appear, which leaves a window of ~0.1 s (the README's threat model says so)."""
+    flags = ["--mount", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["--user", "--map-root-user"])
+    prefix = ["unshare", *flags, "sh", "-c", PRIVATE_SHM_SCRIPT, "ferlite-private-shm"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return prefix if probe.returncode == 0 else []
 
 
 class StackError(RuntimeError):
@@ -197,32 +217,48 @@ def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = No
             time.sleep(0.2)
 
 
+def make_private(folder: Path) -> None:
+    """DATA holds tokens, Redis's events, logs and the demo's annotated video (faces): this user's only
+    (0700), whatever umask made it, so nothing of the stack is readable by another local user."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         c = config
         self.input_size = model_input_size(c.model_dir)
+        self.shm_prefix = private_shm_prefix()
         py = [sys.executable, "-m", "ferlite", "serve"]
         common = ["--host", c.host, "--log-format", "json"]
-        http, grpc_port, metrics = c.triton_ports
         self.services = [
-            Service("aggregator", [*py, "aggregator", *common, "--port", str(c.aggregator_port), "--metrics-port",
+            Service("aggregator", [*py, "aggregator", *common, "--socket", self.socket("aggregator"),
+                                   "--port", str(c.aggregator_port), "--metrics-port",
                                    str(c.aggregator_metrics), "--data-dir", str(c.data_dir / "aggregator"),
                                    "--model-dir", str(c.model_dir)], c.aggregator_port, c.aggregator_metrics),
-            Service("classifier", [*py, "classifier", *common, "--port", str(c.classifier_port), "--metrics-port",
+            Service("classifier", [*py, "classifier", *common, "--socket", self.socket("classifier"),
+                                   "--port", str(c.classifier_port), "--metrics-port",
                                    str(c.classifier_metrics), "--model-dir", str(c.model_dir), "--repository-dir",
-                                   str(c.data_dir / "triton"), "--triton-http-port", str(http),
-                                   "--triton-grpc-port", str(grpc_port), "--triton-metrics-port", str(metrics),
+                                   str(c.data_dir / "triton"), "--triton-metrics-port", str(c.triton_metrics),
                                    *(["--policy-file", c.policy_file] if c.policy_file else [])],
-                    c.classifier_port, c.classifier_metrics),
+                    c.classifier_port, c.classifier_metrics, private_shm=True),
             Service("facedetect", [*py, "facedetect", *common, "--port", str(c.facedetect_port), "--metrics-port",
                                    str(c.facedetect_metrics), "--detector", c.detector, "--crop-size",
-                                   str(self.input_size), "--classifier-url", f"{c.host}:{c.classifier_port}",
-                                   "--aggregator-url", f"{c.host}:{c.aggregator_port}"],
+                                   str(self.input_size), "--classifier-url", f"unix:{self.socket('classifier')}",
+                                   "--aggregator-url", f"unix:{self.socket('aggregator')}"],
                     c.facedetect_port, c.facedetect_metrics),
         ]
 
+    def socket(self, service: str) -> str:
+        """The Unix socket face detection reaches `service` on: in DATA/run (0700), so another local
+        user can neither connect to it nor bind it when the service is down (a TCP port can be taken
+        by anyone in the instant after its owner dies, and would then receive crops and the token)."""
+        return str((self.config.data_dir / "run" / f"{service}.sock").resolve())
+
     def start(self, timeout: float = 180.0) -> LocalStack:
+        make_private(self.config.data_dir)
         try:
             for svc in self.services:
                 self._launch(svc, timeout)
@@ -233,11 +269,12 @@ class LocalStack:
 
     def _launch(self, svc: Service, timeout: float) -> None:
         logs = self.config.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.config.extra_env}
         svc.log_path = logs / f"{svc.name}.log"
-        with svc.log_path.open("ab") as log:
-            svc.proc = subprocess.Popen(svc.args, stdout=log, stderr=subprocess.STDOUT, env=env,
+        prefix = self.shm_prefix if svc.private_shm else []
+        with os.fdopen(os.open(svc.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+            svc.proc = subprocess.Popen([*prefix, *svc.args], stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True, preexec_fn=die_with_parent())
         wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
 
@@ -257,8 +294,8 @@ class LocalStack:
         for svc in self.services:
             out[svc.name] = f"{c.host}:{svc.port}"
             out[f"{svc.name} metrics"] = f"http://{c.host}:{svc.metrics_port}/metrics"
-        out["triton metrics"] = f"http://{c.host}:{c.triton_ports[2]}/metrics"
-        out["triton gRPC"] = f"{c.host}:{c.triton_ports[1]}"
+        out["triton metrics"] = f"http://{c.host}:{c.triton_metrics}/metrics"
+        out["triton gRPC"] = f"unix:{(c.data_dir / 'triton' / 'server' / 'run' / 'triton.sock').resolve()}:1"
         out["redis"] = f"unix://{(c.data_dir / 'aggregator' / 'redis' / 'redis.sock').resolve()}"
         out["logs"] = str((c.data_dir / "logs").resolve())
         return out

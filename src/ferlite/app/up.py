@@ -15,7 +15,7 @@ from pathlib import Path
 from ferlite.base.model_metadata import PACK_DIR
 
 from .bootstrap import bootstrap_models, has_models
-from .stack import LocalStack, StackConfig, StackError
+from .stack import LocalStack, StackConfig, StackError, make_private
 
 NO_MODELS = ("no exported models in {dir}. Either\n"
              "  ferlite up                 # the model pack shipped in the repository ({pack}), or\n"
@@ -103,6 +103,7 @@ def ensure_models(args: argparse.Namespace, prog: str) -> bool:
 
 def start_stack(config: StackConfig) -> LocalStack:
     config.check_ports()
+    make_private(config.data_dir)  # before the tokens are written into it
     for path in sorted({config.extra_env[env] for env in TOKEN_FILES if env in config.extra_env}):
         write_token(Path(path))
     cameras = config.extra_env.get("FERLITE_FACEDETECT_CAMERA_TOKENS_FILE")

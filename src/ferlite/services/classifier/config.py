@@ -19,8 +19,6 @@ class ClassifierConfig(ServerConfig):
     metrics_port: int = setting(9102, "Prometheus /metrics port; -1 disables")
     model_dir: str = setting("models", "exported models (ferlite export): one folder per architecture")
     triton_url: str = setting("", "host:port of an external Triton's gRPC endpoint; empty starts the embedded one")
-    triton_http_port: int = setting(8000, "embedded Triton HTTP port (0 picks a free one)")
-    triton_grpc_port: int = setting(8001, "embedded Triton gRPC port (0 picks a free one)")
     triton_metrics_port: int = setting(8002, "embedded Triton metrics port (0 picks a free one)")
     repository_dir: str = setting("var/triton", "where the embedded model repository is written")
     runtime: str = setting("onnxruntime", "embedded models run on onnxruntime or litert")
@@ -50,7 +48,7 @@ class ClassifierConfig(ServerConfig):
             raise ConfigError(f"runtime={self.runtime!r} must be onnxruntime or litert")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
-        for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port"):
+        for name in ("triton_metrics_port",):
             check_port(name, getattr(self, name))
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")

@@ -135,8 +135,7 @@ def build(config: ClassifierConfig) -> ClassifierServer:
         build_repository(config.model_dir, repo, "embedded", max_batch=config.max_batch, runtime=config.runtime,
                          batch_delay_us=config.batch_delay_us, instances=config.triton_instances,
                          threads=config.triton_threads, precision=config.precision)
-        triton = EmbeddedTriton(repo, Path(config.repository_dir) / "server", config.triton_http_port,
-                                config.triton_grpc_port, config.triton_metrics_port)
+        triton = EmbeddedTriton(repo, Path(config.repository_dir) / "server", config.triton_metrics_port)
         url = triton.grpc_url
     metrics = ServiceMetrics(config.SERVICE)
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,

@@ -1,4 +1,4 @@
-"""Launch the real Triton Inference Server bundled in the nvidia-pytriton wheel, on loopback.
+"""Launch the real Triton Inference Server bundled in the nvidia-pytriton wheel, gRPC on a private Unix socket.
 
 Running the bundled `tritonserver` binary directly (rather than through PyTriton's proxy) was
 2-3x faster here. What it needs, learned the hard way:
@@ -23,11 +23,11 @@ import sys
 import sysconfig
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from ferlite.services.common.processes import Restarter, die_with_parent
+from ferlite.services.common.server import prepare_socket_path
 
 log = logging.getLogger("ferlite.classifier.triton")
 
@@ -53,12 +53,13 @@ def free_port() -> int:
 class EmbeddedTriton:
     """The bundled tritonserver on 127.0.0.1, serving `repository`."""
 
-    def __init__(self, repository: str | Path, workspace: str | Path, http_port: int = 8000,
-                 grpc_port: int = 8001, metrics_port: int = 8002, log_file: str | Path | None = None) -> None:
+    def __init__(self, repository: str | Path, workspace: str | Path, metrics_port: int = 8002,
+                 log_file: str | Path | None = None) -> None:
         self.repository = Path(repository).resolve()
         self.workspace = Path(workspace).resolve()
-        self.http_port = http_port or free_port()
-        self.grpc_port = grpc_port or free_port()
+        # gRPC on a Unix socket in a folder only this user may enter: no other local user can run the
+        # models, register shared-memory regions, or stand in for Triton. No HTTP endpoint at all.
+        self.socket_dir = self.workspace / "run"
         self.metrics_port = metrics_port or free_port()
         self.log_file = Path(log_file) if log_file else self.workspace / "tritonserver.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +68,8 @@ class EmbeddedTriton:
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        # Triton joins --grpc-address and --grpc-port with ':', so the socket's file is "triton.sock:1".
+        return f"unix:{self.socket_dir / 'triton.sock'}:1"
 
     def _prepare(self) -> Path:
         dist, _ = _dist()
@@ -95,19 +97,19 @@ class EmbeddedTriton:
         self.workspace.mkdir(parents=True, exist_ok=True)
         server_dir = self._prepare()
         self._shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+        prepare_socket_path(self.socket_dir / "triton.sock:1")
         args = [
             str(server_dir / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--backend-directory={server_dir / 'backends'}",
             f"--cache-directory={server_dir / 'caches'}",
-            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
-            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+            "--allow-http=false",
+            f"--grpc-address=unix:{self.socket_dir / 'triton.sock'}", "--grpc-port=1",
             "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",
         ]
-        log.info("starting tritonserver", extra={"grpc_port": self.grpc_port, "http_port": self.http_port,
-                                                   "metrics_port": self.metrics_port})
+        log.info("starting tritonserver", extra={"grpc": self.grpc_url, "metrics_port": self.metrics_port})
         pdeath = die_with_parent()
 
         def preexec() -> None:
@@ -175,11 +177,14 @@ class EmbeddedTriton:
             time.sleep(0.2)
 
     def ready(self) -> bool:
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
         try:
-            url = f"http://127.0.0.1:{self.http_port}/v2/health/ready"
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                return reply.status == 200
-        except OSError:
+            with grpc.insecure_channel(self.grpc_url) as channel:
+                return service_pb2_grpc.GRPCInferenceServiceStub(channel).ServerReady(
+                    service_pb2.ServerReadyRequest(), timeout=1).ready
+        except grpc.RpcError:
             return False
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -54,8 +54,8 @@ class ServerConfig:
     host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
     port: int = setting(0, "gRPC port; 0 picks a free one")
     metrics_port: int = setting(0, "Prometheus /metrics port; 0 picks a free one, -1 disables")
-    socket: str = setting("", "Unix socket path to serve on instead of host:port (its folder must be 0700); "
-                              "the local stack's internal services use one")
+    socket: str = setting("", "also serve on this Unix socket (plaintext; its folder must be this user's, 0700): "
+                              "the local stack's hops use it, so no other local user can connect or take its place")
     max_workers: int = setting(16, "threads running calls at once (an open call with no request yet holds none)")
     max_calls_per_peer: int = setting(256, "calls one address may have open at once on open methods (reflection; "
                                            "everything while auth is off)")

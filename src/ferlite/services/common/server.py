@@ -146,20 +146,21 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], server)
-        address = f"unix:{cfg.socket}" if cfg.socket else f"{cfg.host}:{cfg.port}"
-        if cfg.socket:
-            prepare_socket_path(Path(cfg.socket))
+        address = f"{cfg.host}:{cfg.port}"
         try:
             if cfg.tls_enabled:
                 self.port = server.add_secure_port(address, server_credentials(cfg))
             else:
                 self.port = server.add_insecure_port(address)
+            if cfg.socket:  # beside the port: the local stack's own hops, which no other user can reach
+                prepare_socket_path(Path(cfg.socket))
+                server.add_insecure_port(f"unix:{cfg.socket}")
         except RuntimeError as exc:  # grpc.aio raises where grpc returned 0
-            raise OSError(f"could not bind gRPC {address}: {exc}") from None
-        if self.port == 0 and not cfg.socket:
+            raise OSError(f"could not bind gRPC {address}{' or ' + cfg.socket if cfg.socket else ''}: {exc}") from None
+        if self.port == 0:
             raise OSError(f"could not bind gRPC port {address}")
         if cfg.socket:
-            os.chmod(cfg.socket, 0o600)  # only this user connects (the folder is 0700 as well)
+            os.chmod(cfg.socket, 0o600)
         await server.start()
         self._server = server
         for name in ["", LIVENESS, *names]:
