@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Write the README's environment-variable tables from the services' config dataclasses.
+"""Write docs/configuration.md's environment-variable tables from the services' config dataclasses.
 
 The tables sit between `<!-- env:begin -->` and `<!-- env:end -->`; `--check` (run by the tests)
-fails when they are stale, so the README cannot drift from the code.
+fails when they are stale, so the reference cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def tables() -> str:
 
 def render(readme: str) -> str:
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the {BEGIN} ... {END} markers")
+        raise SystemExit(f"docs/configuration.md lacks the {BEGIN} ... {END} markers")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{tables()}\n{END}{tail}"
@@ -51,18 +51,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
-    path = ROOT / "README.md"
+    path = ROOT / "docs" / "configuration.md"
     current = path.read_text()
     fresh = render(current)
     if args.check:
         if fresh != current:
-            print("gen_env_docs: README.md's environment tables are stale; run: python scripts/gen_env_docs.py",
+            print("gen_env_docs: docs/configuration.md's environment tables are stale; "
+                  "run: python scripts/gen_env_docs.py",
                   file=sys.stderr)
             return 1
-        print("gen_env_docs: README.md is up to date")
+        print("gen_env_docs: docs/configuration.md is up to date")
         return 0
     path.write_text(fresh)
-    print("gen_env_docs: README.md updated")
+    print("gen_env_docs: docs/configuration.md updated")
     return 0
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferlite.app.stack import serving
-from tests.support.procs import ROOT
+from tests.support.procs import PROJECT_ROOTS
 from tests.support.redis import free_port
 
 SERVICE_NAME = re.compile(r"\b(?P<name>ferlite-[a-z0-9-]+?)(?:-pods)?:(?P<port>\d+)\b")
@@ -122,7 +122,7 @@ class LocalKubelet:
 
     def _env(self, pod: Pod, container: dict, mounts: dict[str, Path]) -> dict[str, str]:
         env = {"PATH": os.environ["PATH"], "HOME": str(pod.root), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "PYTHONPATH": str(ROOT / "src")}
+               "PYTHONPATH": os.pathsep.join(str(r) for r in PROJECT_ROOTS)}
         for e in container.get("env", []):
             if "value" in e:
                 value = str(e["value"])

@@ -53,7 +53,7 @@ def watch_shm(stop: threading.Event, exposed: set[str], seen: set[str]) -> None:
 def regions_of(pid: int) -> list[Path]:
     """The shared-memory regions `pid` can see: its own /dev/shm (a private one, through /proc) and
     the machine's."""
-    folders = {Path(f"/proc/{pid}/root/dev/shm"), Path("/dev/shm")}
+    folders = {Path("/proc") / str(pid) / "root" / "dev" / "shm", Path("/dev/shm")}  # its root, as it sees it
     return [p for folder in folders if folder.is_dir() for p in folder.iterdir() if p.name.startswith(REGION_PREFIXES)]
 
 

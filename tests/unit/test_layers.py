@@ -1,12 +1,12 @@
 """The house's layers, enforced: which package may import which.
 
-src/ferlite/
-  v1/            the contract (generated): imports nothing of ours
-  base/          labels, architectures, model metadata, preprocessing, events: the contract only
-  services/common/  the one server builder, configs, channels: base and contract
-  services/<name>/  one service: itself, services/common, base, contract; never another service
-  training/      base and contract; never a service or the application
-  app/           the CLI, local stack, camera client, demo: anything (nothing imports it)
+Each project's folder is an import root (`ferlite` is a namespace package they share):
+  services/common/ferlite/v1/               the contract (generated): imports nothing of ours
+  services/common/ferlite/base/             labels, architectures, metadata, preprocessing, events: the contract
+  services/common/ferlite/services/common/  the one server builder, configs, channels: base and contract
+  services/<name>/ferlite/services/<name>/  one service: itself, services.common, base, contract; no other service
+  training/ferlite/training/                base and contract; never a service or the application
+  services/app/ferlite/app/                 the CLI, local stack, camera client, demo: anything (nothing imports it)
 
 Tests and benchmarks are separate consumers: no test imports a benchmark, no benchmark a test.
 """
@@ -17,8 +17,7 @@ import ast
 from pathlib import Path
 
 from tests.conftest import ROOT
-
-SRC = ROOT / "src"
+from tests.support.procs import PROJECT_ROOTS
 
 
 def layer(module: str) -> str:
@@ -49,13 +48,18 @@ def allowed(source: str, target: str) -> bool:
     return source == "app"
 
 
-def module_name(path: Path, src: Path = SRC) -> str:
-    rel = path.relative_to(src).with_suffix("")
+def import_root(path: Path) -> Path:
+    """The project folder `path` is under (its import root)."""
+    return next(r for r in PROJECT_ROOTS if path.is_relative_to(r))
+
+
+def module_name(path: Path, src: Path | None = None) -> str:
+    rel = path.relative_to(src or import_root(path)).with_suffix("")
     parts = list(rel.parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path, src: Path = SRC) -> list[tuple[int, str]]:
+def imports(path: Path, src: Path | None = None) -> list[tuple[int, str]]:
     """Every module `path` imports (relative imports resolved), with its line, lazy imports included."""
     tree = ast.parse(path.read_text())
     package = module_name(path, src).split(".")
@@ -77,20 +81,36 @@ def imports(path: Path, src: Path = SRC) -> list[tuple[int, str]]:
     return found
 
 
-def violations(files: list[Path], src: Path = SRC) -> list[str]:
+def violations(files: list[Path], src: Path | None = None) -> list[str]:
     bad = []
     for path in files:
         source = layer(module_name(path, src))
         for line, target in imports(path, src):
             if not allowed(source, layer(target)):
-                bad.append(f"{path.relative_to(src)}:{line}: {source} imports {target}")
+                bad.append(f"{path.relative_to(src or ROOT)}:{line}: {source} imports {target}")
     return bad
 
 
+def project_files() -> list[Path]:
+    return [p for root in PROJECT_ROOTS for p in (root / "ferlite").rglob("*.py") if "/v1/" not in p.as_posix()]
+
+
 def test_every_module_imports_only_the_layers_below_it() -> None:
-    files = [p for p in (SRC / "ferlite").rglob("*.py") if "/v1/" not in p.as_posix()]
+    files = project_files()
     assert len(files) > 50
     assert violations(files) == []
+
+
+def test_each_project_holds_only_its_own_layer() -> None:
+    """The folders say the layers: a service's project holds that service only, training only
+    training, the application only the application; no other top-level folder holds code."""
+    owners = {"common": {"v1", "base", "services.common"}, "facedetect": {"services.facedetect"},
+              "classifier": {"services.classifier"}, "aggregator": {"services.aggregator"},
+              "app": {"app", "root"}, "training": {"training"}}
+    for path in project_files():
+        root = import_root(path)
+        assert layer(module_name(path)) in owners[root.name], path
+    assert not (ROOT / "src").exists()
 
 
 def test_the_rules_catch_a_service_importing_another_and_training_importing_a_service(tmp_path) -> None:

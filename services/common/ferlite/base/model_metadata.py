@@ -21,7 +21,7 @@ from ferlite.base.labels import EMOTIONS
 
 FILENAME = "metadata.json"
 # The model pack shipped in the repository (trained on FER2013; see modelpack/README.md).
-PACK_DIR = Path(__file__).resolve().parents[3] / "modelpack"  # src/ferlite/base/ -> the repository
+PACK_DIR = Path(__file__).resolve().parents[4] / "modelpack"  # services/common/ferlite/base/ -> the repository
 # Which ONNX file serves: "auto" is the int8 file on CPUs where the pack validated one (within 0.5 pt
 # of float on validation, `ferlite.training.pack.add_int8`), float on GPUs; "int8" the same on any
 # device; "float" always the float file.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ferlite import DECODER_MAX_PIXELS
+from ferlite.base import DECODER_MAX_PIXELS
 from ferlite.services.common.config import ConfigError, ServerConfig, setting
 
 DETECTORS = ("blazeface_full", "blazeface_short", "haar")
@@ -68,7 +68,7 @@ class FaceDetectConfig(ServerConfig):
                 raise ConfigError(f"camera_tokens_file={self.camera_tokens_file!r}: no such file or folder")
         if self.max_megapixels * 1e6 > DECODER_MAX_PIXELS:
             raise ConfigError(f"max_megapixels={self.max_megapixels:g} is above the decoders' ceiling of "
-                              f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.DECODER_MAX_PIXELS)")
+                              f"{DECODER_MAX_PIXELS / 1e6:.1f} MP (ferlite.base.DECODER_MAX_PIXELS)")
         if self.stream_idle_seconds <= 0:
             raise ConfigError(f"stream_idle_seconds={self.stream_idle_seconds} must be > 0")
         if self.max_megapixels <= 0 or self.downstream_timeout <= 0 or self.crop_margin < 0:

@@ -130,7 +130,7 @@ def _decode_8bit_rgb(data: bytes) -> np.ndarray:
     small 16-bit RGBA PNG never expands into a 16-bit (let alone float) image in memory."""
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV's own pixel ceiling (ferlite.DECODER_MAX_PIXELS), or a decoder failure
+    except cv2.error:  # OpenCV's own pixel ceiling (ferlite.base.DECODER_MAX_PIXELS), or a decoder failure
         raise ValueError("undecodable") from None
     if image is None:
         raise ValueError("undecodable")

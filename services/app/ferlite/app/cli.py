@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ferlite import __version__
+from ferlite.base import __version__
 
 # name -> ("module:function" taking argv and returning an exit code, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -28,8 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ferlite import __version__
-from ferlite.base import preprocess
+from ferlite.base import __version__, preprocess
 from ferlite.base.model_metadata import ModelMetadata, apply_temperature
 
 from .calibration import choose_threshold, fit_temperature
