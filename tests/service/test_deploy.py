@@ -83,7 +83,13 @@ def test_default_chart_wiring() -> None:
     policy = json.loads(by_kind(docs, "ConfigMap")["ferlite-ab-policy"]["data"]["policy.json"])
     assert set(policy["weights"]) == {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"}
     triton = deployments["ferlite-triton"]["spec"]["template"]["spec"]
-    assert triton["initContainers"][0]["args"][:2] == ["triton-repo", "--models"]
+    assert triton["initContainers"][0]["command"] == ["python", "-m", "ferlite.services.classifier.repository"]
+    assert triton["initContainers"][0]["image"] == "ghcr.io/ferlite/ferlite-classifier:0.1.0"
+    for svc in ("facedetect", "classifier", "aggregator"):  # one image per service, each its own entry point
+        c = deployments[f"ferlite-{svc}"]["spec"]["template"]["spec"]["containers"][0]
+        assert c["image"] == f"ghcr.io/ferlite/ferlite-{svc}:0.1.0" and "args" not in c and "command" not in c
+        dockerfile = (ROOT / "services" / svc / "Dockerfile").read_text()
+        assert f'ENTRYPOINT ["python", "-m", "ferlite.services.{svc}"]' in dockerfile
     assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Secret"} <= {d["kind"] for d in docs}
     aggregator_env = {e["name"]: e for e in deployments["ferlite-aggregator"]["spec"]["template"]["spec"][
         "containers"][0]["env"]}
@@ -236,7 +242,7 @@ def test_ab_without_a_cluster(tmp_path, capsys, monkeypatch) -> None:
 
 def test_chart_crops_at_the_size_the_shipped_pack_owns() -> None:
     """The chart does not hard-code a crop size: face detection reads it from the models baked into
-    the image (the Dockerfile copies the model pack to the chart's modelDir)."""
+    the image (its Dockerfile copies the model pack to the chart's modelDir)."""
     from ferlite.base.model_metadata import PACK_DIR, find_models
     from ferlite.services.facedetect.config import FaceDetectConfig
 
@@ -246,8 +252,9 @@ def test_chart_crops_at_the_size_the_shipped_pack_owns() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert env["FERLITE_FACEDETECT_CROP_SIZE"] == "0"
     assert env["FERLITE_FACEDETECT_MODEL_DIR"] == values["modelDir"]
-    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
-    assert f"COPY {PACK_DIR.name} {values['modelDir']}" in dockerfile
+    for svc in ("facedetect", "classifier"):
+        dockerfile = (ROOT / "services" / svc / "Dockerfile").read_text()
+        assert f"COPY {PACK_DIR.name} {values['modelDir']}" in dockerfile
     pack = find_models(PACK_DIR)
     assert len(pack) == 4
     config = FaceDetectConfig(crop_size=0, model_dir=str(PACK_DIR))

