@@ -142,3 +142,27 @@ def test_tests_and_benchmarks_do_not_import_each_other() -> None:
                 bad += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
                         if n == other or n.startswith(f"{other}.")]
     assert bad == []
+
+
+def resolves(module: str) -> bool:
+    """Whether `module` (ferlite.x.y) is a file or package under some project's import root: found
+    from the file tree alone, as a static tool would."""
+    parts = module.split(".")
+    for root in PROJECT_ROOTS:
+        base = root.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file() or base.is_dir():
+            return True
+    return False
+
+
+def test_every_ferlite_import_resolves_to_a_file_of_a_project() -> None:
+    """Issue 26: import paths readable from file paths with no remap table: every `ferlite...` name a
+    module imports is a module or package file under one project's folder (or, for `from X import
+    name`, X is)."""
+    unresolved = []
+    for path in project_files():
+        for line, target in imports(path):
+            if target.startswith("ferlite.") and not resolves(target) and not resolves(target.rsplit(".", 1)[0]):
+                unresolved.append(f"{path.relative_to(ROOT)}:{line}: {target}")
+    assert unresolved == []
+    assert not resolves("ferlite.services.nowhere") and resolves("ferlite.services.facedetect.server")
