@@ -102,10 +102,10 @@ def test_network_policies_allow_only_the_pipeline() -> None:
         rule = policies[name]["spec"]["ingress"][0]
         return sorted(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component", "clients")
                       for f in rule["from"])
-    assert sources("ferlite-classifier") == ["clients", "facedetect"]
+    assert sources("ferlite-classifier") == ["clients", "facedetect", "test"]  # test: the `helm test` pod
     assert sources("ferlite-triton") == ["classifier"]
     assert sources("ferlite-redis") == ["aggregator"]
-    assert sources("ferlite-aggregator") == ["clients", "facedetect"]
+    assert sources("ferlite-aggregator") == ["clients", "facedetect", "test"]
 
 
 def test_schema_rejects_bad_values() -> None:
@@ -386,7 +386,7 @@ def test_egress_lets_each_pod_reach_dns_and_its_next_hop_only() -> None:
     def egress(docs, name):
         rules = by_kind(docs, "NetworkPolicy")[name]["spec"]["egress"]
         dns, hops = rules[0], rules[1:]
-        assert {p["port"] for p in dns["ports"]} == {53}
+        assert {p["port"] for p in dns["ports"]} == {53, 5353}  # 5353: OpenShift's DNS pods
         return {(t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
                  or t["ipBlock"]["cidr"], r["ports"][0]["port"]) for r in hops for t in r["to"]}
 

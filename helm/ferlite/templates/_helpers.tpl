@@ -129,9 +129,20 @@ kind: Service
 metadata:
   name: {{ include "ferlite.name" . }}
   labels: {{- include "ferlite.labels" . | nindent 4 }}
+  {{- with .annotations }}
+  annotations: {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   {{- with .serviceType }}
   type: {{ . }}
+  {{- end }}
+  {{- if has .serviceType (list "LoadBalancer" "NodePort") }}
+  # Exposed outside the cluster (cameras): keep the client's address (no SNAT to a node's), so the
+  # NetworkPolicy's cameraCIDRs can match it, and admit only those ranges at the load balancer.
+  externalTrafficPolicy: Local
+  {{- with .root.Values.networkPolicy.cameraCIDRs }}
+  loadBalancerSourceRanges: {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- end }}
   selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
   ports:
@@ -164,5 +175,16 @@ annotations:
   prometheus.io/scrape: "true"
   prometheus.io/port: {{ .port | quote }}
   prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+
+{{/* What every pod of the chart carries: the registry's pull secrets (Triton's, Redis's, the backup's
+     and the test's images come from a private mirror as often as ferlite's), and no service-account
+     token: no ferlite pod talks to the Kubernetes API. */}}
+{{- define "ferlite.podDefaults" -}}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}

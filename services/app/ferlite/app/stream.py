@@ -289,7 +289,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--json-file", default="", metavar="PATH", help="also write the run's JSON summary to PATH")
     add_access_flags(p, "var/camera-token", "a camera token, good for its classrooms' frames only")
     p.add_argument("--summary-token-file", default="var/auth-token",
-                   help="admin token file for the final summary (a camera token reads nothing) [var/auth-token]")
+                   help="admin token file for the final summary (a camera token reads nothing; without this file "
+                        "the --token is tried) [var/auth-token]")
     args = p.parse_args(argv)
     security = access_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
@@ -313,7 +314,8 @@ def main(argv: Sequence[str]) -> int:
     summary = None
     if args.aggregator and args.record:
         try:
-            admin = dataclasses.replace(security, token=resolve_token("", args.summary_token_file))
+            # The admin token reads; without its file, the frames' token is tried (it may be the admin's).
+            admin = dataclasses.replace(security, token=resolve_token("", args.summary_token_file) or security.token)
             summary = classroom_summary(args.aggregator, args.classroom, stats.to_dict()["seconds"] + 3600, admin)
         except grpc.RpcError as exc:
             print(f"(no classroom summary: {exc.code().name})", file=sys.stderr)
