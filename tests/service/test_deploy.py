@@ -37,6 +37,12 @@ VALUE_SETS = {
         "monitoring": {"grafanaDashboard": {"enabled": True}},
         "redis": {"backup": {"enabled": True}},
         "aggregator": {"autoscaling": {"enabled": True}}},
+    "restoring-a-backup-cameras-outside": {
+        "redis": {"backup": {"enabled": True}, "restore": {"snapshot": "redis-20261125T023000Z.rdb"}},
+        "facedetect": {"service": {"type": "LoadBalancer", "annotations": {"networking.gke.io/load-balancer-type":
+                                                                            "Internal"}}},
+        "networkPolicy": {"cameraCIDRs": ["10.20.0.0/16"]},
+        "cameras": {"classrooms": ["room-101", "room-102"]}, "imagePullSecrets": [{"name": "district-registry"}]},
 }
 
 
