@@ -139,3 +139,15 @@ def test_the_camera_service_can_ask_for_an_internal_load_balancer() -> None:
     internal = {"networking.gke.io/load-balancer-type": "Internal"}
     values = {**VALUES, "facedetect": {"service": {"type": "LoadBalancer", "annotations": internal}}}
     assert by_kind(render(values), "Service")["ferlite-facedetect"]["metadata"]["annotations"] == internal
+
+
+def test_replicas_spread_over_zones_and_nodes() -> None:
+    """Issue 27 (S11): no topology spread anywhere; now every replicated workload prefers one replica per
+    zone, then per node, without refusing to schedule on a small cluster."""
+    specs = all_pod_specs(render({}))
+    for name in ("ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton"):
+        spread = specs[name]["topologySpreadConstraints"]
+        assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
+        component = name.removeprefix("ferlite-")
+        assert all(c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component for c in spread)

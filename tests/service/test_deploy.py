@@ -272,7 +272,9 @@ def test_triton_schedules_on_a_single_gpu_node_and_its_init_container_fits_a_quo
                          "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                          "runtimeClassName": "nvidia"}, "classifier": {"maxBatch": 32}}
     triton = by_kind(render(values), "Deployment")["ferlite-triton"]["spec"]
-    assert triton["strategy"] == {"type": "Recreate"}
+    # Issue 27 (S5): stated with rollingUpdate null, so turning gpus on for a running release is not
+    # refused (a 3-way merge would keep the old rollingUpdate block under type Recreate).
+    assert triton["strategy"] == {"type": "Recreate", "rollingUpdate": None}
     pod = triton["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["runtimeClassName"] == "nvidia"
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -280,7 +282,14 @@ def test_triton_schedules_on_a_single_gpu_node_and_its_init_container_fits_a_quo
     init = pod["initContainers"][0]
     assert init["resources"]["requests"] and init["resources"]["limits"]
     assert init["args"][init["args"].index("--max-batch") + 1] == "32"
-    assert "strategy" not in by_kind(render({}), "Deployment")["ferlite-triton"]["spec"]  # CPU: rolling
+    # Issue 27 (S8): a GPU pod's models are placed on the GPU (KIND_GPU), unless the operator says otherwise.
+    assert init["args"][init["args"].index("--kind") + 1] == "KIND_GPU"
+    cpu = by_kind(render({}), "Deployment")["ferlite-triton"]["spec"]
+    assert cpu["strategy"]["type"] == "RollingUpdate"  # CPU: rolling, never below the replicas
+    init_cpu = cpu["template"]["spec"]["initContainers"][0]["args"]
+    assert init_cpu[init_cpu.index("--kind") + 1] == "KIND_CPU"
+    assert pod["containers"][0]["startupProbe"]["failureThreshold"] * pod["containers"][0]["startupProbe"][
+        "periodSeconds"] >= 300  # four models on a cold node
 
 
 def test_a_single_replica_gets_no_pdb_that_would_block_node_drains() -> None:

@@ -188,3 +188,17 @@ automountServiceAccountToken: false
 imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+
+{{/* Replicas spread over zones, then nodes, when the cluster has several (ScheduleAnyway: a
+     single-zone or single-node cluster still schedules them). */}}
+{{- define "ferlite.spread" -}}
+topologySpreadConstraints:
+  {{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "ferlite.selectorLabels" $ | nindent 8 }}
+  {{- end }}
+{{- end -}}
