@@ -306,6 +306,9 @@ def test_helm_test_pod_checks_every_service() -> None:
     assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053"]
     text = notes({})
     assert "helm test ferlite -n ferlite" in text and "ferlite-facedetect:50051" in text
+    # Issue 27: the `ab` command NOTES prints names this release's ConfigMap, whatever the release is called.
+    district = notes({}, release="district")
+    assert "--configmap district-ferlite-ab-policy" in district and "district-ferlite-cameras" in district
 
 
 def test_redis_never_evicts_silently_and_its_volume_outlives_uninstall() -> None:
@@ -429,3 +432,17 @@ def test_every_value_in_the_schema_says_what_it_is_for() -> None:
 
     walk(schema, "")
     assert missing == []
+
+
+def test_a_long_release_name_still_makes_a_valid_cronjob() -> None:
+    """Issue 27: the backup CronJob's name passed 52 characters for long release names (refused)."""
+    helm = pytest.importorskip("helm_python")
+    import yaml as _yaml
+
+    release = "ferlite-north-district-secondary-schools"
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render({"redis": {"backup": {"enabled": True}}}, name=release, namespace="ferlite")
+    docs = [d for path, text in out.items() if not str(path).endswith("NOTES.txt")
+            for d in _yaml.safe_load_all(text) if d]
+    cronjobs = [d["metadata"]["name"] for d in docs if d["kind"] == "CronJob"]
+    assert cronjobs and all(len(n) <= 52 and not n.endswith("-") for n in cronjobs), cronjobs

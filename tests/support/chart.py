@@ -22,10 +22,10 @@ def render(values: dict) -> list[dict]:
     return docs
 
 
-def notes(values: dict) -> str:
+def notes(values: dict, release: str = "ferlite") -> str:
     helm = pytest.importorskip("helm_python")
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name="ferlite", namespace="ferlite")
+        out = chart.render(values, name=release, namespace="ferlite")
     return next(text for path, text in out.items() if str(path).endswith("NOTES.txt"))
 
 
