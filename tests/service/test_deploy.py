@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ferlite.app.ab import main as ab_main
-from tests.support.chart import CHART, by_kind, notes, render, workloads
+from tests.support.chart import CHART, by_kind, notes, render, with_repository, workloads
 from tests.support.k8s_double import InMemoryKubernetesApi
 from tests.support.procs import ROOT, require_tool
 
@@ -49,7 +49,7 @@ VALUE_SETS = {
 def test_chart_lints_clean() -> None:
     helm = pytest.importorskip("helm_python")
     for values in VALUE_SETS.values():
-        report = helm.lint(str(CHART), values)
+        report = helm.lint(str(CHART), with_repository(values))
         assert report["errors"] == [], report
         assert not [m for m in report["messages"] if m["severity"] > 1], report
 
@@ -126,6 +126,28 @@ def test_schema_rejects_bad_values() -> None:
                 chart.validate_schema(chart.merge_values(bad))
             assert where in str(err.value)
         chart.validate_schema(chart.merge_values({}))
+        with pytest.raises(Exception) as err:  # a digest that is not one
+            chart.validate_schema(chart.merge_values({"image": {"digests": {"facedetect": "latest"}}}))
+        assert "/image/digests/facedetect" in str(err.value)
+
+
+def test_the_chart_needs_an_image_repository_and_pins_digests() -> None:
+    """Issue 27 (B2): the default image (ghcr.io/ferlite/ferlite:0.1.0) was built or published by nothing.
+    Now there is no default: rendering without image.repository stops with a message saying what to
+    set; the release workflow pins each image by digest."""
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(Exception) as err:
+        chart.render({}, name="ferlite", namespace="ferlite")
+    assert "image.repository is required" in str(err.value)
+    digest = "sha256:" + "ab" * 32
+    docs = render({"image": {"repository": "registry.district.example/ferlite", "digests": {"classifier": digest}}})
+    deployments = by_kind(docs, "Deployment")
+    classifier = deployments["ferlite-classifier"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert classifier == f"registry.district.example/ferlite/ferlite-classifier@{digest}"
+    triton_init = deployments["ferlite-triton"]["spec"]["template"]["spec"]["initContainers"][0]["image"]
+    assert triton_init == classifier  # the init container runs the very same classifier image
+    facedetect = deployments["ferlite-facedetect"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert facedetect == "registry.district.example/ferlite/ferlite-facedetect:0.1.0"
 
 
 def test_alert_rules_pass_promtool() -> None:
@@ -441,7 +463,7 @@ def test_a_long_release_name_still_makes_a_valid_cronjob() -> None:
 
     release = "ferlite-north-district-secondary-schools"
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render({"redis": {"backup": {"enabled": True}}}, name=release, namespace="ferlite")
+        out = chart.render(with_repository({"redis": {"backup": {"enabled": True}}}), name=release, namespace="ferlite")
     docs = [d for path, text in out.items() if not str(path).endswith("NOTES.txt")
             for d in _yaml.safe_load_all(text) if d]
     cronjobs = [d["metadata"]["name"] for d in docs if d["kind"] == "CronJob"]

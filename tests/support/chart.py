@@ -10,10 +10,20 @@ from tests.support.procs import ROOT
 CHART = ROOT / "helm" / "ferlite"
 
 
+# The chart requires an image repository (nothing is published under a default name); the tests
+# render with this one unless they say otherwise.
+TEST_REPOSITORY = "ghcr.io/ferlite"
+
+
+def with_repository(values: dict) -> dict:
+    image = values.get("image", {})
+    return values if "repository" in image else {**values, "image": {**image, "repository": TEST_REPOSITORY}}
+
+
 def render(values: dict) -> list[dict]:
     helm = pytest.importorskip("helm_python")
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name="ferlite", namespace="ferlite")
+        out = chart.render(with_repository(values), name="ferlite", namespace="ferlite")
     docs = []
     for path, text in out.items():
         if str(path).endswith("NOTES.txt"):  # shown to the user after install, not a manifest
@@ -25,7 +35,7 @@ def render(values: dict) -> list[dict]:
 def notes(values: dict, release: str = "ferlite") -> str:
     helm = pytest.importorskip("helm_python")
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name=release, namespace="ferlite")
+        out = chart.render(with_repository(values), name=release, namespace="ferlite")
     return next(text for path, text in out.items() if str(path).endswith("NOTES.txt"))
 
 

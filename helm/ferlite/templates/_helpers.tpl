@@ -19,8 +19,15 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
-{{/* One image per service: <repository>/ferlite-<component>:<tag> (services/<component>/Dockerfile). */}}
-{{- define "ferlite.image" -}}{{ .root.Values.image.repository }}/ferlite-{{ .component }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}{{- end -}}
+{{/* One image per service: <repository>/ferlite-<component>:<tag> (services/<component>/Dockerfile),
+     or pinned by digest (@sha256:...) when image.digests names one (the release workflow does). */}}
+{{- define "ferlite.image" -}}
+{{- $repo := required "image.repository is required: the registry path where the ferlite images were pushed (ferlite-facedetect, -classifier and -aggregator under it; docs/kubernetes.md says how to build or where releases are)" .root.Values.image.repository -}}
+{{- $digest := index (.root.Values.image.digests | default dict) .component | default "" -}}
+{{- if $digest -}}{{ $repo }}/ferlite-{{ .component }}@{{ $digest }}
+{{- else -}}{{ $repo }}/ferlite-{{ .component }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
 
 {{- define "ferlite.redisSecret" -}}{{ .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "ferlite.fullname" .)) }}{{- end -}}
 {{- define "ferlite.camerasSecret" -}}{{ .Values.cameras.existingSecret | default (printf "%s-cameras" (include "ferlite.fullname" .)) }}{{- end -}}
