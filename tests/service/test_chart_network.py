@@ -151,3 +151,17 @@ def test_replicas_spread_over_zones_and_nodes() -> None:
         assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
         component = name.removeprefix("ferlite-")
         assert all(c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component for c in spread)
+
+
+def test_turning_autoscaling_on_never_drops_to_one_replica() -> None:
+    """Issue 27 (S5): with autoscaling on, `replicas` was left out, so the upgrade that turned it on
+    scaled the workload to 1 before the HPA scaled it back. Now it is what runs (lookup; on a first
+    install, minReplicas), never absent."""
+    values = {c: {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 6}}
+              for c in ("facedetect", "classifier", "aggregator")}
+    docs = render(values)
+    workloads_ = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+    for name in ("ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator"):
+        assert workloads_[name]["spec"]["replicas"] == 3, name
+    fixed = render({"facedetect": {"autoscaling": {"enabled": False}, "replicas": 2}})
+    assert by_kind(fixed, "Deployment")["ferlite-facedetect"]["spec"]["replicas"] == 2

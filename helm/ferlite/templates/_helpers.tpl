@@ -209,3 +209,18 @@ topologySpreadConstraints:
       matchLabels: {{- include "ferlite.selectorLabels" $ | nindent 8 }}
   {{- end }}
 {{- end -}}
+
+
+{{/* replicas of a workload. Without autoscaling, the value. With it, what runs now (lookup) or, on a
+     first install, minReplicas: leaving the field out would let an upgrade that turns autoscaling on
+     drop the workload to 1 replica before the HPA scales it back. */}}
+{{- define "ferlite.replicas" -}}
+{{- $cfg := index .root.Values .component -}}
+{{- if not $cfg.autoscaling.enabled -}}
+{{ $cfg.replicas }}
+{{- else -}}
+{{- $kind := ternary "StatefulSet" "Deployment" (eq .component "aggregator") -}}
+{{- $live := lookup "apps/v1" $kind .root.Release.Namespace (include "ferlite.name" .) -}}
+{{- if and $live $live.spec.replicas -}}{{ $live.spec.replicas }}{{- else -}}{{ $cfg.autoscaling.minReplicas }}{{- end -}}
+{{- end -}}
+{{- end -}}
