@@ -383,7 +383,13 @@ def test_aggregator_is_a_statefulset_with_a_spool_claim_per_pod() -> None:
     assert hpa["kind"] == "StatefulSet"
     plain = by_kind(render({}), "StatefulSet")["ferlite-aggregator"]["spec"]
     assert "volumeClaimTemplates" not in plain
-    assert {"name": "spool", "emptyDir": {}} in plain["template"]["spec"]["volumes"]
+    # Issue 27 (S4): the emptyDir has a size limit above the aggregator's own spool limit, so the
+    # service refuses batches (cameras resend) before the kubelet would evict the pod and its spool.
+    assert {"name": "spool", "emptyDir": {"sizeLimit": "1024Mi"}} in plain["template"]["spec"]["volumes"]
+    env = {e["name"]: e.get("value") for e in plain["template"]["spec"]["containers"][0]["env"]}
+    assert env["FERLITE_AGGREGATOR_SPOOL_MAX_MB"] == "768"
+    redis = by_kind(render({}), "Deployment")["ferlite-redis"]["spec"]["template"]["spec"]["containers"][0]
+    assert redis["resources"]["requests"]["memory"] == redis["resources"]["limits"]["memory"]
 
 
 def test_a_cluster_without_the_prometheus_operator_gets_annotations_and_a_dashboard_configmap() -> None:

@@ -34,6 +34,9 @@ class AggregatorConfig(ServerConfig):
     drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
     feedback_window: int = setting(200, "recent teacher feedbacks in the rolling accuracy")
     replay_interval: float = setting(0.5, "seconds between attempts to replay the spool")
+    spool_max_mb: float = setting(1024.0, "the spool's size limit: past it, batches are refused (UNAVAILABLE: the "
+                                  "caller keeps and resends them) instead of filling the disk; keep it under the "
+                                  "volume's size (the chart sets its emptyDir's sizeLimit above it)")
 
     def validate(self) -> None:
         super().validate()
@@ -45,5 +48,7 @@ class AggregatorConfig(ServerConfig):
             raise ConfigError(f"retention_seconds={self.retention_seconds} must be at least 60")
         if self.stream_maxlen < 1 or self.max_batch < 1 or self.drift_window < 10 or self.feedback_window < 1:
             raise ConfigError("stream_maxlen, max_batch, feedback_window must be >= 1 and drift_window >= 10")
+        if self.spool_max_mb <= 0:
+            raise ConfigError(f"spool_max_mb={self.spool_max_mb} must be > 0")
         if self.max_future_seconds < 0 or self.replay_interval <= 0:
             raise ConfigError("max_future_seconds must be >= 0 and replay_interval > 0")

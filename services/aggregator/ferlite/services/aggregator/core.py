@@ -59,6 +59,13 @@ class Aggregator:
         self._drift_ready = threading.Event()
         self._drift_thread: threading.Thread | None = None
         self._redis_up = True
+        self._redis_full = False
+        self.on_redis_full: Callable[[bool], None] = lambda full: None
+        self.g_redis_full = metrics.gauge("redis_full", "1 while Redis refuses writes at its maxmemory (noeviction): "
+                                          "it answers, but events are spooled; 0 otherwise.")
+        self.g_spool_bytes = metrics.gauge("spool_bytes", "Bytes of the spool on disk (refused past spool_max_mb).")
+        metrics.gauge("spool_max_bytes", "The spool's size limit (spool_max_mb), for the nearly-full alert.").set(
+            spool.max_bytes)
         self.g_spool = metrics.gauge("spool_events", "Events spooled on disk waiting for Redis.")
         self.g_redis = metrics.gauge("redis_up", "1 when Redis answers, 0 during an outage.")
         self.g_redis_used = metrics.gauge("redis_memory_used_bytes", "Redis used_memory (INFO memory).")
@@ -77,6 +84,27 @@ class Aggregator:
         self.g_redis.set(1)
 
     # ------------------------------------------------------------------ state
+    def _set_full(self, full: bool) -> None:
+        if full != self._redis_full:
+            if full:
+                log.error("redis is full (maxmemory, noeviction): it refuses writes; spooling events to disk. "
+                          "Raise maxmemory or shorten retention_seconds")
+            else:
+                log.warning("redis takes writes again")
+            self._redis_full = full
+            self.on_redis_full(full)
+        self.g_redis_full.set(1 if full else 0)
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        """A write failed: Redis full (it answered OOM: up, but refusing writes) or Redis away."""
+        # redis-py raises OutOfMemoryError for an "OOM ..." answer (from a script too, wrapped in its text)
+        if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+                isinstance(exc, redis.ResponseError) and ("OOM" in str(exc) or "maxmemory" in str(exc))):
+            self._set_redis(True)
+            self._set_full(True)
+        else:
+            self._set_redis(False)
+
     def _set_redis(self, up: bool) -> None:
         if up != self._redis_up:
             log.warning("redis %s", "is back" if up else "is unreachable: spooling events to disk")
@@ -92,18 +120,21 @@ class Aggregator:
             if self.spool.depth == 0:  # keep order: once spooling, later batches queue behind
                 try:
                     flags = self.store.record(events)
-                except redis.RedisError:
-                    self._set_redis(False)
+                except redis.RedisError as exc:
+                    self._redis_failed(exc)
                 else:
                     self._set_redis(True)
+                    self._set_full(False)
                     return self._stored(events, flags, "stored")
             try:  # acknowledged as spooled only once the batch is durably on disk
                 self.spool.append(events)
             except OSError as exc:
-                log.error("cannot spool a batch while Redis is unreachable", extra={"error": exc.strerror})
-                raise Unavailable(f"Redis is unreachable and the spool cannot be written ({exc.strerror}); "
+                why = "full" if self._redis_full else "unreachable"
+                log.error(f"cannot spool a batch while Redis is {why}", extra={"error": exc.strerror})
+                raise Unavailable(f"Redis is {why} and the spool cannot take the batch ({exc.strerror}); "
                                   "the batch was NOT recorded: send it again") from None
             self.g_spool.set(self.spool.depth)
+            self.g_spool_bytes.set(self.spool.bytes)
             self.c_recorded.labels("spooled").inc(len(events))
             return RecordResult(0, 0, True)
 
@@ -176,13 +207,15 @@ class Aggregator:
                 path, spooled = item
                 try:
                     events, flags = self._record_replayed(spooled)
-                except redis.RedisError:
-                    self._set_redis(False)
+                except redis.RedisError as exc:
+                    self._redis_failed(exc)
                     return replayed
                 self._set_redis(True)
+                self._set_full(False)
                 self._stored(events, flags, "replayed")
                 self.spool.remove(path)
                 self.g_spool.set(self.spool.depth)
+                self.g_spool_bytes.set(self.spool.bytes)
                 replayed += len(events)
 
     def _watch_memory(self) -> None:

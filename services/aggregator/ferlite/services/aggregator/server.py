@@ -31,6 +31,9 @@ from .store import EventConflict, RedisStore
 SERVICE_NAME = "ferlite.v1.Aggregator"
 REDIS_HEALTH = "ferlite.aggregator.redis"  # NOT_SERVING while Redis is down (writes are spooled)
 REPLAY_HEALTH = "ferlite.aggregator.replay"  # NOT_SERVING if the spool's replay worker is not running
+# NOT_SERVING while Redis answers but refuses writes at its maxmemory (events are spooled): "Redis
+# full" told apart from "Redis down" (REDIS_HEALTH stays SERVING then).
+REDIS_ROOM_HEALTH = "ferlite.aggregator.redis_room"
 # Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
 # write path, needs the service token (when one is configured: the local stack and the chart do).
 PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
@@ -131,10 +134,12 @@ class AggregatorServer(GrpcServer):
         self.core = core
         core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
         core.on_replayer_state = lambda running: self.set_serving(REPLAY_HEALTH, running)
+        core.on_redis_full = lambda full: self.set_serving(REDIS_ROOM_HEALTH, not full)
 
     def start(self) -> AggregatorServer:
         super().start()
         self.set_serving(REDIS_HEALTH, self.core.store.ping())
+        self.set_serving(REDIS_ROOM_HEALTH, True)
         self.core.start()
         return self
 
@@ -160,7 +165,7 @@ def build(config: AggregatorConfig, client: redis.Redis | None = None) -> Aggreg
     metrics = ServiceMetrics(config.SERVICE)
     store = RedisStore(client, config.key_prefix, config.retention_seconds, config.stream_maxlen,
                        config.feedback_window, config.event_marker_seconds)
-    core = Aggregator(config, store, Spool(Path(config.data_dir) / "spool"), metrics)
+    core = Aggregator(config, store, Spool(Path(config.data_dir) / "spool", int(config.spool_max_mb * 2**20)), metrics)
     if embedded:
         restarts = metrics.counter("embedded_redis_restarts_total", "Times the embedded Redis died and was "
                                    "restarted.", [])

@@ -33,9 +33,14 @@ class SpoolCorrupt(ValueError):
     """A spool file failed its checksum or cannot be parsed; the message names the file."""
 
 
+class SpoolFull(OSError):
+    """The spool is at its size limit: the batch is not acknowledged (the caller resends it)."""
+
+
 class Spool:
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, max_bytes: int = 1 << 30) -> None:
         self.dir = Path(directory)
+        self.max_bytes = max_bytes
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
         self._lock = threading.Lock()
@@ -44,10 +49,12 @@ class Spool:
         files = self._files()
         self._next = int(files[-1].stem) + 1 if files else 1
         self._counts: dict[str, int] = {}  # file name -> events in it, to keep the depth exact
+        self._sizes: dict[str, int] = {}  # file name -> bytes, for the size limit
         for f in files:  # a file that cannot be read is moved aside here, not a crash loop at start
             events = self._load(f)
             if events is not None:
                 self._counts[f.name] = len(events)
+                self._sizes[f.name] = f.stat().st_size
 
     def _files(self) -> list[Path]:
         return sorted(self.dir.glob("*.json"))
@@ -84,6 +91,7 @@ class Spool:
         target = aside / path.name
         os.replace(path, target)
         self._counts.pop(path.name, None)
+        self._sizes.pop(path.name, None)
         self.corrupt_files += 1
         log.error("corrupt spool file moved aside; the batches after it replay", extra={
             "file": str(target), "error": why})
@@ -95,6 +103,9 @@ class Spool:
         body = json.dumps([e.to_dict() for e in events], separators=(",", ":")).encode()
         head = b"%s %s %d\n" % (MAGIC, hashlib.sha256(body).hexdigest().encode(), len(events))
         with self._lock:
+            size = len(head) + len(body)
+            if sum(self._sizes.values()) + size > self.max_bytes:
+                raise SpoolFull(28, f"the spool is at its limit ({self.max_bytes / 2**20:.0f} MiB)")
             path = self.dir / f"{self._next:012d}.json"
             tmp = path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -114,6 +125,7 @@ class Spool:
                 os.close(dir_fd)
             self._next += 1
             self._counts[path.name] = len(events)
+            self._sizes[path.name] = size
 
     def oldest(self) -> tuple[Path, list[Event]] | None:
         """The oldest readable batch; corrupt files met on the way are moved aside (and leave the
@@ -129,6 +141,12 @@ class Spool:
         with self._lock:
             path.unlink(missing_ok=True)
             self._counts.pop(path.name, None)
+            self._sizes.pop(path.name, None)
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
 
     @property
     def depth(self) -> int:
