@@ -31,7 +31,7 @@ def test_services_expose_the_designed_methods() -> None:
         "GetPolicy": (False, False), "SetPolicy": (False, False)}
     assert _methods(aggregator_pb2, "Aggregator") == {
         "RecordEvents": (False, False), "GetSummary": (False, False),
-        "StreamEvents": (False, True), "SubmitFeedback": (False, False)}
+        "StreamEvents": (False, True), "SubmitFeedback": (False, False), "EraseClassroom": (False, False)}
 
 
 def _bytes_fields(message, seen=None) -> list[str]:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("ferlite.app.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
     "stream": ("ferlite.app.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
     "summary": ("ferlite.app.stream:summary_main", "a classroom's expression summary from the aggregator"),
+    "erase": ("ferlite.app.erase:main", "delete everything stored about one classroom (admin token)"),
     "demo": ("ferlite.app.demo:main", "bring the stack up, stream a sample clip of real faces, print the summary"),
     "ab": ("ferlite.app.ab:main", "show or set the classifier's A/B weights in a Kubernetes cluster (ConfigMap)"),
 }

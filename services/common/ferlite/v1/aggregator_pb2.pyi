@@ -95,6 +95,24 @@ class ClassroomSummary(_message.Message):
     uncertain_share: float
     def __init__(self, classroom_id: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., total_events: _Optional[int] = ..., distribution: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., dominant_label: _Optional[str] = ..., per_minute: _Optional[_Iterable[_Union[MinuteCounts, _Mapping]]] = ..., uncertain_share: _Optional[float] = ...) -> None: ...
 
+class EraseClassroomRequest(_message.Message):
+    __slots__ = ("classroom_id",)
+    CLASSROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    classroom_id: str
+    def __init__(self, classroom_id: _Optional[str] = ...) -> None: ...
+
+class EraseClassroomResponse(_message.Message):
+    __slots__ = ("classroom_id", "events", "minute_buckets", "markers")
+    CLASSROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    MARKERS_FIELD_NUMBER: _ClassVar[int]
+    classroom_id: str
+    events: int
+    minute_buckets: int
+    markers: int
+    def __init__(self, classroom_id: _Optional[str] = ..., events: _Optional[int] = ..., minute_buckets: _Optional[int] = ..., markers: _Optional[int] = ...) -> None: ...
+
 class StreamEventsRequest(_message.Message):
     __slots__ = ("classroom_id", "since")
     CLASSROOM_ID_FIELD_NUMBER: _ClassVar[int]

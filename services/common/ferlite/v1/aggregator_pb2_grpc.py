@@ -54,6 +54,11 @@ class AggregatorStub:
                 request_serializer=ferlite_dot_v1_dot_aggregator__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=ferlite_dot_v1_dot_aggregator__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.EraseClassroom = channel.unary_unary(
+                '/ferlite.v1.Aggregator/EraseClassroom',
+                request_serializer=ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomRequest.SerializeToString,
+                response_deserializer=ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomResponse.FromString,
+                _registered_method=True)
 
 
 class AggregatorServicer:
@@ -90,6 +95,14 @@ class AggregatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseClassroom(self, request, context):
+        """Delete everything stored about one classroom: its events, per-minute counts and idempotency
+        markers (admin token). Refused while events wait in the spool (they would come back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +125,11 @@ def add_AggregatorServicer_to_server(servicer, server):
                     servicer.SubmitFeedback,
                     request_deserializer=ferlite_dot_v1_dot_aggregator__pb2.FeedbackRequest.FromString,
                     response_serializer=ferlite_dot_v1_dot_aggregator__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'EraseClassroom': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseClassroom,
+                    request_deserializer=ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomRequest.FromString,
+                    response_serializer=ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class Aggregator:
             '/ferlite.v1.Aggregator/SubmitFeedback',
             ferlite_dot_v1_dot_aggregator__pb2.FeedbackRequest.SerializeToString,
             ferlite_dot_v1_dot_aggregator__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseClassroom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferlite.v1.Aggregator/EraseClassroom',
+            ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomRequest.SerializeToString,
+            ferlite_dot_v1_dot_aggregator__pb2.EraseClassroomResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,6 +25,10 @@ from .store import EventConflict, Feedback, RedisStore, Summary
 log = logging.getLogger("ferlite.aggregator")
 
 
+class SpoolNotEmpty(RuntimeError):
+    """An erase while events wait in the spool."""
+
+
 class Unavailable(RuntimeError):
     """Redis cannot be reached for a read; writes are spooled instead."""
 
@@ -319,6 +323,18 @@ class Aggregator:
         self.drift.feedback(result.architecture, result.model_version, result.total,
                             result.recent_correct, result.recent_n)
         return result
+
+    def erase(self, classroom: str) -> dict[str, int]:
+        """Everything stored about one classroom, deleted (admin only: the server guards the RPC). Refused
+        while the spool holds events: they would come back on replay, and a spool file may hold them."""
+        self._check_read(classroom)
+        with self._lock:  # no batch is recorded or replayed meanwhile
+            if self.spool.depth:
+                raise SpoolNotEmpty(f"{self.spool.depth} events wait in the spool for Redis; erase once they are "
+                                    "stored (the spooled_events gauge at 0), or they would come back")
+            counts = self._read(lambda: self.store.erase_classroom(classroom))
+        log.warning("classroom erased", extra={"classroom": classroom, **counts})
+        return counts
 
     def follow_start(self, classroom: str, since: float) -> str:
         """Where a follower of `classroom` starts: the stream id after which its events come."""

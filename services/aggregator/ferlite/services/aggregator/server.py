@@ -23,7 +23,7 @@ from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
 from ferlite.v1 import common_pb2
 
 from .config import AggregatorConfig
-from .core import Aggregator, NotFound, Unavailable
+from .core import Aggregator, NotFound, SpoolNotEmpty, Unavailable
 from .embedded import EmbeddedRedis
 from .spool import Spool
 from .store import EventConflict, RedisStore
@@ -36,7 +36,7 @@ REPLAY_HEALTH = "ferlite.aggregator.replay"  # NOT_SERVING if the spool's replay
 REDIS_ROOM_HEALTH = "ferlite.aggregator.redis_room"
 # Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
 # write path, needs the service token (when one is configured: the local stack and the chart do).
-PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
+PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback", "EraseClassroom")]
 INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
 FOLLOW_POLL_SECONDS = 0.2  # how stale a follower's view may be; a poll is one cheap XREAD
 
@@ -54,6 +54,8 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, exc.args[0])
         if isinstance(exc, Unavailable):
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if isinstance(exc, SpoolNotEmpty):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         raise exc
 
     def RecordEvents(self, request: pb.RecordEventsRequest, context: grpc.ServicerContext) -> pb.RecordEventsResponse:
@@ -96,6 +98,14 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
                 self._fail(sync, exc)
             except Aborted as aborted:
                 await context.abort(aborted.code, aborted.details)
+
+    def EraseClassroom(self, request: pb.EraseClassroomRequest,
+                       context: grpc.ServicerContext) -> pb.EraseClassroomResponse:
+        try:
+            counts = self.core.erase(request.classroom_id)
+        except Exception as exc:
+            self._fail(context, exc)
+        return pb.EraseClassroomResponse(classroom_id=request.classroom_id, **counts)
 
     def SubmitFeedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext) -> pb.FeedbackResponse:
         try:

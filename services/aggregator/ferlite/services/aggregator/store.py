@@ -8,6 +8,7 @@ Keys (prefix `ferlite:` by default; every key expires after the retention period
   (retention) and MAXLEN.
 - `minute:{classroom}:{epoch minute}` (hash): count per label, `total`, `uncertain`.
 - `classrooms` (set): classroom ids seen.
+(`erase_classroom` deletes a classroom's stream, minute counts, markers and set entry.)
 - `feedback:{architecture}:{version}` (hash): `total` and `correct` teacher feedbacks.
 - `feedback_recent:{architecture}:{version}` (list): the last N event ids with feedback; the
   `feedback` hash also keeps the rolling accuracy over them (`recent_hits`, `recent_n`).
@@ -267,6 +268,24 @@ class RedisStore:
             for entry_id, fields in entries:
                 out.append((entry_id.decode(), Event.from_dict(json.loads(fields[b"event"]))))
         return out
+
+    def erase_classroom(self, classroom: str) -> dict[str, int]:
+        """Delete everything stored about `classroom`: its stream, its minute counts, the markers of its
+        events (found by their `classroom` field: their ids do not name it), and its place in the set of
+        classrooms. Per-architecture feedback and drift figures name no classroom and stay."""
+        events = self.event_count(classroom)
+        minutes = list(self.r.scan_iter(match=f"{self.prefix}minute:{classroom}:*", count=500))
+        markers = []
+        for key in self.r.scan_iter(match=f"{self.prefix}event:*", count=500):
+            if self.r.hget(key, "classroom") == classroom.encode():
+                markers.append(key)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self.stream_key(classroom))
+        for chunk in range(0, len(minutes + markers), 500):
+            pipe.delete(*(minutes + markers)[chunk:chunk + 500])
+        pipe.srem(f"{self.prefix}classrooms", classroom)
+        pipe.execute()
+        return {"events": events, "minute_buckets": len(minutes), "markers": len(markers)}
 
     def event_count(self, classroom: str) -> int:
         return int(self.r.xlen(self.stream_key(classroom)))
