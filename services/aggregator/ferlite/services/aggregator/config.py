@@ -34,6 +34,9 @@ class AggregatorConfig(ServerConfig):
     drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
     feedback_window: int = setting(200, "recent teacher feedbacks in the rolling accuracy")
     replay_interval: float = setting(0.5, "seconds between attempts to replay the spool")
+    store_tracks: bool = setting(False, "store each event's face box, track id and the event id that names them; "
+                                 "off (the default), stored events carry neither box nor track, under a hashed id, so "
+                                 "none can be tied to a seat (docs/privacy.md)")
     spool_max_mb: float = setting(1024.0, "the spool's size limit: past it, batches are refused (UNAVAILABLE: the "
                                   "caller keeps and resends them) instead of filling the disk; keep it under the "
                                   "volume's size (the chart sets its emptyDir's sizeLimit above it)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import threading
@@ -23,6 +25,12 @@ from .spool import Spool
 from .store import EventConflict, Feedback, RedisStore, Summary
 
 log = logging.getLogger("ferlite.aggregator")
+
+
+def anonymous_id(event_id: str) -> str:
+    """The id an event is kept under without its track: a hash of the id the camera was given (the
+    same id always gives the same hash, so retries and feedback still find it)."""
+    return "h:" + hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
 
 
 class SpoolNotEmpty(RuntimeError):
@@ -117,9 +125,19 @@ class Aggregator:
         self.g_redis.set(1 if up else 0)
 
     # ----------------------------------------------------------------- writes
+    def stored_form(self, event: Event) -> Event:
+        """What is kept of an event. By default (store_tracks off) no face box and no track id, and the id,
+        which names the track (stream:run:frame:track), replaced by its hash: retries still find their
+        marker and teacher feedback its event (by the id the camera was given), but no stored event can
+        be tied to a seat or followed across frames."""
+        if self.config.store_tracks:
+            return event
+        return dataclasses.replace(event, event_id=anonymous_id(event.event_id), track_id="", box=(0.0, 0.0, 0.0, 0.0))
+
     def record(self, events: list[Event]) -> RecordResult:
         cfg = self.config
         validate_batch(events, self.clock(), cfg.max_batch, cfg.max_future_seconds, cfg.retention_seconds)
+        events = [self.stored_form(e) for e in events]
         with self._lock:
             if self.spool.depth == 0:  # keep order: once spooling, later batches queue behind
                 try:
@@ -317,7 +335,8 @@ class Aggregator:
             raise InvalidEvent(f"event_id {event_id[:130]!r} must be {ID_RULE}")
         if true_label not in EMOTIONS:
             raise InvalidEvent(f"true_label {true_label[:20]!r} is not one of {', '.join(EMOTIONS)}")
-        result = self._read(lambda: self.store.feedback(event_id, true_label))
+        stored_id = event_id if self.config.store_tracks else anonymous_id(event_id)
+        result = self._read(lambda: self.store.feedback(stored_id, true_label))
         if result is None:
             raise NotFound(f"no event {event_id[:130]!r} (unknown, or older than the retention period)")
         self.drift.feedback(result.architecture, result.model_version, result.total,
