@@ -286,7 +286,7 @@ def test_tls_and_mtls_on_every_hop_and_admin_token(exported_models, tmp_path, ce
              "--tls-cert", str(certs / "client.pem"), "--tls-key", str(certs / "client.key")],
             capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert stream.returncode == 0, stream.stderr[-2000:]
-        assert "classroom tls-cam (aggregator" in stream.stdout
+        assert "classroom tls-cam, last 1 h" in stream.stdout and "(every run, as stored)" in stream.stdout
     finally:
         for server in (facedetect, classifier, aggregator):
             server.stop(0)

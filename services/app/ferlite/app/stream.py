@@ -30,6 +30,7 @@ from ferlite.services.common.channels import ChannelSecurity, open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 
+from . import readable
 from .client import CameraSession, CameraStream, Smoother
 
 
@@ -250,18 +251,17 @@ def resolve_token(token: str, token_file: str) -> str:
 
 
 def print_summary(stats: StreamStats, summary: aggregator_pb2.ClassroomSummary | None) -> None:
+    """This run's figures (its expressions, smoothed per face over time, as shares), then the classroom's
+    stored history as one line that says what it covers."""
     d = stats.to_dict()
-    print(f"\nframes {d['frames']} (failed {d['failed_frames']}), faces {d['faces']}, tracks {d['tracks']}, "
-          f"{d['fps']} frames/s")
-    print("smoothed labels per face-frame: " + ", ".join(f"{k} {v}" for k, v in d["smoothed_labels"].items() if v))
+    print(f"\nthis run: {d['frames']} frames ({d['failed_frames']} failed), {d['faces']} faces, {d['tracks']} "
+          f"tracks, {d['fps']} frames/s")
+    print("this run's expressions (smoothed per face): " + readable.shares(d["smoothed_labels"]))
     if d["models"]:
         total = sum(d["models"].values())
-        print("labelled by: " + ", ".join(f"{arch} {n / total:.0%} ({n} faces)" for arch, n in d["models"].items()))
+        print("answered by: " + ", ".join(f"{arch} {n / total:.0%} ({n} faces)" for arch, n in d["models"].items()))
     if summary is not None:
-        dist = ", ".join(f"{c.label} {c.count}" for c in summary.distribution if c.count)
-        print(f"classroom {summary.classroom_id} (aggregator, last {summary.end_time - summary.start_time:.0f} s): "
-              f"{summary.total_events} events; {dist or 'none'}; dominant {summary.dominant_label or '-'}; "
-              f"uncertain {summary.uncertain_share:.0%}")
+        print(readable.classroom_line(summary))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -336,7 +336,7 @@ def summary_main(argv: Sequence[str]) -> int:
     """`ferlite summary`: a classroom's expression summary, read from the aggregator."""
     p = argparse.ArgumentParser(prog="ferlite summary", description=summary_main.__doc__)
     p.add_argument("--classroom", required=True)
-    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600]")
+    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600: the last hour]")
     p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_access_flags(p)
@@ -357,7 +357,5 @@ def summary_main(argv: Sequence[str]) -> int:
                           "events": s.total_events, "distribution": counts, "dominant": s.dominant_label,
                           "uncertain_share": s.uncertain_share}))
     else:
-        dist = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        print(f"classroom {s.classroom_id}: {s.total_events} events; {dist or 'none'}; dominant "
-              f"{s.dominant_label or '-'}; uncertain {s.uncertain_share:.0%}")
+        print(readable.classroom_line(s))
     return 0
