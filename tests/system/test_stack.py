@@ -66,11 +66,15 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         up.wait_up()
         clip = make_clip(tmp_path / "clip.mp4", seconds=2.0, scenes="portrait,classroom")
         summary_path = tmp_path / "summary.json"
+        # The command `ferlite up` prints, pasted as a newcomer would (issue 30): it names this stack's
+        # port and token files, so it reaches this stack with a camera token.
+        printed = next(line for line in lines if line.startswith("stream a video:"))
+        command = printed.split(":", 1)[1].split("(Ctrl-C")[0].split()
+        assert command[:2] == ["ferlite", "stream"] and f"127.0.0.1:{ports.facedetect_port}" in command
+        command = [c.replace("VIDEO", str(clip)).replace("ROOM", "e2e-room") for c in command[2:]]
         stream = subprocess.run(
-            [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "e2e-room",
-             "--target", f"127.0.0.1:{ports.facedetect_port}", "--aggregator", f"127.0.0.1:{ports.aggregator_port}",
+            [sys.executable, "-m", "ferlite", "stream", *command,
              "--fps", "10", "--json-file", str(summary_path), "--output", str(tmp_path / "annotated.mp4"),
-             "--token-file", str(data_dir / "camera-token"), "--summary-token-file", str(data_dir / "auth-token"),
              "--no-record-off-path"],  # one Process call per frame (the smile test below streams)
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert stream.returncode == 0, stream.stderr[-2000:]

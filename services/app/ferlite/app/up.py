@@ -153,6 +153,17 @@ def supervise(stack: LocalStack, stop: threading.Event) -> int:
     return 0
 
 
+def stream_command(args: argparse.Namespace, config: StackConfig) -> str:
+    """The `ferlite stream` line to paste for this stack: its port and token files when they are not
+    the defaults (another --port-offset or --data-dir), so it reaches this stack and no other."""
+    parts = ["ferlite stream --source VIDEO --classroom ROOM"]
+    if config.facedetect_port != StackConfig().facedetect_port:
+        parts.append(f"--target {config.host}:{config.facedetect_port}")
+    if args.auth and Path(args.data_dir) != Path("var"):
+        parts.append(f"--token-file {args.data_dir / CAMERA_TOKEN} --summary-token-file {args.data_dir / 'auth-token'}")
+    return " ".join(parts)
+
+
 def main(argv: Sequence[str]) -> int:
     args = stack_parser("ferlite up", __doc__).parse_args(argv)
     if not ensure_models(args, "ferlite up"):
@@ -171,8 +182,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
         print(f"  camera token        {args.data_dir / CAMERA_TOKEN} (cameras: frames only; `ferlite stream` sends it)")
         print(f"  service token       {args.data_dir / 'service-token'} (between the services only)")
-    print("stream a video:  ferlite stream --source VIDEO --classroom ROOM     (Ctrl-C here stops everything)",
-          flush=True)
+    print(f"stream a video:  {stream_command(args, stack.config)}     (Ctrl-C here stops everything)", flush=True)
     code = supervise(stack, stop)
     codes = stack.stop()
     print("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()), flush=True)
