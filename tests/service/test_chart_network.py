@@ -165,3 +165,14 @@ def test_turning_autoscaling_on_never_drops_to_one_replica() -> None:
         assert workloads_[name]["spec"]["replicas"] == 3, name
     fixed = render({"facedetect": {"autoscaling": {"enabled": False}, "replicas": 2}})
     assert by_kind(fixed, "Deployment")["ferlite-facedetect"]["spec"]["replicas"] == 2
+
+
+def test_teacher_tokens_are_mounted_for_the_aggregator() -> None:
+    docs = render({"teachers": {"existingSecret": "district-teachers"}})
+    spec = all_pod_specs(docs)["ferlite-aggregator"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["FERLITE_AGGREGATOR_TEACHER_TOKENS_FILE"] == "/etc/ferlite/teachers"
+    volume = next(v for v in spec["volumes"] if v["name"] == "teachers")
+    assert volume["secret"] == {"secretName": "district-teachers", "defaultMode": 0o400}
+    plain = all_pod_specs(render({}))["ferlite-aggregator"]
+    assert "FERLITE_AGGREGATOR_TEACHER_TOKENS_FILE" not in {e["name"] for e in plain["containers"][0]["env"]}

@@ -159,16 +159,16 @@ def test_credentials_are_scoped_to_what_each_caller_does(exported_models, tmp_pa
 
 
 def test_camera_token_file_errors_name_the_line_never_the_token() -> None:
-    from ferlite.services.common.credentials import CameraTokens, CredentialsError
+    from ferlite.services.common.credentials import ClassroomTokens, CredentialsError
 
-    scoped = CameraTokens.parse(f"{CAMERA_TOKEN} room-1,room-2  # two rooms\n\n{SERVICE_TOKEN} *\n")
+    scoped = ClassroomTokens.parse(f"{CAMERA_TOKEN} room-1,room-2  # two rooms\n\n{SERVICE_TOKEN} *\n")
     assert scoped.allows(CAMERA_TOKEN, "room-2") and not scoped.allows(CAMERA_TOKEN, "room-3")
     assert scoped.allows(SERVICE_TOKEN, "any-room") and not scoped.allows("nope-nope-nope-nope", "room-1")
     for text, problem in ((f"{CAMERA_TOKEN}\n", "line 1: expected"), ("short room-1\n", "shorter than 16"),
                           (f"# c\n{CAMERA_TOKEN} bad/room\n", "line 2: classroom 'bad/room'"),
                           (f"{CAMERA_TOKEN} a\n{CAMERA_TOKEN} b\n", "line 2: this token is listed twice")):
         with pytest.raises(CredentialsError) as err:
-            CameraTokens.parse(text)
+            ClassroomTokens.parse(text)
         assert problem in str(err.value) and CAMERA_TOKEN not in str(err.value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from ferlite.base.event_rules import MAX_FUTURE_SECONDS, RETENTION_SECONDS
@@ -34,6 +35,9 @@ class AggregatorConfig(ServerConfig):
     drift_window: int = setting(500, "recent predictions per architecture compared with the reference")
     feedback_window: int = setting(200, "recent teacher feedbacks in the rolling accuracy")
     replay_interval: float = setting(0.5, "seconds between attempts to replay the spool")
+    teacher_tokens_file: str = setting("", "teacher credentials: a file of lines 'TOKEN CLASSROOM[,CLASSROOM...]' or a "
+                                       "folder with a token file per classroom (a mounted Secret); each token reads "
+                                       "its classrooms' summaries and events only (the admin token reads all)")
     store_tracks: bool = setting(False, "store each event's face box, track id and the event id that names them; "
                                  "off (the default), stored events carry neither box nor track, under a hashed id, so "
                                  "none can be tied to a seat (docs/privacy.md)")
@@ -51,6 +55,8 @@ class AggregatorConfig(ServerConfig):
             raise ConfigError(f"retention_seconds={self.retention_seconds} must be at least 60")
         if self.stream_maxlen < 1 or self.max_batch < 1 or self.drift_window < 10 or self.feedback_window < 1:
             raise ConfigError("stream_maxlen, max_batch, feedback_window must be >= 1 and drift_window >= 10")
+        if self.teacher_tokens_file and not Path(self.teacher_tokens_file).exists():
+            raise ConfigError(f"teacher_tokens_file={self.teacher_tokens_file!r}: no such file or folder")
         if self.spool_max_mb <= 0:
             raise ConfigError(f"spool_max_mb={self.spool_max_mb} must be > 0")
         if self.max_future_seconds < 0 or self.replay_interval <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -11,12 +12,15 @@ import grpc
 import redis
 from grpc import aio
 
+from ferlite.base.event_rules import shown
 from ferlite.base.events import InvalidEvent, event_from_pb, event_to_pb
 from ferlite.base.labels import EMOTIONS
 from ferlite.services.common.calls import Aborted, SyncContext, in_worker
 from ferlite.services.common.config import ConfigError
+from ferlite.services.common.credentials import ClassroomTokens, CredentialsError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
+from ferlite.services.common.security import bearer
 from ferlite.services.common.server import GrpcServer, Mount
 from ferlite.v1 import aggregator_pb2 as pb
 from ferlite.v1 import aggregator_pb2_grpc as pb_grpc
@@ -34,16 +38,34 @@ REPLAY_HEALTH = "ferlite.aggregator.replay"  # NOT_SERVING if the spool's replay
 # NOT_SERVING while Redis answers but refuses writes at its maxmemory (events are spooled): "Redis
 # full" told apart from "Redis down" (REDIS_HEALTH stays SERVING then).
 REDIS_ROOM_HEALTH = "ferlite.aggregator.redis_room"
-# Reads of classroom data and teacher feedback need the admin token; RecordEvents, the pipeline's
-# write path, needs the service token (when one is configured: the local stack and the chart do).
-PROTECTED = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback", "EraseClassroom")]
+# Erasing a classroom takes the admin token. Reads and feedback take a teacher token (for its
+# classrooms: checked here) or the admin token; RecordEvents, the pipeline's write path, the service
+# token (when one is configured: the local stack and the chart do).
+PROTECTED = [f"/{SERVICE_NAME}/EraseClassroom"]
+TEACHER = [f"/{SERVICE_NAME}/{m}" for m in ("GetSummary", "StreamEvents", "SubmitFeedback")]
 INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
 FOLLOW_POLL_SECONDS = 0.2  # how stale a follower's view may be; a poll is one cheap XREAD
 
 
 class AggregatorServicer(pb_grpc.AggregatorServicer):
-    def __init__(self, core: Aggregator) -> None:
+    def __init__(self, core: Aggregator, teachers: ClassroomTokens | None = None, admin_token: str = "") -> None:
         self.core = core
+        self.teachers = teachers or ClassroomTokens()
+        self.admin_token = admin_token
+
+    def _may_read(self, context: grpc.ServicerContext, classroom: str) -> bool:
+        """A teacher token reads its own classrooms only; the admin token (or no teachers configured) all."""
+        if not self.teachers.tokens:
+            return True
+        token = bearer(context.invocation_metadata())
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return True
+        return self.teachers.allows(token, classroom)
+
+    def _check_reader(self, context: grpc.ServicerContext, classroom: str) -> None:
+        if not self._may_read(context, classroom):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"this token may not read classroom_id {shown(classroom)}")
 
     def _fail(self, context: grpc.ServicerContext, exc: Exception) -> None:
         if isinstance(exc, InvalidEvent):
@@ -66,6 +88,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
         return pb.RecordEventsResponse(accepted=result.accepted, duplicates=result.duplicates, spooled=result.spooled)
 
     def GetSummary(self, request: pb.SummaryRequest, context: grpc.ServicerContext) -> pb.ClassroomSummary:
+        self._check_reader(context, request.classroom_id)
         try:
             s = self.core.summary(request.classroom_id, request.window_seconds, request.end_time)
         except Exception as exc:
@@ -83,6 +106,9 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
         polls the follower waits on the event loop, so open dashboards never take the workers that
         RecordEvents needs."""
         classroom = request.classroom_id
+        if not self._may_read(SyncContext(context), classroom):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this token may not read classroom_id "
+                                f"{shown(classroom)}")
         try:
             after = await in_worker(self.core.follow_start, classroom, request.since)
             while not context.cancelled():
@@ -137,10 +163,14 @@ class AggregatorServer(GrpcServer):
 
     def __init__(self, config: AggregatorConfig, core: Aggregator, metrics: ServiceMetrics,
                  on_stop: list) -> None:
-        servicer = AggregatorServicer(core)
+        try:
+            teachers = ClassroomTokens.load(config.teacher_tokens_file)
+        except CredentialsError as exc:
+            raise ConfigError(str(exc)) from None
+        servicer = AggregatorServicer(core, teachers, config.token)
         super().__init__(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_AggregatorServicer_to_server(servicer, s))],
                          metrics=metrics, on_stop=[core.stop, *on_stop], protected=PROTECTED,
-                         internal=INTERNAL)
+                         internal=INTERNAL, scoped={m: teachers.tokens for m in TEACHER})
         self.core = core
         core.on_redis_state = lambda up: self.set_serving(REDIS_HEALTH, up)
         core.on_replayer_state = lambda running: self.set_serving(REPLAY_HEALTH, running)

@@ -1,5 +1,5 @@
-"""Camera credentials: a token per camera (or per classroom's cameras), each sending frames for
-its own classrooms only.
+"""Credentials scoped to classrooms: camera tokens (each sends frames for its own classrooms) and
+teacher tokens (each reads its own classrooms), in one file format.
 
 The file (a mounted Secret in the chart, DATA/camera-tokens in the local stack) has one line per
 token: the token, then the classrooms it may send for, comma-separated, or `*` for every
@@ -23,11 +23,11 @@ from ferlite.base.event_rules import NAME_RULE, is_name
 
 ALL_CLASSROOMS = "*"
 ALL_FILE = "all-classrooms"  # in a folder of tokens: the file of the token good for every classroom
-MIN_TOKEN_CHARS = 16  # a guessable camera token would let anyone on the network record for a classroom
+MIN_TOKEN_CHARS = 16  # a guessable token would let anyone on the network record or read a classroom
 
 
 class CredentialsError(ValueError):
-    """The camera-token file is malformed (the message names the line, never the token)."""
+    """A token file is malformed (the message names the line, never the token)."""
 
 
 def _digest(token: str) -> str:
@@ -35,12 +35,12 @@ def _digest(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class CameraTokens:
+class ClassroomTokens:
     tokens: tuple[str, ...] = ()
     scopes: dict[str, frozenset[str]] = field(default_factory=dict)  # sha256(token) -> classrooms
 
     @classmethod
-    def parse(cls, text: str, where: str = "camera tokens") -> CameraTokens:
+    def parse(cls, text: str, where: str = "classroom tokens") -> ClassroomTokens:
         tokens: list[str] = []
         scopes: dict[str, frozenset[str]] = {}
         for number, raw in enumerate(text.splitlines(), 1):
@@ -66,7 +66,7 @@ class CameraTokens:
         return cls(tuple(tokens), scopes)
 
     @classmethod
-    def load(cls, path: str) -> CameraTokens:
+    def load(cls, path: str) -> ClassroomTokens:
         """From the file, or from a folder (a mounted Secret with a key per classroom): each file
         named after its classroom (`all-classrooms`: every one) holds that classroom's token."""
         if not path:
@@ -83,7 +83,7 @@ class CameraTokens:
         return cls.parse(where.read_text(), where=path)
 
     def classrooms(self, token: str) -> frozenset[str] | None:
-        """The classrooms `token` may send for; None when it is not a camera token."""
+        """The classrooms `token` is good for; None when it is not one of these tokens."""
         return self.scopes.get(_digest(token))
 
     def allows(self, token: str, classroom: str) -> bool:

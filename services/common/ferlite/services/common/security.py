@@ -65,18 +65,20 @@ def deny_with(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: st
 
 
 def auth_rules(admin_token: str, service_token: str, protected: Iterable[str], internal: Iterable[str],
-               camera: Iterable[str] = (), camera_tokens: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
-    """Which token each guarded method accepts. `protected` (reads, feedback, A/B control) take the
-    admin token; `internal` (Classify, RecordEvents: the pipeline's writes) take the service token,
-    or the admin token, and are open only while no service token is configured; `camera` (face
-    detection's frame calls) take a camera token or the admin token, never the service token: the
-    pipeline's credential is not handed to cameras."""
+               scoped: Mapping[str, Iterable[str]] | None = None) -> dict[str, tuple[str, ...]]:
+    """Which token each guarded method accepts. `protected` (erase, A/B control) take the admin token;
+    `internal` (Classify, RecordEvents: the pipeline's writes) take the service token, or the admin
+    token, and are open only while no service token is configured; `scoped` methods take their own
+    tokens or the admin token: face detection's frame calls camera tokens (never the service token:
+    the pipeline's credential is not handed to cameras), the aggregator's reads teacher tokens. The
+    handler then checks the token's classrooms."""
     rules: dict[str, tuple[str, ...]] = {m: (admin_token,) for m in protected if admin_token}
     if service_token:
         rules.update({m: (service_token, admin_token) for m in internal})
-    cameras = tuple(camera_tokens)
-    if cameras or admin_token:
-        rules.update({m: (*cameras, admin_token) for m in camera})
+    for method, tokens in (scoped or {}).items():
+        accepted = (*tokens, admin_token)
+        if any(accepted):
+            rules[method] = accepted
     return rules
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,16 +67,15 @@ class GrpcServer:
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
                  on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = (),
-                 internal: Sequence[str] = (), camera: Sequence[str] = (),
-                 camera_tokens: Sequence[str] = ()) -> None:
+                 internal: Sequence[str] = (), scoped: Mapping[str, Sequence[str]] | None = None) -> None:
         self.config = config
         self.mounts = list(mounts)
         self.metrics = metrics or ServiceMetrics(config.SERVICE)
         self.on_stop = list(on_stop)
         self.protected = list(protected)  # full method names that need the admin token
         self.internal = list(internal)  # the pipeline's writes: they need the service token
-        self.camera = list(camera)  # frames from cameras: a camera token (or the admin token)
-        self.camera_tokens = list(camera_tokens)
+        # method -> the classroom-scoped tokens it takes besides the admin token (cameras, teachers)
+        self.scoped = {m: list(tokens) for m, tokens in (scoped or {}).items()}
         self.health = health_aio.HealthServicer()
         self.port = 0
         self.metrics_port = -1
@@ -108,7 +107,7 @@ class GrpcServer:
                                    "mtls": bool(self.config.tls_client_ca),
                                    "auth": bool(self.config.token and self.protected),
                                    "service_auth": bool(self.config.service_token_value and self.internal),
-                                   "camera_tokens": len(self.camera_tokens),
+                                   "scoped_tokens": len({t for ts in self.scoped.values() for t in ts}),
                                    "services": [m.name for m in self.mounts]})
         return self
 
@@ -168,7 +167,7 @@ class GrpcServer:
 
     def _interceptors(self) -> list[aio.ServerInterceptor]:
         rules = auth_rules(self.config.token, self.config.service_token_value, self.protected, self.internal,
-                           self.camera, self.camera_tokens)
+                           self.scoped)
         interceptors: list[aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if rules:
             interceptors.append(TokenAuthInterceptor(rules))

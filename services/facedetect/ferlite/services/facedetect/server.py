@@ -20,7 +20,7 @@ from ferlite.base.events import Event
 from ferlite.services.common.calls import Aborted, SyncContext, in_worker
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
-from ferlite.services.common.credentials import CameraTokens, CredentialsError
+from ferlite.services.common.credentials import ClassroomTokens, CredentialsError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
 from ferlite.services.common.security import RateLimiter, bearer
@@ -66,11 +66,11 @@ def credential_key(context: grpc.ServicerContext) -> str:
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
     def __init__(self, core: FaceService, classify: Classify, record: Record,
-                 cameras: CameraTokens | None = None, admin_token: str = "") -> None:
+                 cameras: ClassroomTokens | None = None, admin_token: str = "") -> None:
         self.core = core
         self.classify = classify
         self.record = record
-        self.cameras = cameras or CameraTokens()
+        self.cameras = cameras or ClassroomTokens()
         self.admin_token = admin_token
         credential_rate = core.config.max_fps_per_credential
         self.credential_limiter = RateLimiter(credential_rate, burst=max(2.0, 2 * credential_rate))
@@ -321,14 +321,13 @@ def build(config: FaceDetectConfig) -> GrpcServer:
     classifier = ClassifierClient(config.classifier_url, security)
     aggregator = AggregatorClient(config.aggregator_url, security)
     try:
-        cameras = CameraTokens.load(config.camera_tokens_file)
+        cameras = ClassroomTokens.load(config.camera_tokens_file)
     except CredentialsError as exc:
         raise ConfigError(str(exc)) from None
     servicer = FaceDetectionServicer(core, classifier, aggregator, cameras, config.token)
     return GrpcServer(config, [Mount(SERVICE_NAME, lambda s: pb_grpc.add_FaceDetectionServicer_to_server(servicer, s))],
                       metrics=metrics, on_stop=[classifier.close, aggregator.close],
-                      camera=[f"/{SERVICE_NAME}/{m}" for m in ("Process", "ProcessStream", "Detect")],
-                      camera_tokens=cameras.tokens)
+                      scoped={f"/{SERVICE_NAME}/{m}": cameras.tokens for m in ("Process", "ProcessStream", "Detect")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
