@@ -15,7 +15,7 @@ import grpc
 from ferlite.services.common.channels import open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 
-from .stream import access_from, add_access_flags, check_reachable
+from .stream import access_from, add_access_flags, call_failed, check_reachable
 
 
 def main(argv: Sequence[str]) -> int:
@@ -36,12 +36,8 @@ def main(argv: Sequence[str]) -> int:
         with open_channel(args.aggregator, security) as channel:
             reply = aggregator_pb2_grpc.AggregatorStub(channel).EraseClassroom(
                 aggregator_pb2.EraseClassroomRequest(classroom_id=args.classroom), timeout=120)
-    except ConnectionError as exc:
-        print(f"ferlite erase: error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"ferlite erase: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 2 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED) else 1
+    except (ConnectionError, grpc.RpcError) as exc:
+        return call_failed("ferlite erase", exc)
     deleted = {"classroom": reply.classroom_id, "events": reply.events, "minute_buckets": reply.minute_buckets,
                "markers": reply.markers}
     if args.json:

@@ -212,6 +212,17 @@ def aggregator_beside(target: str) -> str:
     return f"{host}:{int(port) + d.aggregator_port - d.facedetect_port}" if port.isdigit() else ""
 
 
+def call_failed(prog: str, exc: Exception) -> int:
+    """One line on stderr for a failed call to a service, and the exit code: 2 when the caller's
+    input or credential is at fault (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED), else 1."""
+    if isinstance(exc, grpc.RpcError):
+        print(f"{prog}: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        caller = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+        return 2 if exc.code() in caller else 1
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 1
+
+
 def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity | None = None) -> None:
     """One clear line when nothing listens at `target`, instead of an UNAVAILABLE per frame."""
     with open_channel(target, security) as channel:
@@ -345,12 +356,8 @@ def summary_main(argv: Sequence[str]) -> int:
     try:
         check_reachable(args.aggregator, security=security)
         s = classroom_summary(args.aggregator, args.classroom, args.window, security)
-    except ConnectionError as exc:
-        print(f"ferlite summary: error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"ferlite summary: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 2 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED) else 1
+    except (ConnectionError, grpc.RpcError) as exc:
+        return call_failed("ferlite summary", exc)
     counts = {c.label: c.count for c in s.distribution}
     if args.json:
         print(json.dumps({"classroom": s.classroom_id, "start": s.start_time, "end": s.end_time,

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from .handlers import wrap_handler
 from .security import bearer
 
 
@@ -138,15 +139,7 @@ class CallLimits(aio.ServerInterceptor):
         if handler is None or details.method in self.EXEMPT:
             return handler
         method = details.method
-        for kind in ("unary_unary", "stream_unary"):
-            behaviour = getattr(handler, kind)
-            if behaviour is not None and inspect.iscoroutinefunction(behaviour):
-                return handler._replace(**{kind: self._wrap_unary(behaviour, method)})
-        for kind in ("unary_stream", "stream_stream"):
-            behaviour = getattr(handler, kind)
-            if behaviour is not None and inspect.isasyncgenfunction(behaviour):
-                return handler._replace(**{kind: self._wrap_stream(behaviour, method)})
-        return handler
+        return wrap_handler(handler, lambda b: self._wrap_unary(b, method), lambda b: self._wrap_stream(b, method))
 
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def limited(request: Any, context: aio.ServicerContext) -> Any:

@@ -8,7 +8,6 @@ clashing, and a service's own metrics sit beside the RPC metrics on one endpoint
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,6 +18,8 @@ import grpc
 from grpc import aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
+
+from .handlers import wrap_handler
 
 # Latency buckets for calls that range from sub-millisecond cache hits to multi-second batches.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -72,15 +73,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method.rsplit("/", 1)[-1]
-        for kind in ("unary_unary", "stream_unary"):
-            behaviour = getattr(handler, kind)
-            if behaviour is not None and inspect.iscoroutinefunction(behaviour):
-                return handler._replace(**{kind: self._wrap_unary(behaviour, method)})
-        for kind in ("unary_stream", "stream_stream"):
-            behaviour = getattr(handler, kind)
-            if behaviour is not None and inspect.isasyncgenfunction(behaviour):
-                return handler._replace(**{kind: self._wrap_stream(behaviour, method)})
-        return handler
+        return wrap_handler(handler, lambda b: self._wrap_unary(b, method), lambda b: self._wrap_stream(b, method))
 
     async def _refuse_expired(self, context: aio.ServicerContext) -> None:
         remaining = context.time_remaining()
