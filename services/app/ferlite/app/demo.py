@@ -42,7 +42,7 @@ def main(argv: Sequence[str]) -> int:
             print(f"sample clip: {note}")
         source = str(make_clip(demo_dir / "sample_clip.mp4", scenes=scenes, cache=cache))
         print(f"sample clip: {scenes} (" + ("the group: " + GROUP_SOURCE + "; " if "group" in scenes else "")
-              + "sources and licences in ferlite/app/photos.py)")
+              + "sources and licences in services/app/ferlite/app/photos.py)")
     output = args.output or str(demo_dir / "annotated.mp4")
     try:
         stack = start_stack(make_config(args))
