@@ -72,3 +72,42 @@ def test_gives_up_after_the_retries_and_never_retries_a_caller_error(server) -> 
     with CameraSession(server(bad), "room", "cam", retries=5) as camera, pytest.raises(grpc.RpcError) as err:
         camera.process(b"jpeg")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and len(bad.calls) == 1
+
+
+def test_a_refused_token_stops_the_stream_with_one_line(tmp_path) -> None:
+    """Issue 30: with a token the service refuses, `ferlite stream` printed the refusal once per frame
+    and went on. Now it stops at the first one, says what to pass, and exits 2."""
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+
+    from ferlite.services.facedetect.config import FaceDetectConfig
+    from ferlite.services.facedetect.server import build
+    from tests.support.procs import ROOT
+
+    cameras = tmp_path / "camera-tokens"
+    cameras.write_text("the-right-camera-token-000 room-1\n")
+    server = build(FaceDetectConfig(port=0, metrics_port=-1, detector="haar", crop_size=48,
+                                    classifier_url="127.0.0.1:9", aggregator_url="127.0.0.1:9",
+                                    camera_tokens_file=str(cameras))).start()
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for _ in range(20):
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.release()
+    try:
+        for token, code in (("a-wrong-token-0000000000", "UNAUTHENTICATED"),
+                            ("the-right-camera-token-000", None)):
+            result = subprocess.run(
+                [sys.executable, "-m", "ferlite", "stream", "--source", str(clip), "--classroom", "room-2",
+                 "--target", f"127.0.0.1:{server.port}", "--aggregator", "", "--token", token],
+                capture_output=True, text=True, timeout=120, cwd=ROOT)
+            assert result.returncode == 2, result.stderr[-2000:]
+            errors = [line for line in result.stderr.splitlines() if "error" in line or "frame " in line]
+            assert len(errors) == 1, errors  # one line, not one per frame
+            assert "refused this client's token" in errors[0] and "--token-file" in errors[0]
+            assert (code or "PERMISSION_DENIED") in errors[0]  # the right token, the wrong classroom
+    finally:
+        server.stop(0)

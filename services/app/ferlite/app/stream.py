@@ -119,6 +119,19 @@ def private_file(path: str | Path) -> None:
         os.close(fd)
 
 
+# A refused credential fails every frame alike: the stream stops at the first one instead of
+# printing the same refusal once per frame.
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+class CredentialRefused(Exception):
+    """The service refused this client's token (or its classroom for that token)."""
+
+    def __init__(self, exc: grpc.RpcError) -> None:
+        super().__init__(f"{exc.code().name}: {exc.details()}")
+        self.code = exc.code()
+
+
 def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, stream_id: str = "",
                max_frames: int | None = None, output: str = "", record: bool = True, alpha: float = 0.6,
                uncertain_below: float = 0.0, progress: bool = True,
@@ -149,6 +162,8 @@ def run_stream(source: str, classroom: str, target: str, fps: float = 5.0, strea
                 stats.failed_frames += 1
                 continue
             except (grpc.RpcError, TimeoutError) as exc:
+                if isinstance(exc, grpc.RpcError) and exc.code() in REFUSED:
+                    raise CredentialRefused(exc) from None  # no later frame would pass: stop at once
                 stats.failed_frames += 1
                 detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
                 tqdm.write(f"frame {index}: {detail}", file=sys.stderr)
@@ -315,6 +330,13 @@ def main(argv: Sequence[str]) -> int:
                            off_path=args.record_off_path)
     except FileNotFoundError as exc:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
+        return 2
+    except CredentialRefused as exc:
+        how = ("pass a camera token of this classroom (--token-file; `ferlite up` writes var/camera-token and "
+               "prints the command)" if exc.code == grpc.StatusCode.PERMISSION_DENIED else
+               "pass the stack's camera token with --token-file (`ferlite up` writes var/camera-token and prints "
+               "the command to paste) or --token")
+        print(f"ferlite stream: error: the service refused this client's token ({exc}); {how}", file=sys.stderr)
         return 2
     except ConnectionError as exc:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
