@@ -85,8 +85,9 @@ def classifier_process(models: Path, *flags: str) -> Iterator[tuple[str, str]]:
                                     preexec_fn=die_with_parent())
         try:
             wait_healthy(f"127.0.0.1:{port}", 180, proc)
-            # The embedded Triton's gRPC socket (EmbeddedTriton.grpc_url under --repository-dir).
-            yield f"127.0.0.1:{port}", f"unix:{Path(tmp) / 'server' / 'run' / 'triton.sock'}:1"
+            from ferlite.services.classifier.server import embedded_triton_url
+
+            yield f"127.0.0.1:{port}", embedded_triton_url(tmp)
         except BaseException:
             print((Path(tmp) / "classifier.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             raise

@@ -295,7 +295,9 @@ class LocalStack:
             out[svc.name] = f"{c.host}:{svc.port}"
             out[f"{svc.name} metrics"] = f"http://{c.host}:{svc.metrics_port}/metrics"
         out["triton metrics"] = f"http://{c.host}:{c.triton_metrics}/metrics"
-        out["triton gRPC"] = f"unix:{(c.data_dir / 'triton' / 'server' / 'run' / 'triton.sock').resolve()}:1"
+        from ferlite.services.classifier.server import embedded_triton_url
+
+        out["triton gRPC"] = embedded_triton_url(c.data_dir / "triton")
         out["redis"] = f"unix://{(c.data_dir / 'aggregator' / 'redis' / 'redis.sock').resolve()}"
         out["logs"] = str((c.data_dir / "logs").resolve())
         return out

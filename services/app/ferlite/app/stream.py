@@ -232,8 +232,7 @@ def call_failed(prog: str, exc: Exception) -> int:
     input or credential is at fault (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED), else 1."""
     if isinstance(exc, grpc.RpcError):
         print(f"{prog}: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        caller = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-        return 2 if exc.code() in caller else 1
+        return 2 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, *REFUSED) else 1
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 1
 

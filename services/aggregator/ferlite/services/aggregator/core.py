@@ -107,6 +107,10 @@ class Aggregator:
             self.on_redis_full(full)
         self.g_redis_full.set(1 if full else 0)
 
+    def _report_spool(self) -> None:
+        self.g_spool.set(self.spool.depth)
+        self.g_spool_bytes.set(self.spool.bytes)
+
     def _redis_failed(self, exc: redis.RedisError) -> None:
         """A write failed: Redis full (it answered OOM: up, but refusing writes) or Redis away."""
         # redis-py raises OutOfMemoryError for an "OOM ..." answer (from a script too, wrapped in its text)
@@ -155,8 +159,7 @@ class Aggregator:
                 log.error(f"cannot spool a batch while Redis is {why}", extra={"error": exc.strerror})
                 raise Unavailable(f"Redis is {why} and the spool cannot take the batch ({exc.strerror}); "
                                   "the batch was NOT recorded: send it again") from None
-            self.g_spool.set(self.spool.depth)
-            self.g_spool_bytes.set(self.spool.bytes)
+            self._report_spool()
             self.c_recorded.labels("spooled").inc(len(events))
             return RecordResult(0, 0, True)
 
@@ -236,8 +239,7 @@ class Aggregator:
                 self._set_full(False)
                 self._stored(events, flags, "replayed")
                 self.spool.remove(path)
-                self.g_spool.set(self.spool.depth)
-                self.g_spool_bytes.set(self.spool.bytes)
+                self._report_spool()
                 replayed += len(events)
 
     def _watch_memory(self) -> None:

@@ -48,13 +48,12 @@ class Spool:
         self.on_corrupt = lambda path: None  # the aggregator counts it in a metric
         files = self._files()
         self._next = int(files[-1].stem) + 1 if files else 1
-        self._counts: dict[str, int] = {}  # file name -> events in it, to keep the depth exact
-        self._sizes: dict[str, int] = {}  # file name -> bytes, for the size limit
+        # file name -> (events in it, its bytes): the depth kept exact, and the size limit
+        self._files_held: dict[str, tuple[int, int]] = {}
         for f in files:  # a file that cannot be read is moved aside here, not a crash loop at start
             events = self._load(f)
             if events is not None:
-                self._counts[f.name] = len(events)
-                self._sizes[f.name] = f.stat().st_size
+                self._files_held[f.name] = (len(events), f.stat().st_size)
 
     def _files(self) -> list[Path]:
         return sorted(self.dir.glob("*.json"))
@@ -90,8 +89,7 @@ class Spool:
         aside.mkdir(exist_ok=True, mode=0o700)
         target = aside / path.name
         os.replace(path, target)
-        self._counts.pop(path.name, None)
-        self._sizes.pop(path.name, None)
+        self._files_held.pop(path.name, None)
         self.corrupt_files += 1
         log.error("corrupt spool file moved aside; the batches after it replay", extra={
             "file": str(target), "error": why})
@@ -104,7 +102,7 @@ class Spool:
         head = b"%s %s %d\n" % (MAGIC, hashlib.sha256(body).hexdigest().encode(), len(events))
         with self._lock:
             size = len(head) + len(body)
-            if sum(self._sizes.values()) + size > self.max_bytes:
+            if self._held_bytes() + size > self.max_bytes:
                 raise SpoolFull(28, f"the spool is at its limit ({self.max_bytes / 2**20:.0f} MiB)")
             path = self.dir / f"{self._next:012d}.json"
             tmp = path.with_suffix(".tmp")
@@ -124,8 +122,7 @@ class Spool:
             finally:
                 os.close(dir_fd)
             self._next += 1
-            self._counts[path.name] = len(events)
-            self._sizes[path.name] = size
+            self._files_held[path.name] = (len(events), size)
 
     def oldest(self) -> tuple[Path, list[Event]] | None:
         """The oldest readable batch; corrupt files met on the way are moved aside (and leave the
@@ -140,16 +137,19 @@ class Spool:
     def remove(self, path: Path) -> None:
         with self._lock:
             path.unlink(missing_ok=True)
-            self._counts.pop(path.name, None)
-            self._sizes.pop(path.name, None)
+            self._files_held.pop(path.name, None)
 
     @property
     def bytes(self) -> int:
         with self._lock:
-            return sum(self._sizes.values())
+            return self._held_bytes()
+
+    def _held_bytes(self) -> int:
+        """Bytes of the spooled files (the caller holds the lock)."""
+        return sum(b for _, b in self._files_held.values())
 
     @property
     def depth(self) -> int:
         """Events waiting to be replayed."""
         with self._lock:
-            return sum(self._counts.values())
+            return sum(n for n, _ in self._files_held.values())

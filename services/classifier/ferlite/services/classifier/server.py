@@ -21,7 +21,7 @@ from .config import ClassifierConfig
 from .core import ArmResult, Classifier, InvalidInput, Unavailable, decode_crops
 from .policy import ABPolicy, PolicyError, PolicyReadOnly, PolicyStore, champion_policy
 from .repository import build_repository, discover
-from .triton import EmbeddedTriton
+from .triton import EmbeddedTriton, grpc_url_in
 
 CLASSIFIER = "ferlite.v1.Classifier"
 ADMIN = "ferlite.v1.ABAdmin"
@@ -126,6 +126,16 @@ class ClassifierServer(GrpcServer):
             self.triton.stop()
 
 
+def triton_workspace(repository_dir: str | Path) -> Path:
+    """Where the embedded Triton keeps its files (and its gRPC socket) under repository_dir."""
+    return Path(repository_dir) / "server"
+
+
+def embedded_triton_url(repository_dir: str | Path) -> str:
+    """The gRPC target of the Triton a classifier started with this repository_dir embeds."""
+    return grpc_url_in(triton_workspace(repository_dir))
+
+
 def build(config: ClassifierConfig) -> ClassifierServer:
     models = discover(config.model_dir)
     triton = None
@@ -135,7 +145,7 @@ def build(config: ClassifierConfig) -> ClassifierServer:
         build_repository(config.model_dir, repo, "embedded", max_batch=config.max_batch, runtime=config.runtime,
                          batch_delay_us=config.batch_delay_us, instances=config.triton_instances,
                          threads=config.triton_threads, precision=config.precision)
-        triton = EmbeddedTriton(repo, Path(config.repository_dir) / "server", config.triton_metrics_port)
+        triton = EmbeddedTriton(repo, triton_workspace(config.repository_dir), config.triton_metrics_port)
         url = triton.grpc_url
     metrics = ServiceMetrics(config.SERVICE)
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,

@@ -44,6 +44,22 @@ def _dist() -> tuple[Path, Path]:
     return root / "tritonserver", root.parent / "nvidia_pytriton.libs"
 
 
+# gRPC on a Unix socket in a folder only this user may enter (workspace/run): no other local user can
+# run the models, register shared-memory regions, or stand in for Triton. No HTTP endpoint at all.
+# Triton joins --grpc-address and --grpc-port with ':', so the socket's file is "triton.sock:1".
+SOCKET_NAME, SOCKET_PORT = "triton.sock", 1
+
+
+def socket_file(workspace: Path) -> Path:
+    """The embedded Triton's gRPC socket under its workspace."""
+    return Path(workspace).resolve() / "run" / f"{SOCKET_NAME}:{SOCKET_PORT}"
+
+
+def grpc_url_in(workspace: Path) -> str:
+    """The gRPC target of the embedded Triton whose workspace this is."""
+    return f"unix:{socket_file(workspace)}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,9 +73,6 @@ class EmbeddedTriton:
                  log_file: str | Path | None = None) -> None:
         self.repository = Path(repository).resolve()
         self.workspace = Path(workspace).resolve()
-        # gRPC on a Unix socket in a folder only this user may enter: no other local user can run the
-        # models, register shared-memory regions, or stand in for Triton. No HTTP endpoint at all.
-        self.socket_dir = self.workspace / "run"
         self.metrics_port = metrics_port or free_port()
         self.log_file = Path(log_file) if log_file else self.workspace / "tritonserver.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,8 +81,7 @@ class EmbeddedTriton:
 
     @property
     def grpc_url(self) -> str:
-        # Triton joins --grpc-address and --grpc-port with ':', so the socket's file is "triton.sock:1".
-        return f"unix:{self.socket_dir / 'triton.sock'}:1"
+        return grpc_url_in(self.workspace)
 
     def _prepare(self) -> Path:
         dist, _ = _dist()
@@ -97,14 +109,14 @@ class EmbeddedTriton:
         self.workspace.mkdir(parents=True, exist_ok=True)
         server_dir = self._prepare()
         self._shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-        prepare_socket_path(self.socket_dir / "triton.sock:1")
+        prepare_socket_path(socket_file(self.workspace))
         args = [
             str(server_dir / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--backend-directory={server_dir / 'backends'}",
             f"--cache-directory={server_dir / 'caches'}",
             "--allow-http=false",
-            f"--grpc-address=unix:{self.socket_dir / 'triton.sock'}", "--grpc-port=1",
+            f"--grpc-address=unix:{socket_file(self.workspace).parent / SOCKET_NAME}", f"--grpc-port={SOCKET_PORT}",
             "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import inspect
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,7 +23,7 @@ import grpc
 from grpc import aio
 
 from .handlers import wrap_handler
-from .security import bearer
+from .security import credential_key
 
 
 class Aborted(Exception):
@@ -116,8 +115,7 @@ class CallLimits(aio.ServerInterceptor):
 
     def _key(self, method: str, context: aio.ServicerContext) -> tuple[str, int]:
         if method in self.guarded:
-            token = bearer(context.invocation_metadata()).encode()
-            return "credential:" + hashlib.sha256(token).hexdigest()[:16], self.per_credential
+            return "credential:" + credential_key(context.invocation_metadata()), self.per_credential
         return "peer:" + peer_host(context.peer() or ""), self.per_peer
 
     async def _enter(self, method: str, context: aio.ServicerContext) -> str:

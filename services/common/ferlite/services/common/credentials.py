@@ -16,6 +16,7 @@ summaries or change the A/B policy, and a stolen one speaks only for its classro
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,3 +90,13 @@ class ClassroomTokens:
     def allows(self, token: str, classroom: str) -> bool:
         rooms = self.classrooms(token)
         return rooms is not None and (ALL_CLASSROOMS in rooms or classroom in rooms)
+
+    def permits(self, token: str, classroom: str, admin_token: str) -> bool:
+        """Whether a caller that passed authentication with `token` may act for `classroom`: any
+        classroom while no such tokens are configured, or with the admin token (compared in constant
+        time); else only the token's own classrooms."""
+        if not self.tokens:
+            return True
+        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            return True
+        return self.allows(token, classroom)

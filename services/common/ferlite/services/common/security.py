@@ -7,6 +7,7 @@ bounded LRU so a flood of distinct client ids cannot grow memory without limit.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 import time
@@ -104,6 +105,11 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
     def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)
+
+
+def credential_key(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    """A short, non-reversible key for the caller's bearer token: what limits count per credential."""
+    return hashlib.sha256(bearer(metadata).encode()).hexdigest()[:16]
 
 
 def token_metadata(token: str) -> list[tuple[str, str]]:

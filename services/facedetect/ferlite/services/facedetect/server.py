@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import hmac
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,13 +15,13 @@ from grpc import aio
 from ferlite.base import preprocess
 from ferlite.base.event_rules import NAME_RULE, TRACK_RULE, box_ok, is_name, is_track, shown, timestamp_problem
 from ferlite.base.events import Event
-from ferlite.services.common.calls import Aborted, SyncContext, in_worker
+from ferlite.services.common.calls import Aborted, SyncContext, in_worker, peer_host
 from ferlite.services.common.channels import ChannelSecurity
 from ferlite.services.common.config import ConfigError
 from ferlite.services.common.credentials import ClassroomTokens, CredentialsError
 from ferlite.services.common.metrics import ServiceMetrics
 from ferlite.services.common.runner import run_service
-from ferlite.services.common.security import RateLimiter, bearer
+from ferlite.services.common.security import RateLimiter, bearer, credential_key
 from ferlite.services.common.server import GrpcServer, Mount
 from ferlite.v1 import common_pb2
 from ferlite.v1 import facedetect_pb2 as pb
@@ -53,15 +51,9 @@ def _points(face: Face) -> list[common_pb2.Point]:
 def client_key(context: grpc.ServicerContext, stream_id: str = "") -> str:
     """A rate-limit key: who is calling (the peer's address without its port, and its mTLS
     identity when it has one), plus the stream when given."""
-    peer = context.peer() or ""
-    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    host = peer_host(context.peer() or "")
     identity = b",".join(context.auth_context().get("x509_common_name", [])).decode(errors="replace")
     return f"{host}|{identity}/{stream_id}"
-
-
-def credential_key(context: grpc.ServicerContext) -> str:
-    """A rate-limit key for the caller's token (hashed): one camera's frames from any address."""
-    return hashlib.sha256(bearer(context.invocation_metadata()).encode()).hexdigest()[:16]
 
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
@@ -90,7 +82,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"more than {self.core.config.max_fps_per_peer:g} frames/s from this client over all its "
                           "streams; slow down")
-        if self.cameras.tokens and not self.credential_limiter.allow(credential_key(context)):
+        if self.cameras.tokens and not self.credential_limiter.allow(credential_key(context.invocation_metadata())):
             self.core.reject("rate_limited")
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"more than {self.core.config.max_fps_per_credential:g} frames/s with this camera token; "
@@ -98,12 +90,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
     def _check_scope(self, context: grpc.ServicerContext, classroom: str) -> None:
         """A camera token sends frames for its own classrooms only (the admin token for any)."""
-        if not self.cameras.tokens:
-            return
-        token = bearer(context.invocation_metadata())
-        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            return
-        if not self.cameras.allows(token, classroom):
+        if not self.cameras.permits(bearer(context.invocation_metadata()), classroom, self.admin_token):
             self.core.reject("classroom_denied")
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"this camera token may not send frames for classroom_id {shown(classroom)}")
