@@ -275,14 +275,19 @@ class RedisStore:
         classrooms. Per-architecture feedback and drift figures name no classroom and stay."""
         events = self.event_count(classroom)
         minutes = list(self.r.scan_iter(match=f"{self.prefix}minute:{classroom}:*", count=500))
+        candidates = list(self.r.scan_iter(match=f"{self.prefix}event:*", count=500))
         markers = []
-        for key in self.r.scan_iter(match=f"{self.prefix}event:*", count=500):
-            if self.r.hget(key, "classroom") == classroom.encode():
-                markers.append(key)
+        for start in range(0, len(candidates), 500):  # one round trip per 500 markers, not one each
+            chunk = candidates[start:start + 500]
+            pipe = self.r.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hget(key, "classroom")
+            markers += [key for key, owner in zip(chunk, pipe.execute(), strict=True) if owner == classroom.encode()]
+        doomed = minutes + markers
         pipe = self.r.pipeline(transaction=False)
         pipe.delete(self.stream_key(classroom))
-        for chunk in range(0, len(minutes + markers), 500):
-            pipe.delete(*(minutes + markers)[chunk:chunk + 500])
+        for start in range(0, len(doomed), 500):
+            pipe.delete(*doomed[start:start + 500])
         pipe.srem(f"{self.prefix}classrooms", classroom)
         pipe.execute()
         return {"events": events, "minute_buckets": len(minutes), "markers": len(markers)}
