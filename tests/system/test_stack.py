@@ -43,6 +43,17 @@ class RunningUp:
     def wait_up(self, timeout: float = 240) -> None:
         assert self.ready.wait(timeout), "stack did not come up:\n" + self.tail(40)
 
+    def line_starting(self, prefix: str, timeout: float = 30) -> str:
+        """The first output line starting with `prefix`, waiting for it (`up` prints its hints after
+        the "ferlite is up" line that wait_up waits for)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in list(self.lines) if line.startswith(prefix)), None)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no line starting {prefix!r}:\n" + self.tail(40))
+
     def stop(self, timeout: float = 90) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
@@ -68,7 +79,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         summary_path = tmp_path / "summary.json"
         # The command `ferlite up` prints, pasted as a newcomer would (issue 30): it names this stack's
         # port and token files, so it reaches this stack with a camera token.
-        printed = next(line for line in lines if line.startswith("stream a video:"))
+        printed = up.line_starting("stream a video:")
         command = printed.split(":", 1)[1].split("(Ctrl-C")[0].split()
         assert command[:2] == ["ferlite", "stream"] and f"127.0.0.1:{ports.facedetect_port}" in command
         command = [c.replace("VIDEO", str(clip)).replace("ROOM", "e2e-room") for c in command[2:]]
