@@ -54,8 +54,15 @@ def test_metrics_pass_promtool(sleepy) -> None:
         with pytest.raises(grpc.RpcError) as err:
             _sleep_call(channel, "soon")  # type: ignore[arg-type]
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    text = urllib.request.urlopen(f"http://127.0.0.1:{sleepy.metrics_port}/metrics", timeout=10).read()
-    body = text.decode()
+    # grpc.aio sends an aborted call's status before the handler's `finally` records it, so the
+    # counter may trail the client's answer by a moment: scrape until the call is counted.
+    deadline = time.monotonic() + 5
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{sleepy.metrics_port}/metrics", timeout=10).read()
+        body = text.decode()
+        if 'ferlite_sleepy_rpc_in_flight{method="Sleep"} 0.0' in body or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert 'ferlite_sleepy_rpc_handled_total{code="OK",method="Sleep"} 1.0' in body
     assert 'ferlite_sleepy_rpc_handled_total{code="INVALID_ARGUMENT",method="Sleep"} 1.0' in body
     assert 'ferlite_sleepy_rpc_duration_seconds_count{method="Sleep"} 2.0' in body

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc import aio
 
 from .security import BearerToken
 
@@ -26,30 +27,46 @@ class ChannelSecurity:
         return bool(self.ca)
 
 
-def open_channel(target: str, security: ChannelSecurity | None = None,
-                 max_message_bytes: int = 16 * 1024 * 1024) -> grpc.Channel:
-    """A channel to `target` with message limits matching the servers' defaults."""
-    options: list[tuple[str, object]] = [
+def _options(max_message_bytes: int) -> list[tuple[str, object]]:
+    return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         # Spread calls over every address the target resolves to (a headless Service's pods, or
         # `ipv4:a,b`), instead of pick-first pinning each client to one replica.
         ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
     ]
-    channel = _secure_or_plain(target, security, options)
+
+
+def _credentials(security: ChannelSecurity, options: list[tuple[str, object]]) -> grpc.ChannelCredentials:
+    if security.server_name:
+        options.append(("grpc.ssl_target_name_override", security.server_name))
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(security.ca).read_bytes(),
+        private_key=Path(security.key).read_bytes() if security.key else None,
+        certificate_chain=Path(security.cert).read_bytes() if security.cert else None,
+    )
+
+
+def open_channel(target: str, security: ChannelSecurity | None = None,
+                 max_message_bytes: int = 16 * 1024 * 1024) -> grpc.Channel:
+    """A channel to `target` with message limits matching the servers' defaults."""
+    options = _options(max_message_bytes)
+    if security is None or not security.enabled:
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        channel = grpc.secure_channel(target, _credentials(security, options), options=options)
     if security is not None and security.token:
         return grpc.intercept_channel(channel, BearerToken(security.token))
     return channel
 
 
-def _secure_or_plain(target: str, security: ChannelSecurity | None, options: list[tuple[str, object]]) -> grpc.Channel:
+def open_aio_channel(target: str, security: ChannelSecurity | None = None,
+                     max_message_bytes: int = 16 * 1024 * 1024) -> aio.Channel:
+    """The same channel for a caller inside a grpc.aio server: its calls are awaited on the server's
+    event loop, with no thread of their own (a blocking client there costs a thread hand-off per
+    call). Open it on the loop that will use it; the bearer token goes with each call
+    (`token_metadata`), as aio channels take no client interceptors after creation."""
+    options = _options(max_message_bytes)
     if security is None or not security.enabled:
-        return grpc.insecure_channel(target, options=options)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=Path(security.ca).read_bytes(),
-        private_key=Path(security.key).read_bytes() if security.key else None,
-        certificate_chain=Path(security.cert).read_bytes() if security.cert else None,
-    )
-    if security.server_name:
-        options.append(("grpc.ssl_target_name_override", security.server_name))
-    return grpc.secure_channel(target, creds, options=options)
+        return aio.insecure_channel(target, options=options)
+    return aio.secure_channel(target, _credentials(security, options), options=options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -66,7 +67,7 @@ class GrpcServer:
 
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
-                 on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = (),
+                 on_stop: Sequence[Callable[[], Any]] = (), protected: Sequence[str] = (),
                  internal: Sequence[str] = (), scoped: Mapping[str, Sequence[str]] | None = None) -> None:
         self.config = config
         self.mounts = list(mounts)
@@ -201,7 +202,9 @@ class GrpcServer:
                 self._metrics_server.server_close()
             for callback in self.on_stop:
                 try:
-                    callback()
+                    result = callback()
+                    if inspect.isawaitable(result):  # an async client's close, on the loop it used
+                        self._run(result, timeout=10)
                 except Exception:
                     log.exception("shutdown callback failed")
             self._close_loop()
