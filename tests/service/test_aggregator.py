@@ -82,10 +82,26 @@ def test_window_queries_dominant_and_uncertain_share(redis_server, tmp_path, mod
     assert recent.distribution["sad"] == 0 and recent.distribution["surprise"] == 4
     assert recent.dominant == "surprise"
     assert recent.uncertain_share == pytest.approx(1 / 7)
-    assert [m for m, _ in recent.per_minute] == sorted(m for m, _ in recent.per_minute)
-    assert sum(sum(c.values()) for _, c in recent.per_minute) == 7
+    assert [m.start for m in recent.per_minute] == sorted(m.start for m in recent.per_minute)
+    assert sum(sum(m.counts.values()) for m in recent.per_minute) == 7
     assert core.summary("room-1", 7200, NOW).total == 12
     assert core.summary("room-2", 7200, NOW).dominant == ""
+
+
+def test_summaries_keep_uncertain_faces_apart_per_label_and_name_the_models(redis_server, tmp_path,
+                                                                           model_dir) -> None:
+    """Issue 28: a teacher's shares count the faces kept (not marked uncertain), per label and per
+    minute, and the summary says which architectures labelled the window's faces."""
+    core, _ = make_core(redis_server, tmp_path, model_dir)
+    core.record([event(i, "happy", ts=NOW - 10, uncertain=i < 2) for i in range(6)]
+                + [event(10 + i, "sad", ts=NOW - 70, arch="mobilenet_v3_small") for i in range(3)])
+    s = core.summary("room-1", 300, NOW)
+    assert s.total == 9 and s.distribution["happy"] == 6 and s.kept["happy"] == 4 and s.kept["sad"] == 3
+    assert s.models == {"mobilenet_v2": 6, "mobilenet_v3_small": 3}  # most first
+    minutes = {m.start: m for m in s.per_minute}
+    latest = minutes[max(minutes)]
+    assert latest.counts["happy"] == 6 and latest.kept["happy"] == 4 and latest.uncertain == 2
+    assert minutes[min(minutes)].kept["sad"] == 3 and minutes[min(minutes)].uncertain == 0
 
 
 def test_every_key_expires_within_retention(redis_server, tmp_path, model_dir) -> None:

@@ -176,3 +176,22 @@ def test_teacher_tokens_are_mounted_for_the_aggregator() -> None:
     assert volume["secret"] == {"secretName": "district-teachers", "defaultMode": 0o400}
     plain = all_pod_specs(render({}))["ferlite-aggregator"]
     assert "FERLITE_AGGREGATOR_TEACHER_TOKENS_FILE" not in {e["name"] for e in plain["containers"][0]["env"]}
+
+
+def test_the_dashboard_is_reached_through_the_ingress_and_reaches_the_aggregator_only() -> None:
+    """Issue 28: the teachers' dashboard takes traffic from the Ingress controller (and ferlite
+    clients), and may itself reach the aggregator and DNS, nothing else of the system."""
+    docs = render({**VALUES, "dashboard": {"ingress": {"enabled": True, "host": "ferlite.district.example"}}})
+    cluster = Cluster(docs, "ferlite", {**NAMESPACES, "ingress-nginx": {}})
+    p = pods(docs)
+    dashboard = pod_of(docs, "ferlite-dashboard")
+    controller = Endpoint("ingress-nginx-controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    assert cluster.allows(controller, dashboard, 8080)
+    assert cluster.allows(pod_of(docs, "ferlite-test"), dashboard, 8080)  # `helm test`
+    assert cluster.allows(dashboard, p["aggregator"], 50053)
+    assert cluster.allows(dashboard, Endpoint("kube-dns", "kube-system", {"k8s-app": "kube-dns"}), 53, "UDP")
+    stranger = Endpoint("somebody", "classroom-apps", {"app": "other"})
+    assert not cluster.allows(stranger, dashboard, 8080)
+    for name, port in (("redis", 6379), ("classifier", 50052), ("triton", 8001), ("facedetect", 50051)):
+        assert not cluster.allows(dashboard, p[name], port), f"dashboard -> {name}"
+    assert not cluster.allows(p["facedetect"], dashboard, 8080)

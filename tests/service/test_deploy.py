@@ -71,7 +71,7 @@ def test_default_chart_wiring() -> None:
     docs = render({})
     deployments = workloads(docs)
     assert set(deployments) == {"ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator", "ferlite-triton",
-                                "ferlite-redis"}
+                                "ferlite-redis", "ferlite-dashboard"}
     for name, dep in deployments.items():
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -91,7 +91,7 @@ def test_default_chart_wiring() -> None:
     triton = deployments["ferlite-triton"]["spec"]["template"]["spec"]
     assert triton["initContainers"][0]["command"] == ["python", "-m", "ferlite.services.classifier.repository"]
     assert triton["initContainers"][0]["image"] == "ghcr.io/ferlite/ferlite-classifier:0.1.0"
-    for svc in ("facedetect", "classifier", "aggregator"):  # one image per service, each its own entry point
+    for svc in ("facedetect", "classifier", "aggregator", "dashboard"):  # one image per service, its own entry point
         c = deployments[f"ferlite-{svc}"]["spec"]["template"]["spec"]["containers"][0]
         assert c["image"] == f"ghcr.io/ferlite/ferlite-{svc}:0.1.0" and "args" not in c and "command" not in c
         dockerfile = (ROOT / "services" / svc / "Dockerfile").read_text()
@@ -111,7 +111,33 @@ def test_network_policies_allow_only_the_pipeline() -> None:
     assert sources("ferlite-classifier") == ["clients", "facedetect", "test"]  # test: the `helm test` pod
     assert sources("ferlite-triton") == ["classifier"]
     assert sources("ferlite-redis") == ["aggregator"]
-    assert sources("ferlite-aggregator") == ["clients", "facedetect", "test"]
+    assert sources("ferlite-aggregator") == ["clients", "dashboard", "facedetect", "test"]
+    assert sources("ferlite-dashboard") == ["clients", "clients", "test"]  # the Ingress controller's namespace, too
+
+
+def test_the_dashboard_probes_http_and_its_ingress_carries_tls() -> None:
+    """Issue 28: the chart deploys the teachers' dashboard (Service, probes, an optional Ingress with
+    TLS, NetworkPolicy); it holds no token of its own, and under TLS it checks the aggregator's."""
+    dashboard = workloads(render({}))["ferlite-dashboard"]["spec"]["template"]["spec"]["containers"][0]
+    assert dashboard["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert dashboard["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e.get("value") for e in dashboard["env"]}
+    assert env["FERLITE_DASHBOARD_AGGREGATOR_URL"] == "dns:///ferlite-aggregator-pods:50053"
+    assert not [n for n in env if "TOKEN" in n]  # reads with each teacher's own token
+    assert env["FERLITE_DASHBOARD_SECURE_COOKIES"] == "false"
+    assert "Ingress" not in {d["kind"] for d in render({})}
+    docs = render({"dashboard": {"ingress": {"enabled": True, "className": "nginx", "host": "ferlite.district.example",
+                                             "tls": {"secretName": "ferlite-dashboard-tls"}}},
+                   "tls": {"enabled": True, "existingSecret": "ferlite-tls", "mtls": True}})
+    ingress = by_kind(docs, "Ingress")["ferlite-dashboard"]["spec"]
+    assert ingress["tls"] == [{"hosts": ["ferlite.district.example"], "secretName": "ferlite-dashboard-tls"}]
+    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "ferlite-dashboard"
+    env = {e["name"]: e.get("value") for e in workloads(docs)["ferlite-dashboard"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env["FERLITE_DASHBOARD_SECURE_COOKIES"] == "true"
+    assert env["FERLITE_DASHBOARD_AGGREGATOR_TLS_CA"] == "/etc/ferlite/tls/ca.crt"
+    assert env["FERLITE_DASHBOARD_AGGREGATOR_TLS_CERT"] == "/etc/ferlite/tls/tls.crt"  # mTLS: a client certificate
+    assert "ferlite-dashboard" not in workloads(render({"dashboard": {"enabled": False}}))
 
 
 def test_schema_rejects_bad_values() -> None:
@@ -325,7 +351,8 @@ def test_helm_test_pod_checks_every_service() -> None:
     pods = [d for d in render({}) if d["kind"] == "Pod"]
     assert len(pods) == 1 and pods[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
     targets = pods[0]["spec"]["containers"][0]["args"][1:]
-    assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053"]
+    assert targets == ["ferlite-facedetect:50051", "ferlite-classifier:50052", "ferlite-aggregator:50053",
+                       "http://ferlite-dashboard:8080/readyz"]
     text = notes({})
     assert "helm test ferlite -n ferlite" in text and "ferlite-facedetect:50051" in text
     # Issue 27: the `ab` command NOTES prints names this release's ConfigMap, whatever the release is called.

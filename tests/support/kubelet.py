@@ -166,7 +166,7 @@ class LocalKubelet:
         if command[:1] == ["python"]:
             return [sys.executable, *command[1:], *args]
         # A ferlite service's image: ENTRYPOINT ["python", "-m", "ferlite.services.<service>"]
-        service = re.search(r"/ferlite-(facedetect|classifier|aggregator):", image)
+        service = re.search(r"/ferlite-(facedetect|classifier|aggregator|dashboard):", image)
         if service is None:
             raise ValueError(f"the kubelet double does not know the image {image}")
         return [sys.executable, "-m", f"ferlite.services.{service.group(1)}", *args]

@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Each project's import root (its package folder holds the `ferlite` namespace): PYTHONPATH for a
 # process that must import this checkout's code without an install.
-PROJECT_ROOTS = [ROOT / "services" / name for name in ("common", "facedetect", "classifier", "aggregator", "app")] + [
+PROJECT_ROOTS = [ROOT / "services" / name for name in ("common", "facedetect", "classifier", "aggregator",
+                                                              "dashboard", "app")] + [
     ROOT / "training"]
 
 

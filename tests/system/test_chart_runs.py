@@ -6,7 +6,9 @@ rendered aggregator in the rendered Redis, with the tokens from the rendered Sec
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -19,7 +21,8 @@ from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.support.chart import render
 from tests.support.kubelet import LocalKubelet
 
-ORDER = ["ferlite-redis", "ferlite-triton", "ferlite-aggregator", "ferlite-classifier", "ferlite-facedetect"]
+ORDER = ["ferlite-redis", "ferlite-triton", "ferlite-aggregator", "ferlite-classifier", "ferlite-facedetect",
+         "ferlite-dashboard"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def cluster(tmp_path_factory):
     # every rendered command, env and probe.
     values = {"aggregator": {"replicas": 1}, "facedetect": {"autoscaling": {"enabled": False}, "replicas": 1},
               "classifier": {"autoscaling": {"enabled": False}, "replicas": 1},
-              "cameras": {"classrooms": ["chart-room", "other-room"]}}
+              "dashboard": {"replicas": 1}, "cameras": {"classrooms": ["chart-room", "other-room"]}}
     docs = render(values)
     kubelet = LocalKubelet(docs, tmp_path_factory.mktemp("cluster"), {"/opt/ferlite/models": PACK_DIR})
     assert set(kubelet.pods) == set(ORDER)
@@ -75,3 +78,9 @@ def test_a_frame_through_the_rendered_stack_is_classified_and_recorded(cluster) 
             aggregator_pb2.SummaryRequest(classroom_id="chart-room", window_seconds=600, end_time=time.time() + 60),
             metadata=[("authorization", f"Bearer {auth['auth-token']}")], timeout=10)
     assert summary.total_events == faces
+    # The teachers' dashboard, as rendered, reads the same figure through the aggregator's Service.
+    dashboard = cluster.service_ports[("ferlite-dashboard", 8080)]
+    request = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/classrooms/chart-room/summary?window=600",
+                                     headers={"Authorization": f"Bearer {auth['auth-token']}"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert json.loads(reply.read())["events"] == faces

@@ -17,5 +17,5 @@ def test_each_service_installs_alone_and_starts(tmp_path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = (tmp_path / "images.md").read_text()
-    for service in ("facedetect", "classifier", "aggregator"):
+    for service in ("facedetect", "classifier", "aggregator", "dashboard"):
         assert f"| {service} |" in table

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -18,45 +17,7 @@ from ferlite.app.sample_clip import make_clip
 from ferlite.app.stack import StackConfig, free_port_offset, serving
 from ferlite.base.architectures import ARCHITECTURES
 from tests.support.procs import ROOT, port_free
-
-
-class RunningUp:
-    """`ferlite up` as a child process, its output collected line by line."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite", "up", *args], cwd=ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith("ferlite is up"):
-                self.ready.set()
-
-    def tail(self, n: int = 30) -> str:
-        return "".join(self.lines[-n:])
-
-    def wait_up(self, timeout: float = 240) -> None:
-        assert self.ready.wait(timeout), "stack did not come up:\n" + self.tail(40)
-
-    def line_starting(self, prefix: str, timeout: float = 30) -> str:
-        """The first output line starting with `prefix`, waiting for it (`up` prints its hints after
-        the "ferlite is up" line that wait_up waits for)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = next((line for line in list(self.lines) if line.startswith(prefix)), None)
-            if found is not None:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"no line starting {prefix!r}:\n" + self.tail(40))
-
-    def stop(self, timeout: float = 90) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+from tests.support.stack import RunningUp
 
 
 def test_up_without_models_says_what_to_run(tmp_path) -> None:
@@ -128,7 +89,7 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
     # Privacy: no image bytes in any service log (raw JPEG/PNG, or their base64 forms).
     image_signatures = (b"\xff\xd8\xff", b"\x89PNG", b"/9j/", b"iVBORw0KGgo")
     logs = list((data_dir / "logs").glob("*.log"))
-    assert len(logs) == 3
+    assert len(logs) == 4  # aggregator, classifier, face detection, dashboard
     for log in logs:
         content = log.read_bytes()
         assert content and not any(sig in content for sig in image_signatures), log.name

@@ -4,7 +4,8 @@ Each project's folder is an import root (`ferlite` is a namespace package they s
   services/common/ferlite/v1/               the contract (generated): imports nothing of ours
   services/common/ferlite/base/             labels, architectures, metadata, preprocessing, events: the contract
   services/common/ferlite/services/common/  the one server builder, configs, channels: base and contract
-  services/<name>/ferlite/services/<name>/  one service: itself, services.common, base, contract; no other service
+  services/<name>/ferlite/services/<name>/  one service (facedetect, classifier, aggregator, dashboard): itself,
+                                            services.common, base, contract; no other service
   training/ferlite/training/                base and contract; never a service or the application
   services/app/ferlite/app/                 the CLI, local stack, camera client, demo: anything (nothing imports it)
 
@@ -106,6 +107,7 @@ def test_each_project_holds_only_its_own_layer() -> None:
     training, the application only the application; no other top-level folder holds code."""
     owners = {"common": {"v1", "base", "services.common"}, "facedetect": {"services.facedetect"},
               "classifier": {"services.classifier"}, "aggregator": {"services.aggregator"},
+              "dashboard": {"services.dashboard"},
               "app": {"app", "root"}, "training": {"training"}}
     for path in project_files():
         root = import_root(path)

@@ -31,7 +31,7 @@ def test_the_release_builds_every_service_image_and_pins_its_digest() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     services = workflow["jobs"]["images"]["strategy"]["matrix"]["service"]
     built = sorted(p.parent.name for p in (ROOT / "services").glob("*/Dockerfile"))
-    assert sorted(services) == built == ["aggregator", "classifier", "facedetect"]
+    assert sorted(services) == built == ["aggregator", "classifier", "dashboard", "facedetect"]
     assert set(workflow["jobs"]["images"]["outputs"]) == set(services)
     script = workflow["jobs"]["chart"]["steps"][-1]["run"]
     assert "digests:" in script and "helm push" in script

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("ferlite.training.commands:synth_main", "write a synthetic expression dataset (tests, demo)"),
     "triton-repo": ("ferlite.services.classifier.repository:main",
                     "write a Triton model repository (embedded or cluster flavour) from exported models"),
-    "serve": ("ferlite.app.serve:main", "run one service: facedetect, classifier or aggregator"),
+    "serve": ("ferlite.app.serve:main", "run one service: facedetect, classifier, aggregator or dashboard"),
     "up": ("ferlite.app.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
     "stream": ("ferlite.app.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
     "summary": ("ferlite.app.stream:summary_main", "a classroom's expression summary from the aggregator"),

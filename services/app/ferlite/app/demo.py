@@ -16,7 +16,7 @@ from .photos import GROUP_SOURCE
 from .sample_clip import choose_scenes, make_clip
 from .stack import StackError
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
-from .up import CAMERA_TOKEN, ensure_models, make_config, print_addresses, stack_parser, start_stack
+from .up import CAMERA_TOKEN, dashboard_line, ensure_models, make_config, print_addresses, stack_parser, start_stack
 
 
 def main(argv: Sequence[str]) -> int:
@@ -53,6 +53,7 @@ def main(argv: Sequence[str]) -> int:
         print("stack is up:")
         print_addresses(stack)
         c = stack.config
+        print(dashboard_line(args, c, args.classroom) + ", while the demo runs")
         print(f"streaming {source} as classroom {args.classroom!r} ...", flush=True)
         # The teacher's side reads with the admin token; the camera sends with the camera token.
         access = ChannelSecurity(token=resolve_token("", str(args.data_dir / "auth-token")) if args.auth else "")

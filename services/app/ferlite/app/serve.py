@@ -1,4 +1,4 @@
-"""`ferlite serve SERVICE [flags]`: run one of the three services in the foreground."""
+"""`ferlite serve SERVICE [flags]`: run one of the services in the foreground."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ SERVICES = {
     "facedetect": ("ferlite.services.facedetect.server", "face detection and the per-frame pipeline (:50051)"),
     "classifier": ("ferlite.services.classifier.server", "classification on Triton with A/B routing (:50052)"),
     "aggregator": ("ferlite.services.aggregator.server", "emotion events in Redis, summaries, drift (:50053)"),
+    "dashboard": ("ferlite.services.dashboard.server", "the teachers' classroom view over HTTP (:8080)"),
 }
 
 

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class StackConfig:
     classifier_metrics: int = 9102
     aggregator_metrics: int = 9103
     triton_metrics: int = 8002  # Triton's own metrics (its gRPC is a Unix socket in DATA; it has no HTTP)
+    dashboard_port: int = 8080  # the teachers' page (HTTP)
     detector: str = "blazeface_full"
     policy_file: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -52,18 +54,19 @@ class StackConfig:
         return cls(facedetect_port=d.facedetect_port + offset, classifier_port=d.classifier_port + offset,
                    aggregator_port=d.aggregator_port + offset, facedetect_metrics=d.facedetect_metrics + offset,
                    classifier_metrics=d.classifier_metrics + offset, aggregator_metrics=d.aggregator_metrics + offset,
-                   triton_metrics=d.triton_metrics + offset, **fields)  # type: ignore[arg-type]
+                   triton_metrics=d.triton_metrics + offset, dashboard_port=d.dashboard_port + offset,
+                   **fields)  # type: ignore[arg-type]
 
     def ports(self) -> tuple[int, ...]:
         """Every port the stack binds, for checks that they are free before and after."""
         return (self.facedetect_port, self.classifier_port, self.aggregator_port, self.facedetect_metrics,
-                self.classifier_metrics, self.aggregator_metrics, self.triton_metrics)
+                self.classifier_metrics, self.aggregator_metrics, self.triton_metrics, self.dashboard_port)
 
     def named_ports(self) -> dict[str, int]:
         return {"facedetect": self.facedetect_port, "classifier": self.classifier_port,
                 "aggregator": self.aggregator_port, "facedetect metrics": self.facedetect_metrics,
                 "classifier metrics": self.classifier_metrics, "aggregator metrics": self.aggregator_metrics,
-                "triton metrics": self.triton_metrics}
+                "triton metrics": self.triton_metrics, "dashboard": self.dashboard_port}
 
     def check_ports(self) -> None:
         """Refuse to start when a port is invalid or already bound: otherwise the stack's clients would
@@ -111,6 +114,7 @@ class Service:
     log_path: Path | None = None
     restarts: int = 0
     private_shm: bool = False  # run with a /dev/shm of its own (the classifier: Triton's regions hold crops)
+    http: bool = False  # healthy when GET /healthz answers 200 (the dashboard), not gRPC health
 
 
 # Run a command with its own /dev/shm: a new mount namespace (and user namespace when not root) with
@@ -217,6 +221,27 @@ def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = No
             time.sleep(0.2)
 
 
+def wait_http_healthy(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    """Wait until `url` answers 200 from `proc` (an HTTP service: the dashboard)."""
+    deadline = time.monotonic() + timeout
+    port = int(url.split(":")[2].split("/")[0])
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    if answered_by(proc, port):
+                        return
+                    raise StackError(f"{url} answers, but not from the service started here (pid {proc.pid}): "
+                                     "another program took the port; stop it or use --port-offset")
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise StackError(f"{url} exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{url} not healthy after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def make_private(folder: Path) -> None:
     """DATA holds tokens, Redis's events, logs and the demo's annotated video (faces): this user's only
     (0700), whatever umask made it, so nothing of the stack is readable by another local user."""
@@ -249,6 +274,11 @@ class LocalStack:
                                    str(self.input_size), "--classifier-url", f"unix:{self.socket('classifier')}",
                                    "--aggregator-url", f"unix:{self.socket('aggregator')}"],
                     c.facedetect_port, c.facedetect_metrics),
+            # The teachers' page reads the aggregator with each teacher's own token (the stack's admin
+            # token, DATA/auth-token, signs in to every classroom).
+            Service("dashboard", [*py, "dashboard", "--host", c.host, "--log-format", "json", "--port",
+                                  str(c.dashboard_port), "--aggregator-url", f"unix:{self.socket('aggregator')}"],
+                    c.dashboard_port, -1, http=True),
         ]
 
     def socket(self, service: str) -> str:
@@ -276,7 +306,10 @@ class LocalStack:
         with os.fdopen(os.open(svc.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             svc.proc = subprocess.Popen([*prefix, *svc.args], stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True, preexec_fn=die_with_parent())
-        wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
+        if svc.http:
+            wait_http_healthy(f"http://{self.config.host}:{svc.port}/healthz", timeout, svc.proc)
+        else:
+            wait_healthy(f"{self.config.host}:{svc.port}", timeout, svc.proc)
 
     def restart(self, svc: Service, timeout: float = 180.0) -> None:
         """Start a service that died again, on the same ports (its clients reconnect by themselves)."""
@@ -292,6 +325,9 @@ class LocalStack:
         c = self.config
         out = {}
         for svc in self.services:
+            if svc.http:
+                out[svc.name] = f"http://{c.host}:{svc.port}/"
+                continue
             out[svc.name] = f"{c.host}:{svc.port}"
             out[f"{svc.name} metrics"] = f"http://{c.host}:{svc.metrics_port}/metrics"
         out["triton metrics"] = f"http://{c.host}:{c.triton_metrics}/metrics"

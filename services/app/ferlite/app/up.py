@@ -164,6 +164,14 @@ def stream_command(args: argparse.Namespace, config: StackConfig) -> str:
     return " ".join(parts)
 
 
+def dashboard_line(args: argparse.Namespace, config: StackConfig, classroom: str = "") -> str:
+    """Where a teacher looks, and what to sign in with (the stack's admin token reads every classroom)."""
+    url = f"http://{config.host}:{config.dashboard_port}/" + (f"classrooms/{classroom}" if classroom else "")
+    how = (f"sign in with the token in {args.data_dir / 'auth-token'}" if args.auth
+           else "auth is off: any token signs in")
+    return f"dashboard: {url}  ({how})"
+
+
 def main(argv: Sequence[str]) -> int:
     args = stack_parser("ferlite up", __doc__).parse_args(argv)
     if not ensure_models(args, "ferlite up"):
@@ -182,6 +190,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"  auth token          {args.data_dir / 'auth-token'} (send as 'authorization: Bearer <token>')")
         print(f"  camera token        {args.data_dir / CAMERA_TOKEN} (cameras: frames only; `ferlite stream` sends it)")
         print(f"  service token       {args.data_dir / 'service-token'} (between the services only)")
+    print(dashboard_line(args, stack.config))
     print(f"stream a video:  {stream_command(args, stack.config)}     (Ctrl-C here stops everything)", flush=True)
     code = supervise(stack, stop)
     codes = stack.stop()

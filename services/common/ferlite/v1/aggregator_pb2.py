@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ferlite.v1 import common_pb2 as ferlite_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65rlite/v1/aggregator.proto\x12\nferlite.v1\x1a\x17\x66\x65rlite/v1/common.proto\"\x86\x02\n\x0c\x45motionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63lassroom_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x10\n\x08track_id\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12$\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x17.ferlite.v1.BoundingBox\x12\x15\n\rprobabilities\x18\x07 \x03(\x02\x12\r\n\x05label\x18\x08 \x01(\t\x12\x12\n\nconfidence\x18\t \x01(\x02\x12\x11\n\tuncertain\x18\n \x01(\x08\x12#\n\x05model\x18\x0b \x01(\x0b\x32\x14.ferlite.v1.ModelRef\"?\n\x13RecordEventsRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.ferlite.v1.EmotionEvent\"M\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0f\n\x07spooled\x18\x03 \x01(\x08\"P\n\x0eSummaryRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x01\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\"*\n\nLabelCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"L\n\x0cMinuteCounts\x12\x14\n\x0cminute_start\x18\x01 \x01(\x01\x12&\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\x16.ferlite.v1.LabelCount\"\xf1\x01\n\x10\x43lassroomSummary\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x12\n\nstart_time\x18\x02 \x01(\x01\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x04 \x01(\x03\x12,\n\x0c\x64istribution\x18\x05 \x03(\x0b\x32\x16.ferlite.v1.LabelCount\x12\x16\n\x0e\x64ominant_label\x18\x06 \x01(\t\x12,\n\nper_minute\x18\x07 \x03(\x0b\x32\x18.ferlite.v1.MinuteCounts\x12\x17\n\x0funcertain_share\x18\x08 \x01(\x01\"-\n\x15\x45raseClassroomRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\"g\n\x16\x45raseClassroomResponse\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x03\x12\x16\n\x0eminute_buckets\x18\x03 \x01(\x03\x12\x0f\n\x07markers\x18\x04 \x01(\x03\":\n\x13StreamEventsRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x01\"7\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ntrue_label\x18\x02 \x01(\t\"H\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x08\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ferlite.v1.ModelRef2\x9a\x03\n\nAggregator\x12Q\n\x0cRecordEvents\x12\x1f.ferlite.v1.RecordEventsRequest\x1a .ferlite.v1.RecordEventsResponse\x12\x46\n\nGetSummary\x12\x1a.ferlite.v1.SummaryRequest\x1a\x1c.ferlite.v1.ClassroomSummary\x12K\n\x0cStreamEvents\x12\x1f.ferlite.v1.StreamEventsRequest\x1a\x18.ferlite.v1.EmotionEvent0\x01\x12K\n\x0eSubmitFeedback\x12\x1b.ferlite.v1.FeedbackRequest\x1a\x1c.ferlite.v1.FeedbackResponse\x12W\n\x0e\x45raseClassroom\x12!.ferlite.v1.EraseClassroomRequest\x1a\".ferlite.v1.EraseClassroomResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65rlite/v1/aggregator.proto\x12\nferlite.v1\x1a\x17\x66\x65rlite/v1/common.proto\"\x86\x02\n\x0c\x45motionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63lassroom_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x10\n\x08track_id\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12$\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x17.ferlite.v1.BoundingBox\x12\x15\n\rprobabilities\x18\x07 \x03(\x02\x12\r\n\x05label\x18\x08 \x01(\t\x12\x12\n\nconfidence\x18\t \x01(\x02\x12\x11\n\tuncertain\x18\n \x01(\x08\x12#\n\x05model\x18\x0b \x01(\x0b\x32\x14.ferlite.v1.ModelRef\"?\n\x13RecordEventsRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.ferlite.v1.EmotionEvent\"M\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0f\n\x07spooled\x18\x03 \x01(\x08\"P\n\x0eSummaryRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x01\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\"*\n\nLabelCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x85\x01\n\x0cMinuteCounts\x12\x14\n\x0cminute_start\x18\x01 \x01(\x01\x12&\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\x16.ferlite.v1.LabelCount\x12$\n\x04kept\x18\x03 \x03(\x0b\x32\x16.ferlite.v1.LabelCount\x12\x11\n\tuncertain\x18\x04 \x01(\x03\"1\n\nModelCount\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xbf\x02\n\x10\x43lassroomSummary\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x12\n\nstart_time\x18\x02 \x01(\x01\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x04 \x01(\x03\x12,\n\x0c\x64istribution\x18\x05 \x03(\x0b\x32\x16.ferlite.v1.LabelCount\x12\x16\n\x0e\x64ominant_label\x18\x06 \x01(\t\x12,\n\nper_minute\x18\x07 \x03(\x0b\x32\x18.ferlite.v1.MinuteCounts\x12\x17\n\x0funcertain_share\x18\x08 \x01(\x01\x12$\n\x04kept\x18\t \x03(\x0b\x32\x16.ferlite.v1.LabelCount\x12&\n\x06models\x18\n \x03(\x0b\x32\x16.ferlite.v1.ModelCount\"-\n\x15\x45raseClassroomRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\"g\n\x16\x45raseClassroomResponse\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x03\x12\x16\n\x0eminute_buckets\x18\x03 \x01(\x03\x12\x0f\n\x07markers\x18\x04 \x01(\x03\":\n\x13StreamEventsRequest\x12\x14\n\x0c\x63lassroom_id\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x01\"7\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ntrue_label\x18\x02 \x01(\t\"H\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x08\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ferlite.v1.ModelRef2\x9a\x03\n\nAggregator\x12Q\n\x0cRecordEvents\x12\x1f.ferlite.v1.RecordEventsRequest\x1a .ferlite.v1.RecordEventsResponse\x12\x46\n\nGetSummary\x12\x1a.ferlite.v1.SummaryRequest\x1a\x1c.ferlite.v1.ClassroomSummary\x12K\n\x0cStreamEvents\x12\x1f.ferlite.v1.StreamEventsRequest\x1a\x18.ferlite.v1.EmotionEvent0\x01\x12K\n\x0eSubmitFeedback\x12\x1b.ferlite.v1.FeedbackRequest\x1a\x1c.ferlite.v1.FeedbackResponse\x12W\n\x0e\x45raseClassroom\x12!.ferlite.v1.EraseClassroomRequest\x1a\".ferlite.v1.EraseClassroomResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,20 +42,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARYREQUEST']._serialized_end=557
   _globals['_LABELCOUNT']._serialized_start=559
   _globals['_LABELCOUNT']._serialized_end=601
-  _globals['_MINUTECOUNTS']._serialized_start=603
-  _globals['_MINUTECOUNTS']._serialized_end=679
-  _globals['_CLASSROOMSUMMARY']._serialized_start=682
-  _globals['_CLASSROOMSUMMARY']._serialized_end=923
-  _globals['_ERASECLASSROOMREQUEST']._serialized_start=925
-  _globals['_ERASECLASSROOMREQUEST']._serialized_end=970
-  _globals['_ERASECLASSROOMRESPONSE']._serialized_start=972
-  _globals['_ERASECLASSROOMRESPONSE']._serialized_end=1075
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1077
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1135
-  _globals['_FEEDBACKREQUEST']._serialized_start=1137
-  _globals['_FEEDBACKREQUEST']._serialized_end=1192
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1194
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1266
-  _globals['_AGGREGATOR']._serialized_start=1269
-  _globals['_AGGREGATOR']._serialized_end=1679
+  _globals['_MINUTECOUNTS']._serialized_start=604
+  _globals['_MINUTECOUNTS']._serialized_end=737
+  _globals['_MODELCOUNT']._serialized_start=739
+  _globals['_MODELCOUNT']._serialized_end=788
+  _globals['_CLASSROOMSUMMARY']._serialized_start=791
+  _globals['_CLASSROOMSUMMARY']._serialized_end=1110
+  _globals['_ERASECLASSROOMREQUEST']._serialized_start=1112
+  _globals['_ERASECLASSROOMREQUEST']._serialized_end=1157
+  _globals['_ERASECLASSROOMRESPONSE']._serialized_start=1159
+  _globals['_ERASECLASSROOMRESPONSE']._serialized_end=1262
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1264
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1322
+  _globals['_FEEDBACKREQUEST']._serialized_start=1324
+  _globals['_FEEDBACKREQUEST']._serialized_end=1379
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1381
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1453
+  _globals['_AGGREGATOR']._serialized_start=1456
+  _globals['_AGGREGATOR']._serialized_end=1866
 # @@protoc_insertion_point(module_scope)

@@ -68,15 +68,27 @@ class LabelCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class MinuteCounts(_message.Message):
-    __slots__ = ("minute_start", "counts")
+    __slots__ = ("minute_start", "counts", "kept", "uncertain")
     MINUTE_START_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
     minute_start: float
     counts: _containers.RepeatedCompositeFieldContainer[LabelCount]
-    def __init__(self, minute_start: _Optional[float] = ..., counts: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ...) -> None: ...
+    kept: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    uncertain: int
+    def __init__(self, minute_start: _Optional[float] = ..., counts: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., uncertain: _Optional[int] = ...) -> None: ...
+
+class ModelCount(_message.Message):
+    __slots__ = ("architecture", "count")
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    architecture: str
+    count: int
+    def __init__(self, architecture: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ClassroomSummary(_message.Message):
-    __slots__ = ("classroom_id", "start_time", "end_time", "total_events", "distribution", "dominant_label", "per_minute", "uncertain_share")
+    __slots__ = ("classroom_id", "start_time", "end_time", "total_events", "distribution", "dominant_label", "per_minute", "uncertain_share", "kept", "models")
     CLASSROOM_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +97,8 @@ class ClassroomSummary(_message.Message):
     DOMINANT_LABEL_FIELD_NUMBER: _ClassVar[int]
     PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     UNCERTAIN_SHARE_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     classroom_id: str
     start_time: float
     end_time: float
@@ -93,7 +107,9 @@ class ClassroomSummary(_message.Message):
     dominant_label: str
     per_minute: _containers.RepeatedCompositeFieldContainer[MinuteCounts]
     uncertain_share: float
-    def __init__(self, classroom_id: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., total_events: _Optional[int] = ..., distribution: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., dominant_label: _Optional[str] = ..., per_minute: _Optional[_Iterable[_Union[MinuteCounts, _Mapping]]] = ..., uncertain_share: _Optional[float] = ...) -> None: ...
+    kept: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    models: _containers.RepeatedCompositeFieldContainer[ModelCount]
+    def __init__(self, classroom_id: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., total_events: _Optional[int] = ..., distribution: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., dominant_label: _Optional[str] = ..., per_minute: _Optional[_Iterable[_Union[MinuteCounts, _Mapping]]] = ..., uncertain_share: _Optional[float] = ..., kept: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelCount, _Mapping]]] = ...) -> None: ...
 
 class EraseClassroomRequest(_message.Message):
     __slots__ = ("classroom_id",)

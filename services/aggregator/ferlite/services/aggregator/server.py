@@ -46,6 +46,11 @@ INTERNAL = [f"/{SERVICE_NAME}/RecordEvents"]
 FOLLOW_POLL_SECONDS = 0.2  # how stale a follower's view may be; a poll is one cheap XREAD
 
 
+
+def _counts(counts: dict[str, int]) -> list[pb.LabelCount]:
+    """Counts per label in the canonical order, all seven present."""
+    return [pb.LabelCount(label=k, count=counts[k]) for k in EMOTIONS]
+
 class AggregatorServicer(pb_grpc.AggregatorServicer):
     def __init__(self, core: Aggregator, teachers: ClassroomTokens | None = None, admin_token: str = "") -> None:
         self.core = core
@@ -89,10 +94,11 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             self._fail(context, exc)
         return pb.ClassroomSummary(
             classroom_id=s.classroom_id, start_time=s.start_time, end_time=s.end_time, total_events=s.total,
-            distribution=[pb.LabelCount(label=k, count=s.distribution[k]) for k in EMOTIONS],
-            dominant_label=s.dominant, uncertain_share=s.uncertain_share,
-            per_minute=[pb.MinuteCounts(minute_start=m, counts=[pb.LabelCount(label=k, count=c[k]) for k in EMOTIONS])
-                        for m, c in s.per_minute])
+            distribution=_counts(s.distribution),
+            dominant_label=s.dominant, uncertain_share=s.uncertain_share, kept=_counts(s.kept),
+            models=[pb.ModelCount(architecture=a, count=n) for a, n in s.models.items()],
+            per_minute=[pb.MinuteCounts(minute_start=m.start, counts=_counts(m.counts), kept=_counts(m.kept),
+                                        uncertain=m.uncertain) for m in s.per_minute])
 
     async def StreamEvents(self, request: pb.StreamEventsRequest,
                            context: aio.ServicerContext) -> AsyncIterator[pb.EmotionEvent]:

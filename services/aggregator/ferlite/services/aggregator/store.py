@@ -6,7 +6,8 @@ Keys (prefix `ferlite:` by default; every key expires after the retention period
   idempotency marker, and what feedback looks up.
 - `stream:{classroom}` (stream): one entry per event (JSON, no pixels), trimmed by MINID
   (retention) and MAXLEN.
-- `minute:{classroom}:{epoch minute}` (hash): count per label, `total`, `uncertain`.
+- `minute:{classroom}:{epoch minute}` (hash): count per label, `total`, `uncertain`, uncertain
+  count per label (`u:{label}`) and count per architecture (`m:{architecture}`).
 - `classrooms` (set): classroom ids seen.
 (`erase_classroom` deletes a classroom's stream, minute counts, markers and set entry.)
 - `feedback:{architecture}:{version}` (hash): `total` and `correct` teacher feedbacks.
@@ -72,7 +73,11 @@ for i = 6, #ARGV do
     local mkey = prefix .. 'minute:' .. e.classroom_id .. ':' .. string.format('%d', math.floor(e.timestamp / 60) * 60)
     redis.call('HINCRBY', mkey, e.label, 1)
     redis.call('HINCRBY', mkey, 'total', 1)
-    if e.uncertain then redis.call('HINCRBY', mkey, 'uncertain', 1) end
+    if e.uncertain then
+      redis.call('HINCRBY', mkey, 'uncertain', 1)
+      redis.call('HINCRBY', mkey, 'u:' .. e.label, 1)
+    end
+    redis.call('HINCRBY', mkey, 'm:' .. e.architecture, 1)
     redis.call('EXPIRE', mkey, ttl)
     redis.call('SADD', prefix .. 'classrooms', e.classroom_id)
     redis.call('EXPIRE', prefix .. 'classrooms', ttl)
@@ -127,6 +132,14 @@ def _window(entries: list[bytes]) -> list[tuple[int, float]]:
 
 
 @dataclass(frozen=True)
+class Minute:
+    start: float
+    counts: dict[str, int]
+    kept: dict[str, int]
+    uncertain: int
+
+
+@dataclass(frozen=True)
 class Summary:
     classroom_id: str
     start_time: float
@@ -134,8 +147,10 @@ class Summary:
     total: int
     distribution: dict[str, int]
     dominant: str
-    per_minute: list[tuple[float, dict[str, int]]]
+    per_minute: list[Minute]
     uncertain_share: float
+    kept: dict[str, int]  # the distribution over faces not marked uncertain
+    models: dict[str, int]  # events per architecture
 
 
 @dataclass(frozen=True)
@@ -195,20 +210,28 @@ class RedisStore:
         for m in minutes:
             pipe.hgetall(f"{self.prefix}minute:{classroom}:{m}")
         rows = pipe.execute()
-        distribution = dict.fromkeys(EMOTIONS, 0)
+        distribution, kept = dict.fromkeys(EMOTIONS, 0), dict.fromkeys(EMOTIONS, 0)
+        models: dict[str, int] = {}
         per_minute, total, uncertain = [], 0, 0
         for minute, row in zip(minutes, rows, strict=True):
             counts = {k.decode(): int(v) for k, v in row.items()}
             if not counts:
                 continue
-            per_minute.append((float(minute), {label: counts.get(label, 0) for label in EMOTIONS}))
+            labels = {label: counts.get(label, 0) for label in EMOTIONS}
+            certain = {label: labels[label] - counts.get(f"u:{label}", 0) for label in EMOTIONS}
+            per_minute.append(Minute(float(minute), labels, certain, counts.get("uncertain", 0)))
             for label in EMOTIONS:
-                distribution[label] += counts.get(label, 0)
+                distribution[label] += labels[label]
+                kept[label] += certain[label]
+            for key, n in counts.items():
+                if key.startswith("m:"):
+                    models[key[2:]] = models.get(key[2:], 0) + n
             total += counts.get("total", 0)
             uncertain += counts.get("uncertain", 0)
         dominant = max(EMOTIONS, key=lambda k: distribution[k]) if total else ""
         return Summary(classroom, start, end, total, distribution, dominant, per_minute,
-                       uncertain / total if total else 0.0)
+                       uncertain / total if total else 0.0, kept,
+                       dict(sorted(models.items(), key=lambda kv: (-kv[1], kv[0]))))
 
     def feedback(self, event_id: str, true_label: str) -> Feedback | None:
         out = self._feedback(args=[self.prefix, event_id, true_label, self.feedback_window, self.retention])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-C = TypeVar("C", bound="ServerConfig")
+C = TypeVar("C", bound="Settings")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -46,10 +46,27 @@ def _check_file(name: str, value: str) -> None:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    """Settings every gRPC service shares. Subclasses set SERVICE and their own defaults."""
+class Settings:
+    """A component's typed settings: one frozen dataclass, each field a `--flag` and a
+    FERLITE_<SERVICE>_<FIELD> variable, checked once when built. gRPC services derive from
+    `ServerConfig`; other components (the dashboard) from this directly."""
 
     SERVICE: ClassVar[str] = "service"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError on the first invalid field. Subclasses extend, calling super()."""
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        return f"FERLITE_{cls.SERVICE.upper()}_{field_name.upper()}"
+
+
+@dataclass(frozen=True)
+class ServerConfig(Settings):
+    """Settings every gRPC service shares. Subclasses set SERVICE and their own defaults."""
 
     host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
     port: int = setting(0, "gRPC port; 0 picks a free one")
@@ -74,11 +91,7 @@ class ServerConfig:
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = setting("json", "json (one object a line) or text")
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        """Raise ConfigError on the first invalid field. Subclasses extend, calling super()."""
         check_port("port", self.port)
         if self.metrics_port != -1:
             check_port("metrics_port", self.metrics_port)
@@ -122,9 +135,6 @@ class ServerConfig:
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert)
 
-    @classmethod
-    def env_name(cls, field_name: str) -> str:
-        return f"FERLITE_{cls.SERVICE.upper()}_{field_name.upper()}"
 
 
 def _field_types(cls: type) -> dict[str, type]:

@@ -1,0 +1,1 @@
+"""The teacher's dashboard: classroom expression shares over time, read from the aggregator."""
