@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.cli import HelpFormatter
 
 from .datasets import DatasetError, ImageSet, load_dataset, load_sources, parse_class_map
 
@@ -55,15 +56,17 @@ def train_parser() -> argparse.ArgumentParser:
         description="Train one or more of the paper's architectures with two-stage transfer learning "
         "(frozen backbone on cached features, then fine-tuning), evaluate each once on the test split, "
         "and write a comparison table. Data: a folder with one sub-folder per class, or a FER2013 CSV.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", required=True, type=Path, help="folder-per-class dataset or FER2013 .csv")
     d.add_argument("--test-data", type=Path, help="separate test set; --data is then split train/val "
                    "and test images byte-identical to any --data image are removed")
     d.add_argument("--split", type=_fractions, default=None,
-                   help="train,val,test fractions (train,val with --test-data) [0.7,0.15,0.15 / 0.85,0.15]")
+                   help="train,val,test fractions, or train,val with --test-data (default: 0.7,0.15,0.15; with "
+                        "--test-data 0.85,0.15)")
     d.add_argument("--class-map", action="append", default=[], metavar="FOLDER=LABEL",
-                   help="map a folder outside the seven labels (contempt=disgust) or drop it (contempt=drop)")
+                   help="map a folder outside the seven labels (contempt=disgust) or drop it (contempt=drop); "
+                        "repeatable")
     d.add_argument("--group-pattern", default=r"^(S\d+)_", help="regex whose group 1 in a file name is the "
                    "subject id (no subject in two splits); empty disables")
     d.add_argument("--crop-faces", action="store_true", help="crop the largest face with OpenCV's Haar "
@@ -72,29 +75,27 @@ def train_parser() -> argparse.ArgumentParser:
     d.add_argument("--image-size", type=int, default=224, help="model input side in pixels (>= 32)")
     m = p.add_argument_group("model and training")
     m.add_argument("--arch", action="append", choices=[*ARCHITECTURES, "all"], help="architecture "
-                   "(repeatable; default all)")
+                   "(repeatable; default: all)")
     m.add_argument("--weights", default="imagenet", help="imagenet, none, or a backbone weights file")
-    m.add_argument("--dropout", type=float, default=0.3)
-    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--dropout", type=float, default=0.3, help="dropout before the classification head")
+    m.add_argument("--batch-size", type=int, default=32, help="images per training step")
     m.add_argument("--head-epochs", type=int, default=20, help="stage 1 epochs (frozen backbone)")
     m.add_argument("--finetune-epochs", type=int, default=10, help="stage 2 epochs (0 skips)")
     m.add_argument("--finetune-layers", default="40", help="top backbone layers to unfreeze, or 'all'")
-    m.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    m.add_argument("--head-lr", type=float, default=1e-3)
-    m.add_argument("--finetune-lr", type=float, default=1e-4)
-    m.add_argument("--weight-decay", type=float, default=1e-4)
-    m.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
-    m.add_argument("--label-smoothing", type=float, default=0.1)
+    m.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="optimizer of both stages")
+    m.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of stage 1 (the head)")
+    m.add_argument("--finetune-lr", type=float, default=1e-4, help="learning rate of stage 2 (fine-tuning)")
+    m.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    m.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine",
+                   help="learning-rate schedule: cosine decay, or divide on a validation plateau")
+    m.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss")
     m.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     m.add_argument("--class-weights", action="store_true", help="balanced class weights")
-    # "%(default).0s" prints nothing and keeps the defaults formatter from adding "(default: True)"
-    # beside a flag that turns augmentation off.
     m.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no augmentation in stage 2 (rotation, flip, zoom, brightness are on by default)"
-                        "%(default).0s")
-    m.add_argument("--seed", type=int, default=42)
+                   help="no augmentation in stage 2 (rotation, flip, zoom, brightness are on by default)")
+    m.add_argument("--seed", type=int, default=42, help="seed of splits, initialisation and augmentation")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, help="run folder [runs/<date-time>]")
+    o.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
     o.add_argument("--export", type=Path, metavar="MODEL_DIR", help="also export each model here")
     o.add_argument("--formats", default="savedmodel,onnx,tflite,tflite_int8", help="export formats")
     o.add_argument("--no-latency", dest="latency", action="store_false", help="skip latency timing")
@@ -213,13 +214,16 @@ def _load_model(run_dir: Path):
 
 
 def evaluate_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="ferlite evaluate", description="Evaluate a trained run on its "
-                                "test split (from the run's manifest) or on another labelled folder.")
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="ferlite evaluate",
+        description="Evaluate a trained run on its test split (from the run's manifest) or on another labelled folder.")
     p.add_argument("--run", required=True, type=Path, help="a run's architecture folder (runs/X/mobilenet_v2)")
     p.add_argument("--data", type=Path, help="evaluate on this folder-per-class dataset instead")
-    p.add_argument("--name", default=None, help="report name [evaluation, or evaluation_<data folder>]")
-    p.add_argument("--class-map", action="append", default=[], metavar="FOLDER=LABEL")
-    p.add_argument("--no-latency", dest="latency", action="store_false")
+    p.add_argument("--name", default=None,
+                   help="report name (default: evaluation, or evaluation_<data folder> with --data)")
+    p.add_argument("--class-map", action="append", default=[], metavar="FOLDER=LABEL",
+                   help="with --data: map a folder outside the seven labels or drop it (as for train); repeatable")
+    p.add_argument("--no-latency", dest="latency", action="store_false", help="skip latency timing")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -245,10 +249,11 @@ def evaluate_main(argv: Sequence[str]) -> int:
 # -------------------------------------------------------------------------------------- compare
 
 def compare_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="ferlite compare", description="Write the paper's Table 1 (Markdown, "
-                                "CSV, JSON) and training curves for evaluated runs.")
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="ferlite compare",
+        description="Write the paper's Table 1 (Markdown, CSV, JSON) and training curves for evaluated runs.")
     p.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
-    p.add_argument("--out", type=Path, help="output folder [the first run folder]")
+    p.add_argument("--out", type=Path, help="output folder (default: the first run folder)")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -267,12 +272,13 @@ def compare_main(argv: Sequence[str]) -> int:
 def export_main(argv: Sequence[str]) -> int:
     from .export import DEFAULT_FORMATS, FORMATS
 
-    p = argparse.ArgumentParser(prog="ferlite export", description="Export trained runs for serving "
-                                "(SavedModel, ONNX, TFLite fp32/int8), each checked against Keras, with "
-                                "metadata (labels, input, drift reference) and a model card.")
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="ferlite export",
+        description="Export trained runs for serving (SavedModel, ONNX, TFLite fp32/int8), each checked against "
+                    "Keras, with metadata (labels, input, drift reference) and a model card.")
     p.add_argument("--run", required=True, action="append", type=Path,
                    help="a run's architecture folder (repeatable)")
-    p.add_argument("--out", type=Path, default=Path("models"), help="model directory [models]")
+    p.add_argument("--out", type=Path, default=Path("models"), help="model directory")
     p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                    help="comma-separated subset of " + ",".join(FORMATS))
     p.add_argument("--version", type=int, default=1, help="model version recorded (and used by Triton)")

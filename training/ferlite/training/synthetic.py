@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferlite.base.cli import HelpFormatter
 from ferlite.base.labels import EMOTIONS
 
 # Per class: mouth curve (+ smile, - frown), mouth opening, brow tilt (+ inner end down = angry),
@@ -93,14 +94,14 @@ def make_dataset(out: str | Path, per_class: int = 40, size: int = 64, subjects:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter,
         prog="ferlite synth", description="Write a synthetic folder-per-class expression dataset "
         "(cartoon faces) for tests, CI and offline demos. Not a substitute for real data.")
     parser.add_argument("out", help="output folder (created)")
-    parser.add_argument("--per-class", type=int, default=60, help="images per class (default 60)")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    parser.add_argument("--subjects", type=int, default=10, help="distinct subject prefixes (default 10)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=int, default=60, help="images per class")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--subjects", type=int, default=10, help="distinct subject prefixes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed writes the same images)")
     args = parser.parse_args(argv)
     if args.per_class < 1 or args.size < 16 or args.subjects < 1:
         parser.error("--per-class and --subjects must be >= 1 and --size >= 16")

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.cli import HelpFormatter
 from ferlite.services.classifier.policy import ABPolicy, PolicyError
 
 KEY = "policy.json"
@@ -95,12 +96,12 @@ def show(policy: ABPolicy) -> None:
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="ferlite ab", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--namespace", "-n", default="default")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--namespace", "-n", default="default", help="namespace of the ferlite release")
     p.add_argument("--configmap", default="ferlite-ab-policy", help="the chart's <release>-ab-policy ConfigMap")
-    p.add_argument("--kubeconfig", default=None)
-    p.add_argument("--context", default=None)
-    sub = p.add_subparsers(dest="action", required=True)
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    sub = p.add_subparsers(dest="action", required=True, help="show the live policy, or set new weights")
     sub.add_parser("show", help="print the live policy")
     s = sub.add_parser("set", help="replace the weights (and optionally stickiness and shadow share)")
     s.add_argument("weights", nargs="+", metavar="ARCH=WEIGHT")

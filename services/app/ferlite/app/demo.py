@@ -22,9 +22,9 @@ from .up import CAMERA_TOKEN, dashboard_line, ensure_models, make_config, print_
 def main(argv: Sequence[str]) -> int:
     p = stack_parser("ferlite demo", __doc__)
     p.add_argument("--video", default="", help="stream this video instead of the sample clip")
-    p.add_argument("--classroom", default="demo-classroom")
-    p.add_argument("--fps", type=float, default=5.0)
-    p.add_argument("--output", default="", help="annotated video [DATA/demo/annotated.mp4]")
+    p.add_argument("--classroom", default="demo-classroom", help="classroom id the demo's events are stored under")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second sent")
+    p.add_argument("--output", default="", help="annotated video (default: DATA/demo/annotated.mp4)")
     args = p.parse_args(argv)
     if not ensure_models(args, "ferlite demo"):
         return 2

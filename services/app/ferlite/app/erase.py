@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from ferlite.base.cli import HelpFormatter
 from ferlite.services.common.channels import open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 
@@ -19,9 +20,9 @@ from .stream import access_from, add_access_flags, call_failed, check_reachable
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="ferlite erase", description=__doc__)
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog="ferlite erase", description=__doc__)
     p.add_argument("--classroom", required=True, help="the classroom id whose data is deleted")
-    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
+    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service")
     p.add_argument("--yes", action="store_true", help="really delete (without it, nothing is done)")
     p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
     add_access_flags(p)

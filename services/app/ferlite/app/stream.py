@@ -24,6 +24,7 @@ import grpc
 import numpy as np
 from tqdm import tqdm
 
+from ferlite.base.cli import HelpFormatter
 from ferlite.base.event_rules import safe_name
 from ferlite.base.labels import EMOTIONS
 from ferlite.services.common.channels import ChannelSecurity, open_channel
@@ -250,9 +251,9 @@ def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity
 def add_access_flags(p: argparse.ArgumentParser, token_file: str = "var/auth-token", who: str = "the stack's admin "
                      "token (summaries)") -> None:
     """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
-    p.add_argument("--token", default="", help=f"bearer token sent on every call: {who} [env FERLITE_TOKEN, else "
-                                               "--token-file]")
-    p.add_argument("--token-file", default=token_file, help=f"token file written by `ferlite up` [{token_file}]")
+    p.add_argument("--token", default="", help=f"bearer token sent on every call: {who} (default: $FERLITE_TOKEN, "
+                                               "else the one in --token-file)")
+    p.add_argument("--token-file", default=token_file, help="token file written by `ferlite up`")
     p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
     p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
@@ -291,17 +292,17 @@ def print_summary(stats: StreamStats, summary: aggregator_pb2.ClassroomSummary |
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="ferlite stream", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--source", required=True, help="video file, camera index (0) or RTSP URL")
     p.add_argument("--classroom", required=True, help="classroom id the events are stored under")
-    p.add_argument("--target", default="127.0.0.1:50051", help="face-detection service [127.0.0.1:50051]")
+    p.add_argument("--target", default="127.0.0.1:50051", help="face-detection service")
     p.add_argument("--aggregator", default=None,
-                   help="aggregator, for the final summary [the one beside --target]; '' skips the summary")
-    p.add_argument("--stream-id", default="", help="stream id [<classroom>-<file name>]")
-    p.add_argument("--fps", type=float, default=5.0, help="frames per second sent [5]")
+                   help="aggregator, for the final summary (default: the one beside --target); '' skips the summary")
+    p.add_argument("--stream-id", default="", help="stream id (default: <classroom>-<file name>)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second sent")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--output", default="", help="write an annotated video (MP4) here")
-    p.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0..1 [0.6]")
+    p.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0..1")
     p.add_argument("--uncertain-below", type=float, default=0.0,
                    help="smoothed confidence under this: uncertain (0: the served model's own threshold)")
     p.add_argument("--no-record", dest="record", action="store_false", help="classify only, store nothing")
@@ -315,7 +316,7 @@ def main(argv: Sequence[str]) -> int:
     add_access_flags(p, "var/camera-token", "a camera token, good for its classrooms' frames only")
     p.add_argument("--summary-token-file", default="var/auth-token",
                    help="admin token file for the final summary (a camera token reads nothing; without this file "
-                        "the --token is tried) [var/auth-token]")
+                        "the --token is tried)")
     args = p.parse_args(argv)
     security = access_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
@@ -366,10 +367,10 @@ def main(argv: Sequence[str]) -> int:
 
 def summary_main(argv: Sequence[str]) -> int:
     """`ferlite summary`: a classroom's expression summary, read from the aggregator."""
-    p = argparse.ArgumentParser(prog="ferlite summary", description=summary_main.__doc__)
-    p.add_argument("--classroom", required=True)
-    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now [3600: the last hour]")
-    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service [127.0.0.1:50053]")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog="ferlite summary", description=summary_main.__doc__)
+    p.add_argument("--classroom", required=True, help="classroom id")
+    p.add_argument("--window", type=float, default=3600.0, help="seconds back from now")
+    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_access_flags(p)
     args = p.parse_args(argv)

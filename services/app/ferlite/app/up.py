@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferlite.base.cli import HelpFormatter
 from ferlite.base.model_metadata import PACK_DIR
 
 from .bootstrap import bootstrap_models, has_models
@@ -24,14 +25,16 @@ NO_MODELS = ("no exported models in {dir}. Either\n"
 
 
 def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog=prog, description=description)
     p.add_argument("--models", type=Path, default=None,
-                   help=f"exported model directory [the model pack, {PACK_DIR}]")
-    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs [var]")
+                   help=f"exported model directory (default: the model pack, {PACK_DIR})")
+    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs")
     p.add_argument("--bootstrap", action="store_true",
                    help="serve small demo models trained on synthetic faces (DATA/demo-models; trained on first "
                         "use, a few minutes): they exercise the system but cannot read real faces")
-    p.add_argument("--detector", default="blazeface_full", choices=["blazeface_full", "blazeface_short", "haar"])
+    p.add_argument("--detector", default="blazeface_full", choices=["blazeface_full", "blazeface_short", "haar"],
+                   help="face detector: BlazeFace full range (faces far from the camera), short range, or "
+                        "OpenCV's Haar cascade")
     p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
     p.add_argument("--port-offset", type=int, default=0,
                    help="add to every default port (run two stacks side by side)")

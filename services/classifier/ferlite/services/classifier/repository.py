@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferlite.base.architectures import ARCHITECTURES
+from ferlite.base.cli import HelpFormatter
 from ferlite.base.model_metadata import PRECISIONS, ModelMetadata, find_models
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
@@ -158,26 +159,27 @@ def _tflite_file(info: ModelInfo) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ferlite triton-repo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="models", help="model directory written by `ferlite export` [models]")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--models", default="models", help="model directory written by `ferlite export`")
     p.add_argument("--out", required=True, help="repository folder to write")
     p.add_argument("--flavour", choices=["embedded", "cluster"], default="cluster",
                    help="cluster: the official Triton container's onnxruntime backend, each model its serving graph "
                         "(uint8 pixels in, normalisation and flips inside); embedded: Python-backend models for the "
-                        "bundled tritonserver [cluster]")
-    p.add_argument("--max-batch", type=int, default=64)
+                        "bundled tritonserver")
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch Triton's dynamic batcher forms")
     p.add_argument("--instances", type=int, default=1, help="model instances per architecture")
-    p.add_argument("--kind", choices=["KIND_CPU", "KIND_GPU"], default="KIND_CPU")
+    p.add_argument("--kind", choices=["KIND_CPU", "KIND_GPU"], default="KIND_CPU",
+                   help="where Triton runs the model instances (KIND_GPU on a GPU node)")
     p.add_argument("--runtime", choices=["onnxruntime", "litert"], default="onnxruntime",
                    help="embedded flavour only: which runtime the Python backend uses")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: each model's validated int8 ONNX file on CPU (where the pack has one), float on "
-                        "GPU; int8: the int8 file wherever there is one; float: always the float file [auto]")
+                        "GPU; int8: the int8 file wherever there is one; float: always the float file")
     p.add_argument("--require-all", action="store_true", help="fail unless all four architectures exist")
     p.add_argument("--batch-delay-us", type=int, default=500,
-                   help="dynamic batcher's longest wait for a fuller batch, microseconds [500]")
+                   help="dynamic batcher's longest wait for a fuller batch, microseconds")
     p.add_argument("--threads", type=int, default=1,
-                   help="embedded flavour only: runtime threads per model instance [1]")
+                   help="embedded flavour only: runtime threads per model instance")
     args = p.parse_args(argv)
     try:
         models = build_repository(args.models, args.out, args.flavour, max_batch=args.max_batch,
