@@ -15,8 +15,8 @@ from tests.support.procs import ROOT
 class RunningUp:
     """`ferlite up` as a child process, its output collected line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite", "up", *args], cwd=ROOT, text=True,
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd=ROOT) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite", "up", *args], cwd=cwd, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []

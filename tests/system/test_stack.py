@@ -39,10 +39,11 @@ def test_stack_up_stream_and_clean_shutdown(exported_models, tmp_path) -> None:
         clip = make_clip(tmp_path / "clip.mp4", seconds=2.0, scenes="portrait,classroom")
         summary_path = tmp_path / "summary.json"
         # The command `ferlite up` prints, pasted as a newcomer would (issue 30): it names this stack's
-        # port and token files, so it reaches this stack with a camera token.
+        # port offset, from which the client finds its address and camera token (its run folder is
+        # elsewhere: --data-dir), so it reaches this stack with a camera token.
         printed = up.line_starting("stream a video:")
         command = printed.split(":", 1)[1].split("(Ctrl-C")[0].split()
-        assert command[:2] == ["ferlite", "stream"] and f"127.0.0.1:{ports.facedetect_port}" in command
+        assert command[:2] == ["ferlite", "stream"] and command[-2:] == ["--port-offset", str(offset)]
         command = [c.replace("VIDEO", str(clip)).replace("ROOM", "e2e-room") for c in command[2:]]
         stream = subprocess.run(
             [sys.executable, "-m", "ferlite", "stream", *command,

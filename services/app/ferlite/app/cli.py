@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "write a Triton model repository (embedded or cluster flavour) from exported models"),
     "serve": ("ferlite.app.serve:main", "run one service: facedetect, classifier, aggregator or dashboard"),
     "up": ("ferlite.app.up:main", "the whole stack on this machine (embedded Triton and Redis) until Ctrl-C"),
+    "status": ("ferlite.app.status:status_main", "which local stacks run, where, and whether each part answers"),
+    "stop": ("ferlite.app.status:stop_main", "stop a local stack started with `ferlite up` (by its port offset)"),
     "stream": ("ferlite.app.stream:main", "send a video file, camera or RTSP stream through the pipeline"),
     "summary": ("ferlite.app.stream:summary_main", "a classroom's expression summary from the aggregator"),
     "erase": ("ferlite.app.erase:main", "delete everything stored about one classroom (admin token)"),

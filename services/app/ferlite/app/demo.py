@@ -3,6 +3,7 @@ summary from the aggregator and where the metrics are, shut everything down, exi
 
 from __future__ import annotations
 
+import argparse
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -12,11 +13,21 @@ from ferlite.base.event_rules import RETENTION_SECONDS
 from ferlite.base.model_metadata import find_models
 from ferlite.services.common.channels import ChannelSecurity
 
+from . import runs
 from .photos import GROUP_SOURCE
 from .sample_clip import choose_scenes, make_clip
-from .stack import StackError
+from .stack import StackConfig, StackError, beside_hint
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
-from .up import CAMERA_TOKEN, dashboard_line, ensure_models, make_config, print_addresses, stack_parser, start_stack
+from .up import (
+    CAMERA_TOKEN,
+    dashboard_line,
+    ensure_models,
+    make_config,
+    print_addresses,
+    resolve_data_dir,
+    stack_parser,
+    start_stack,
+)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -26,6 +37,17 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second sent")
     p.add_argument("--output", default="", help="annotated video (default: DATA/demo/annotated.mp4)")
     args = p.parse_args(argv)
+    resolve_data_dir(args)
+    try:
+        with runs.owned(args.data_dir):  # the demo's stack owns its folder as `up`'s does
+            return _demo(args)
+    except runs.StackBusy as exc:
+        print(f"ferlite demo: error: {exc}{beside_hint(StackConfig.with_port_offset(args.port_offset))}",
+              file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
     if not ensure_models(args, "ferlite demo"):
         return 2
     if args.video and not Path(args.video).exists():

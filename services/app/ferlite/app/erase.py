@@ -16,13 +16,14 @@ from ferlite.base.cli import HelpFormatter
 from ferlite.services.common.channels import open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 
-from .stream import access_from, add_access_flags, call_failed, check_reachable
+from .stream import NoStack, access_from, add_access_flags, call_failed, check_reachable, find_stack
 
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog="ferlite erase", description=__doc__)
     p.add_argument("--classroom", required=True, help="the classroom id whose data is deleted")
-    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service")
+    p.add_argument("--aggregator", default=None,
+                   help="aggregator service (default: the local stack's, 127.0.0.1:50053 at offset 0)")
     p.add_argument("--yes", action="store_true", help="really delete (without it, nothing is done)")
     p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
     add_access_flags(p)
@@ -31,6 +32,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"ferlite erase: this deletes every stored event of classroom {args.classroom!r} and cannot be "
               "undone; run again with --yes", file=sys.stderr)
         return 2
+    try:
+        ports, _ = find_stack(args)
+    except NoStack as exc:
+        print(f"ferlite erase: error: {exc}", file=sys.stderr)
+        return 1
+    args.aggregator = args.aggregator or f"{ports.host}:{ports.aggregator_port}"
     security = access_from(args)
     try:
         check_reachable(args.aggregator, security=security)

@@ -78,7 +78,18 @@ class StackConfig:
         busy = {n: p for n, p in self.named_ports().items() if not _port_free(self.host, p)}
         if busy:
             raise StackError("ports in use: " + ", ".join(f"{n} {p}" for n, p in busy.items())
-                             + " (another ferlite stack? stop it, or start this one with --port-offset 100)")
+                             + f" (another ferlite stack? `ferlite status` lists them{beside_hint(self)})")
+
+
+def beside_hint(config: StackConfig) -> str:
+    """", or start this one beside it: ferlite up --port-offset N" with the next offset (in hundreds)
+    whose ports are all free: a second stack gets its own ports and, by the offset, its own run folder."""
+    offset = config.facedetect_port - StackConfig().facedetect_port
+    for o in range(offset + 100, offset + 2100, 100):
+        ports = StackConfig.with_port_offset(o).ports()
+        if max(ports) <= 65535 and all(_port_free(config.host, p) for p in ports):
+            return f", or start this one beside it: ferlite up --port-offset {o}"
+    return ""
 
 
 def free_port_offset(host: str = "127.0.0.1", tries: int = 50) -> int:

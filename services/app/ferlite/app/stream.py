@@ -31,8 +31,9 @@ from ferlite.services.common.channels import ChannelSecurity, open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 from ferlite.v1 import facedetect_pb2 as pb
 
-from . import readable
+from . import readable, runs
 from .client import CameraSession, CameraStream, Smoother
+from .stack import StackConfig
 
 
 @dataclass
@@ -248,16 +249,41 @@ def check_reachable(target: str, timeout: float = 3.0, security: ChannelSecurity
                                   "(or pass the HOST:PORT of a running service)") from None
 
 
-def add_access_flags(p: argparse.ArgumentParser, token_file: str = "var/auth-token", who: str = "the stack's admin "
+def add_access_flags(p: argparse.ArgumentParser, token_name: str = runs.ADMIN_TOKEN, who: str = "the stack's admin "
                      "token (summaries)") -> None:
-    """How a client proves who it is and checks the services: bearer token and TLS/mTLS files."""
+    """How a client finds the local stack, proves who it is and checks the services: the stack's
+    port offset, bearer token and TLS/mTLS files."""
+    p.add_argument("--port-offset", type=int, default=None,
+                   help="the local stack started with `ferlite up --port-offset N`: its addresses and token files "
+                        "are found from any folder (default: the stack at offset 0, else ./var)")
     p.add_argument("--token", default="", help=f"bearer token sent on every call: {who} (default: $FERLITE_TOKEN, "
                                                "else the one in --token-file)")
-    p.add_argument("--token-file", default=token_file, help="token file written by `ferlite up`")
+    p.add_argument("--token-file", default=None,
+                   help=f"token file written by `ferlite up` (default: the stack's run folder's {token_name})")
+    p.set_defaults(token_name=token_name)
     p.add_argument("--tls-ca", default="", help="CA (PEM) to verify the services: TLS (scripts/make_certs.sh)")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
     p.add_argument("--tls-key", default="", help="client key (PEM) for mTLS")
     p.add_argument("--tls-server-name", default="", help="name to check in the server certificate")
+
+
+class NoStack(LookupError):
+    """--port-offset names a stack that is not running."""
+
+
+def find_stack(args: argparse.Namespace) -> tuple[StackConfig, Path]:
+    """The local stack the client means: its ports and run folder (from the running stacks' registry,
+    so from any folder; ./var or ./var-N when it is not listed), and --token-file filled in from it.
+    NoStack when --port-offset was given and no stack runs there."""
+    offset = args.port_offset or 0
+    stack = runs.locate(offset)
+    if stack is None and args.port_offset is not None:
+        raise NoStack(f"no ferlite stack is running with --port-offset {offset} (`ferlite status` lists the running "
+                      f"ones; start one with `ferlite up{' --port-offset ' + str(offset) if offset else ''}`)")
+    data = stack.data if stack else runs.default_data_dir(offset)
+    if args.token_file is None:
+        args.token_file = str(data / args.token_name)
+    return StackConfig.with_port_offset(offset), data
 
 
 def access_from(args: argparse.Namespace) -> ChannelSecurity:
@@ -269,7 +295,7 @@ def access_from(args: argparse.Namespace) -> ChannelSecurity:
 
 
 def resolve_token(token: str, token_file: str) -> str:
-    """--token, else FERLITE_TOKEN, else the file (`ferlite up` writes var/auth-token)."""
+    """--token, else FERLITE_TOKEN, else the file (`ferlite up` writes auth-token in its run folder)."""
     if token or os.environ.get("FERLITE_TOKEN"):
         return token or os.environ["FERLITE_TOKEN"]
     path = Path(token_file)
@@ -295,7 +321,8 @@ def main(argv: Sequence[str]) -> int:
                                 formatter_class=HelpFormatter)
     p.add_argument("--source", required=True, help="video file, camera index (0) or RTSP URL")
     p.add_argument("--classroom", required=True, help="classroom id the events are stored under")
-    p.add_argument("--target", default="127.0.0.1:50051", help="face-detection service")
+    p.add_argument("--target", default=None,
+                   help="face-detection service (default: the local stack's, 127.0.0.1:50051 at offset 0)")
     p.add_argument("--aggregator", default=None,
                    help="aggregator, for the final summary (default: the one beside --target); '' skips the summary")
     p.add_argument("--stream-id", default="", help="stream id (default: <classroom>-<file name>)")
@@ -313,11 +340,18 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true",
                    help="print the run's summary as JSON on stdout instead of text (as `ferlite summary --json`)")
     p.add_argument("--json-file", default="", metavar="PATH", help="also write the run's JSON summary to PATH")
-    add_access_flags(p, "var/camera-token", "a camera token, good for its classrooms' frames only")
-    p.add_argument("--summary-token-file", default="var/auth-token",
+    add_access_flags(p, runs.CAMERA_TOKEN, "a camera token, good for its classrooms' frames only")
+    p.add_argument("--summary-token-file", default=None,
                    help="admin token file for the final summary (a camera token reads nothing; without this file "
-                        "the --token is tried)")
+                        "the --token is tried) (default: the stack's run folder's auth-token)")
     args = p.parse_args(argv)
+    try:
+        ports, data = find_stack(args)
+    except NoStack as exc:
+        print(f"ferlite stream: error: {exc}", file=sys.stderr)
+        return 1
+    args.target = args.target or f"{ports.host}:{ports.facedetect_port}"
+    args.summary_token_file = args.summary_token_file or str(data / runs.ADMIN_TOKEN)
     security = access_from(args)
     if args.fps <= 0 or not 0 <= args.smoothing < 1:
         p.error("--fps must be > 0 and --smoothing in [0, 1)")
@@ -332,10 +366,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"ferlite stream: error: {exc}", file=sys.stderr)
         return 2
     except CredentialRefused as exc:
-        how = ("pass a camera token of this classroom (--token-file; `ferlite up` writes var/camera-token and "
-               "prints the command)" if exc.code == grpc.StatusCode.PERMISSION_DENIED else
-               "pass the stack's camera token with --token-file (`ferlite up` writes var/camera-token and prints "
-               "the command to paste) or --token")
+        how = ("pass a camera token of this classroom (--token-file; `ferlite up` writes camera-token in its run "
+               "folder and prints the command)" if exc.code == grpc.StatusCode.PERMISSION_DENIED else
+               "pass the stack's --port-offset (the command `ferlite up` prints finds its camera token), "
+               "--token-file or --token")
         print(f"ferlite stream: error: the service refused this client's token ({exc}); {how}", file=sys.stderr)
         return 2
     except ConnectionError as exc:
@@ -370,10 +404,17 @@ def summary_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog="ferlite summary", description=summary_main.__doc__)
     p.add_argument("--classroom", required=True, help="classroom id")
     p.add_argument("--window", type=float, default=3600.0, help="seconds back from now")
-    p.add_argument("--aggregator", default="127.0.0.1:50053", help="aggregator service")
+    p.add_argument("--aggregator", default=None,
+                   help="aggregator service (default: the local stack's, 127.0.0.1:50053 at offset 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_access_flags(p)
     args = p.parse_args(argv)
+    try:
+        ports, _ = find_stack(args)
+    except NoStack as exc:
+        print(f"ferlite summary: error: {exc}", file=sys.stderr)
+        return 1
+    args.aggregator = args.aggregator or f"{ports.host}:{ports.aggregator_port}"
     security = access_from(args)
     try:
         check_reachable(args.aggregator, security=security)

@@ -15,8 +15,9 @@ from pathlib import Path
 from ferlite.base.cli import HelpFormatter
 from ferlite.base.model_metadata import PACK_DIR
 
+from . import runs
 from .bootstrap import bootstrap_models, has_models
-from .stack import LocalStack, StackConfig, StackError, make_private
+from .stack import LocalStack, StackConfig, StackError, beside_hint, make_private
 
 NO_MODELS = ("no exported models in {dir}. Either\n"
              "  ferlite up                 # the model pack shipped in the repository ({pack}), or\n"
@@ -28,7 +29,9 @@ def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(formatter_class=HelpFormatter, prog=prog, description=description)
     p.add_argument("--models", type=Path, default=None,
                    help=f"exported model directory (default: the model pack, {PACK_DIR})")
-    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, Triton repository, logs")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="this stack's run folder: tokens, sockets, Redis data, Triton's files, logs (default: var, "
+                        "or var-N with --port-offset N)")
     p.add_argument("--bootstrap", action="store_true",
                    help="serve small demo models trained on synthetic faces (DATA/demo-models; trained on first "
                         "use, a few minutes): they exercise the system but cannot read real faces")
@@ -37,7 +40,8 @@ def stack_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         "OpenCV's Haar cascade")
     p.add_argument("--policy-file", default="", help="A/B policy JSON for the classifier (hot-reloaded)")
     p.add_argument("--port-offset", type=int, default=0,
-                   help="add to every default port (run two stacks side by side)")
+                   help="add this to every port of the stack, to run stacks side by side; clients reach it with "
+                        "the same --port-offset, from any folder")
     p.add_argument("--no-auth", dest="auth", action="store_false",
                    help="require no bearer tokens (neither the admin token nor the service token of the "
                         "pipeline's writes)")
@@ -52,7 +56,7 @@ TOKEN_FILES = {  # env setting -> file under DATA
     "FERLITE_CLASSIFIER_SERVICE_TOKEN_FILE": "service-token",
     "FERLITE_AGGREGATOR_SERVICE_TOKEN_FILE": "service-token",
 }
-CAMERA_TOKEN = "camera-token"  # the local cameras' token (every classroom): `ferlite stream` sends it
+CAMERA_TOKEN = runs.CAMERA_TOKEN  # the local cameras' token (every classroom): `ferlite stream` sends it
 CAMERA_TOKENS = "camera-tokens"  # face detection's list of camera tokens and their classrooms
 
 
@@ -157,14 +161,28 @@ def supervise(stack: LocalStack, stop: threading.Event) -> int:
 
 
 def stream_command(args: argparse.Namespace, config: StackConfig) -> str:
-    """The `ferlite stream` line to paste for this stack: its port and token files when they are not
-    the defaults (another --port-offset or --data-dir), so it reaches this stack and no other."""
+    """The `ferlite stream` line to paste for this stack: its --port-offset when it has one, which is
+    all a client needs to find this stack's addresses and tokens, from any folder (runs.py)."""
     parts = ["ferlite stream --source VIDEO --classroom ROOM"]
-    if config.facedetect_port != StackConfig().facedetect_port:
-        parts.append(f"--target {config.host}:{config.facedetect_port}")
-    if args.auth and Path(args.data_dir) != Path("var"):
-        parts.append(f"--token-file {args.data_dir / CAMERA_TOKEN} --summary-token-file {args.data_dir / 'auth-token'}")
+    if args.port_offset:
+        parts.append(f"--port-offset {args.port_offset}")
     return " ".join(parts)
+
+
+def resolve_data_dir(args: argparse.Namespace) -> None:
+    """--data-dir, else this offset's own run folder (var, var-N)."""
+    if args.data_dir is None:
+        args.data_dir = runs.default_data_dir(args.port_offset)
+
+
+def running_entry(args: argparse.Namespace, stack: LocalStack) -> runs.RunningStack:
+    c = stack.config
+    ports = {"facedetect": c.facedetect_port, "classifier": c.classifier_port, "aggregator": c.aggregator_port,
+             "dashboard": c.dashboard_port, "facedetect_metrics": c.facedetect_metrics,
+             "classifier_metrics": c.classifier_metrics, "aggregator_metrics": c.aggregator_metrics,
+             "triton_metrics": c.triton_metrics}
+    return runs.RunningStack(args.port_offset, str(Path(args.data_dir).resolve()), os.getpid(), time.time(), c.host,
+                             ports, bool(args.auth))
 
 
 def dashboard_line(args: argparse.Namespace, config: StackConfig, classroom: str = "") -> str:
@@ -177,6 +195,17 @@ def dashboard_line(args: argparse.Namespace, config: StackConfig, classroom: str
 
 def main(argv: Sequence[str]) -> int:
     args = stack_parser("ferlite up", __doc__).parse_args(argv)
+    resolve_data_dir(args)
+    try:
+        with runs.owned(args.data_dir):  # before anything is written in it
+            return _up(args)
+    except runs.StackBusy as exc:
+        print(f"ferlite up: error: {exc}{beside_hint(StackConfig.with_port_offset(args.port_offset))}",
+              file=sys.stderr)
+        return 1
+
+
+def _up(args: argparse.Namespace) -> int:
     if not ensure_models(args, "ferlite up"):
         return 2
     stop = threading.Event()
@@ -194,8 +223,14 @@ def main(argv: Sequence[str]) -> int:
         print(f"  camera token        {args.data_dir / CAMERA_TOKEN} (cameras: frames only; `ferlite stream` sends it)")
         print(f"  service token       {args.data_dir / 'service-token'} (between the services only)")
     print(dashboard_line(args, stack.config))
-    print(f"stream a video:  {stream_command(args, stack.config)}     (Ctrl-C here stops everything)", flush=True)
-    code = supervise(stack, stop)
+    print(f"stream a video:  {stream_command(args, stack.config)}     (Ctrl-C here or `ferlite stop"
+          f"{' --port-offset ' + str(args.port_offset) if args.port_offset else ''}` stops everything)", flush=True)
+    entry = running_entry(args, stack)
+    runs.register(entry)  # `ferlite status/stop/stream --port-offset` find it from any folder
+    try:
+        code = supervise(stack, stop)
+    finally:
+        runs.unregister(entry)
     codes = stack.stop()
     print("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()), flush=True)
     return code
