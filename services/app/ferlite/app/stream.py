@@ -91,23 +91,43 @@ MODEL_TAGS = {"mobilenet_v2": "MNv2", "mobilenet_v3_small": "MNv3-S", "mobilenet
               "efficientnet_b0": "EffB0"}
 
 
+# Label colours on the dark band: contrast ratios 12:1 (certain) and 9:1 (uncertain), above WCAG's 4.5:1.
+LABEL_BAND, CERTAIN, UNCERTAIN = (20, 20, 20), (80, 220, 80), (190, 190, 190)
+
+
+def label_scale(frame_height: int) -> float:
+    """Font scale for a frame: about 2.5 % of its height per line (a 1080p frame gets ~25 px text,
+    not the 13 px of a fixed scale), never below what a 480p frame gets."""
+    return max(0.55, 0.9 * frame_height / 1080)
+
+
 def annotate(frame: np.ndarray, faces: list[tuple[pb.LabelledFace, str, float]], model: str = "") -> np.ndarray:
     """Boxes and labels drawn on a copy of the frame; each label names the model that answered, on a
-    dark band so it stays legible on any background, kept inside the frame."""
+    dark band so it stays legible on any background, sized to the frame, kept whole inside it (on a
+    frame narrower than the text, the text shrinks to fit)."""
     out = frame.copy()
     h, w = out.shape[:2]
     tag = MODEL_TAGS.get(model, model)
+    base_scale = label_scale(h)
     for face, label, confidence in faces:
         b = face.box
         p0, p1 = (int(b.x), int(b.y)), (int(b.x + b.width), int(b.y + b.height))
-        colour = (170, 170, 170) if label == "uncertain" else (80, 220, 80)
-        cv2.rectangle(out, p0, p1, colour, 2)
+        colour = UNCERTAIN if label == "uncertain" else CERTAIN
+        cv2.rectangle(out, p0, p1, colour, max(2, round(base_scale * 2)))
         text = f"{label} {confidence:.2f}" + (f" [{tag}]" if tag else "")
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 2)
-        x = min(max(0, p0[0]), max(0, w - tw - 4))
-        y = p0[1] - 6 if p0[1] - th - base - 8 >= 0 else min(h - base - 2, p1[1] + th + 6)
-        cv2.rectangle(out, (x, y - th - 4), (x + tw + 4, y + base), (20, 20, 20), cv2.FILLED)
-        cv2.putText(out, text, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 2, cv2.LINE_AA)
+        scale = base_scale
+        while True:  # on a frame narrower than the label, shrink the text rather than cut it
+            thickness = max(1, round(scale * 2.2))
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+            pad = max(2, th // 5)
+            if tw + 2 * pad + 2 <= w or scale < 0.2:
+                break
+            scale *= 0.9
+        x = min(max(0, p0[0]), max(0, w - 1 - tw - 2 * pad))  # (the band's right edge is drawn too)
+        y = p0[1] - 2 * pad if p0[1] - th - base - 3 * pad >= 0 else min(h - base - pad, p1[1] + th + 2 * pad)
+        y = max(y, th + pad)
+        cv2.rectangle(out, (x, y - th - pad), (x + tw + 2 * pad, y + base), LABEL_BAND, cv2.FILLED)
+        cv2.putText(out, text, (x + pad, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
     return out
 
 
