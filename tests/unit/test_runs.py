@@ -27,7 +27,8 @@ def test_a_second_owner_of_a_run_folder_is_refused_and_the_listing_finds_the_fir
         other = subprocess.run([sys.executable, "-c", "from ferlite.app import runs; from pathlib import Path\n"
                                 f"with runs.owned(Path({str(data)!r})): pass"],
                                capture_output=True, text=True, env={**os.environ})
-        assert other.returncode != 0 and "belongs to a running stack" in other.stderr and "port offset 7" in other.stderr
+        assert other.returncode != 0 and "belongs to a running stack" in other.stderr
+        assert "port offset 7" in other.stderr
         assert runs.locate(7) == stack and runs.locate(8) is None
         assert (runs.registry_dir().stat().st_mode & 0o077) == 0
         assert (runs.registry_dir() / "7.json").stat().st_mode & 0o077 == 0
