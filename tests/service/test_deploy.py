@@ -501,3 +501,25 @@ def test_a_long_release_name_still_makes_a_valid_cronjob() -> None:
             for d in _yaml.safe_load_all(text) if d]
     cronjobs = [d["metadata"]["name"] for d in docs if d["kind"] == "CronJob"]
     assert cronjobs and all(len(n) <= 52 and not n.endswith("-") for n in cronjobs), cronjobs
+
+
+def test_an_exposed_service_carries_no_metrics_port_and_monitoring_still_finds_it() -> None:
+    """Issue 27 (S2): face detection's LoadBalancer carried its metrics port to the camera networks.
+    Exposed, it carries gRPC only; the metrics port moves to an in-cluster Service of its own, the
+    one (by label) the ServiceMonitor scrapes, so every component is scraped once."""
+    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}},
+                   "monitoring": {"serviceMonitor": {"enabled": True}}})
+    services = by_kind(docs, "Service")
+    exposed = services["ferlite-facedetect"]["spec"]
+    assert exposed["type"] == "LoadBalancer" and [p["name"] for p in exposed["ports"]] == ["grpc"]
+    metrics = services["ferlite-facedetect-metrics"]
+    assert metrics["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert [p["name"] for p in metrics["spec"]["ports"]] == ["metrics"]
+    for name, monitor in by_kind(docs, "ServiceMonitor").items():
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        scraped = [s for s, svc in services.items()
+                   if wanted.items() <= svc["metadata"]["labels"].items()
+                   and any(p["name"] == "metrics" for p in svc["spec"]["ports"])]
+        assert len(scraped) == 1, (name, scraped)  # one Service with the metrics port per component
+    default = by_kind(render({}), "Service")["ferlite-facedetect"]["spec"]
+    assert [p["name"] for p in default["ports"]] == ["grpc", "metrics"]  # ClusterIP: unchanged

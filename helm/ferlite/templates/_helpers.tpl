@@ -135,7 +135,11 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ include "ferlite.name" . }}
-  labels: {{- include "ferlite.labels" . | nindent 4 }}
+  labels:
+    {{- include "ferlite.labels" . | nindent 4 }}
+    {{- if not (has .serviceType (list "LoadBalancer" "NodePort")) }}
+    ferlite.io/metrics: "true"  # the Service the ServiceMonitor scrapes
+    {{- end }}
   {{- with .annotations }}
   annotations: {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -154,7 +158,24 @@ spec:
   selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
   ports:
     - {name: grpc, port: {{ .port }}, targetPort: grpc, appProtocol: grpc}
+    {{- if not (has .serviceType (list "LoadBalancer" "NodePort")) }}
     - {name: metrics, port: {{ .metricsPort }}, targetPort: metrics}
+    {{- end }}
+{{- if has .serviceType (list "LoadBalancer" "NodePort") }}
+{{- /* Exposed outside the cluster: the metrics port stays inside it, on a Service of its own. */}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ferlite.name" . }}-metrics
+  labels:
+    {{- include "ferlite.labels" . | nindent 4 }}
+    ferlite.io/metrics: "true"
+spec:
+  selector: {{- include "ferlite.selectorLabels" . | nindent 4 }}
+  ports:
+    - {name: metrics, port: {{ .metricsPort }}, targetPort: metrics}
+{{- end }}
 {{- end -}}
 
 
