@@ -5,7 +5,6 @@ scripted doubles, so a test can hold the aggregator's answer and see what was st
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from concurrent import futures
@@ -144,30 +143,25 @@ def _event(i: int) -> Event:
 def test_the_recorder_batches_what_waits_acks_empty_frames_and_reports_failures() -> None:
     calls: list[list[str]] = []
     acks: list[tuple[list[int], list[int]]] = []
+    release = threading.Event()
 
-    async def scenario() -> StreamRecorder:
-        release = asyncio.Event()
+    def record(events: list[Event], timeout: float) -> bool:
+        calls.append([e.event_id for e in events])
+        release.wait(5)
+        if any(e.event_id == "e9" for e in events):
+            raise RuntimeError("the aggregator client broke")
+        return True
 
-        async def record(events: list[Event], timeout: float) -> bool:
-            calls.append([e.event_id for e in events])
-            await release.wait()
-            if any(e.event_id == "e9" for e in events):
-                raise RuntimeError("the aggregator client broke")
-            return True
-
-        recorder = StreamRecorder(record, lambda stored, failed: acks.append((stored, failed)), 1.0, max_events=3)
-        recorder.submit(0, [_event(0)])
-        while not calls:
-            await asyncio.sleep(0.01)
-        recorder.submit(1, [_event(1), _event(2)])
-        recorder.submit(2, [])  # no face: nothing to store
-        recorder.submit(3, [_event(3), _event(4)])  # over max_events with frame 1: the batch after
-        recorder.submit(4, [_event(9)])
-        release.set()
-        await recorder.close()
-        return recorder
-
-    recorder = asyncio.run(scenario())
+    recorder = StreamRecorder(record, lambda stored, failed: acks.append((stored, failed)), 1.0, max_events=3)
+    recorder.submit(0, [_event(0)])
+    while not calls:
+        time.sleep(0.01)
+    recorder.submit(1, [_event(1), _event(2)])
+    recorder.submit(2, [])  # no face: nothing to store
+    recorder.submit(3, [_event(3), _event(4)])  # over max_events with frame 1: the batch after
+    recorder.submit(4, [_event(9)])
+    release.set()
+    recorder.close()
     assert calls == [["e0"], ["e1", "e2"], ["e3", "e4", "e9"]]
     assert acks == [([0], []), ([1, 2], []), ([], [3, 4])]
     with pytest.raises(RuntimeError, match="closed"):

@@ -4,8 +4,6 @@ exactly what the pipeline sends downstream and what it makes of the answers."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 
@@ -38,12 +36,12 @@ class Downstream:
         self.crops: list[np.ndarray] = []
         self.events: list[list[Event]] = []
 
-    async def classify(self, crops: np.ndarray, routing_key: str, timeout: float) -> ClassifierAnswer:
+    def classify(self, crops: np.ndarray, routing_key: str, timeout: float) -> ClassifierAnswer:
         self.crops.append(crops)
         return ClassifierAnswer(np.array(self.probs[:len(crops)]), "mobilenet_v2", "7",
                                 np.array(self.uncertain[:len(crops)]))
 
-    async def record(self, events: list[Event], timeout: float) -> bool:
+    def record(self, events: list[Event], timeout: float) -> bool:
         self.events.append(events)
         return self.stored
 
@@ -51,10 +49,6 @@ class Downstream:
 def service(boxes, uncertain_below: float = 0.0) -> FaceService:
     config = FaceDetectConfig(crop_size=32, uncertain_below=uncertain_below, metrics_port=-1)
     return FaceService(config, ScriptedDetector(boxes), ServiceMetrics("facedetect-test"))
-
-
-def run(svc: FaceService, *args):
-    return asyncio.run(svc.process(*args))
 
 
 def info(**kw) -> FrameInfo:
@@ -69,7 +63,7 @@ BOXES = [(20.0, 30.0, 60.0, 60.0), (200.0, 40.0, 70.0, 70.0)]
 
 def test_all_faces_of_a_frame_go_in_one_call_as_uint8_crops_and_events_carry_no_pixels() -> None:
     down = Downstream([HAPPY, FLAT], [False, True])
-    result = run(service(BOXES), FRAME, info(), down.classify, down.record)
+    result = service(BOXES).process(FRAME, info(), down.classify, down.record)
     assert len(down.crops) == 1 and down.crops[0].shape == (2, 32, 32, 3) and down.crops[0].dtype == np.uint8
     assert [f.label for f in result.faces] == ["happy", "happy"]
     assert [f.uncertain for f in result.faces] == [False, True]  # the model's own flag, threshold unset
@@ -83,34 +77,34 @@ def test_all_faces_of_a_frame_go_in_one_call_as_uint8_crops_and_events_carry_no_
 
 def test_a_service_threshold_overrides_the_model_flag() -> None:
     down = Downstream([HAPPY, FLAT], [True, False])
-    result = run(service(BOXES, uncertain_below=0.5), FRAME, info(), down.classify, down.record)
+    result = service(BOXES, uncertain_below=0.5).process(FRAME, info(), down.classify, down.record)
     assert [f.uncertain for f in result.faces] == [False, True]  # 0.7 kept, 0.25 below 0.5
 
 
 def test_tracks_carry_over_and_event_ids_are_unique_per_session_and_classroom() -> None:
     svc = service(BOXES[:1])
     first = Downstream([HAPPY], [False])
-    a = run(svc, FRAME, info(), first.classify, first.record).faces[0]
+    a = svc.process(FRAME, info(), first.classify, first.record).faces[0]
     moved = [Track(a.track_id, (22.0, 31.0, 60.0, 60.0))]
-    b = run(svc, FRAME, info(frame_index=4, previous_tracks=moved), first.classify, first.record).faces[0]
+    b = svc.process(FRAME, info(frame_index=4, previous_tracks=moved), first.classify, first.record).faces[0]
     assert b.track_id == a.track_id  # the same face, a frame later
-    again = run(svc, FRAME, info(), first.classify, first.record).faces[0]
+    again = svc.process(FRAME, info(), first.classify, first.record).faces[0]
     assert again.event_id == a.event_id  # a retry of the same frame: the same id (idempotent)
-    other_session = run(svc, FRAME, info(session_id="s2"), first.classify, first.record).faces[0]
-    other_room = run(svc, FRAME, info(classroom_id="room-2"), first.classify, first.record).faces[0]
+    other_session = svc.process(FRAME, info(session_id="s2"), first.classify, first.record).faces[0]
+    other_room = svc.process(FRAME, info(classroom_id="room-2"), first.classify, first.record).faces[0]
     assert len({a.event_id, other_session.event_id, other_room.event_id}) == 3
 
 
 @pytest.mark.parametrize("record", [True, False])
 def test_no_face_means_no_downstream_call_and_record_false_stores_nothing(record) -> None:
     down = Downstream([HAPPY], [False])
-    empty = run(service([]), FRAME, info(record=record), down.classify, down.record)
+    empty = service([]).process(FRAME, info(record=record), down.classify, down.record)
     assert empty.faces == [] and not empty.recorded and down.crops == [] and down.events == []
-    result = run(service(BOXES[:1]), FRAME, info(record=False), down.classify, down.record)
+    result = service(BOXES[:1]).process(FRAME, info(record=False), down.classify, down.record)
     assert len(result.faces) == 1 and not result.recorded and down.events == []
 
 
 def test_an_unreachable_aggregator_is_reported_not_hidden() -> None:
     down = Downstream([HAPPY], [False], stored=False)
-    result = run(service(BOXES[:1]), FRAME, info(), down.classify, down.record)
+    result = service(BOXES[:1]).process(FRAME, info(), down.classify, down.record)
     assert len(result.faces) == 1 and result.recorded is False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -67,7 +66,7 @@ class GrpcServer:
 
     def __init__(self, config: ServerConfig, mounts: Sequence[Mount],
                  metrics: ServiceMetrics | None = None,
-                 on_stop: Sequence[Callable[[], Any]] = (), protected: Sequence[str] = (),
+                 on_stop: Sequence[Callable[[], None]] = (), protected: Sequence[str] = (),
                  internal: Sequence[str] = (), scoped: Mapping[str, Sequence[str]] | None = None) -> None:
         self.config = config
         self.mounts = list(mounts)
@@ -81,6 +80,8 @@ class GrpcServer:
         self.port = 0
         self.metrics_port = -1
         self._server: aio.Server | None = None
+        self._health_server: aio.Server | None = None  # health only, plaintext (health_port)
+        self.health_port = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -103,7 +104,7 @@ class GrpcServer:
         if self.config.metrics_port >= 0:
             self._metrics_server, self.metrics_port = serve_metrics(
                 self.metrics.registry, self.config.host, self.config.metrics_port)
-        log.info("serving", extra={"port": self.port, "socket": self.config.socket,
+        log.info("serving", extra={"port": self.port, "socket": self.config.socket, "health_port": self.health_port,
                                    "metrics_port": self.metrics_port, "tls": self.config.tls_enabled,
                                    "mtls": bool(self.config.tls_client_ca),
                                    "auth": bool(self.config.token and self.protected),
@@ -163,6 +164,12 @@ class GrpcServer:
             os.chmod(cfg.socket, 0o600)
         await server.start()
         self._server = server
+        if cfg.health_port >= 0:  # the same health states, nothing else, for probes that cannot do TLS
+            health = aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, health)
+            self.health_port = health.add_insecure_port(f"{cfg.host}:{cfg.health_port}")
+            await health.start()
+            self._health_server = health
         for name in ["", LIVENESS, *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -202,9 +209,7 @@ class GrpcServer:
                 self._metrics_server.server_close()
             for callback in self.on_stop:
                 try:
-                    result = callback()
-                    if inspect.isawaitable(result):  # an async client's close, on the loop it used
-                        self._run(result, timeout=10)
+                    callback()
                 except Exception:
                     log.exception("shutdown callback failed")
             self._close_loop()
@@ -218,6 +223,8 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         assert self._server is not None
         await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
 
     def _close_loop(self) -> None:
         loop, self._loop = self._loop, None

@@ -5,15 +5,12 @@
 (through a `Classify` callable, the classifier service in production), keep track ids stable,
 mark low-confidence faces uncertain, and record events (no pixels) through a `Record` callable.
 Crops exist only in memory here and in the classifier request.
-
-Detecting is CPU work, for a worker thread (`find`); the rest waits on other services, so it is a
-coroutine (`finish`) that awaits the async `Classify` and `Record` on the server's event loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,21 +35,14 @@ class ClassifierAnswer:
     uncertain: np.ndarray | None = None   # N booleans: below the model's own threshold
 
 
-Classify = Callable[[np.ndarray, str, float], Awaitable[ClassifierAnswer]]   # crops, routing key, timeout
-Record = Callable[[list[Event], float], Awaitable[bool]]                       # events, timeout -> stored/spooled
+Classify = Callable[[np.ndarray, str, float], ClassifierAnswer]   # crops, routing key, timeout
+Record = Callable[[list[Event], float], bool]                       # events, timeout -> stored or spooled
 
 
 @dataclass(frozen=True)
 class Detection:
     face: Face
     crop: np.ndarray | None   # float32 S x S x 3 in [0, 1]
-
-
-@dataclass(frozen=True)
-class Found:
-    """A frame's faces with their crops, and how long finding them took."""
-    detections: list[Detection]
-    detect_ms: float
 
 
 @dataclass(frozen=True)
@@ -118,29 +108,18 @@ class FaceService:
         """The face's aligned square crop at `size` px (uint8 RGB), by the shared preprocessing."""
         return preprocess.face_pixels(rgb, size, preprocess.Box(*face.box), self.config.crop_margin, face.eyes)
 
-    def find(self, rgb: np.ndarray) -> Found:
-        """Detect and crop: the CPU-bound part of a frame (run it in a worker thread)."""
-        detections, detect_ms = self.detect(rgb)
-        self.h_stage.labels("detect").observe(detect_ms / 1000.0)
-        return Found(detections, detect_ms)
-
-    async def process(self, rgb: np.ndarray, info: FrameInfo, classify: Classify, record: Record,
-                      deadline: float | None = None) -> ProcessResult:
-        """A whole frame, detecting on the calling thread (tests, tools; the server splits it)."""
-        return await self.finish(self.find(rgb), info, classify, record, deadline)
-
-    async def finish(self, found: Found, info: FrameInfo, classify: Classify, record: Record,
-                     deadline: float | None = None) -> ProcessResult:
-        """Classify the found faces, track them, and record their events."""
+    def process(self, rgb: np.ndarray, info: FrameInfo, classify: Classify, record: Record,
+                deadline: float | None = None) -> ProcessResult:
         def budget() -> float:
             left = self.config.downstream_timeout if deadline is None else deadline - time.monotonic()
             return max(0.05, min(left, self.config.downstream_timeout))
 
-        detections, detect_ms = found.detections, found.detect_ms
+        detections, detect_ms = self.detect(rgb)
+        self.h_stage.labels("detect").observe(detect_ms / 1000.0)
         if not detections:
             return ProcessResult([], "", "", False, detect_ms, 0.0, 0.0)
         start = time.perf_counter()
-        answer = await classify(np.stack([d.crop for d in detections]), info.stream_id, budget())
+        answer = classify(np.stack([d.crop for d in detections]), info.stream_id, budget())
         classify_ms = (time.perf_counter() - start) * 1000.0
         self.h_stage.labels("classify").observe(classify_ms / 1000.0)
         tracks = assign([d.face.box for d in detections], info.previous_tracks, info.stream_id, info.frame_index,
@@ -164,7 +143,7 @@ class FaceService:
                             f.label, f.confidence, f.uncertain, answer.architecture, answer.model_version)
                       for f in faces]
             start = time.perf_counter()
-            recorded = await record(events, budget())
+            recorded = record(events, budget())
             record_ms = (time.perf_counter() - start) * 1000.0
             self.h_stage.labels("record").observe(record_ms / 1000.0)
         return ProcessResult(faces, answer.architecture, answer.model_version, recorded, detect_ms, classify_ms,

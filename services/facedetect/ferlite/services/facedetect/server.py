@@ -31,7 +31,7 @@ from .clients import AggregatorClient, ClassifierClient, DownstreamError
 from .config import FaceDetectConfig
 from .detectors import DetectorUnavailable, Face, make_detector
 from .frames import FrameError, RawFrame, decode_encoded, decode_raw
-from .pipeline import Classify, FaceService, Found, FrameInfo, Record
+from .pipeline import Classify, FaceService, FrameInfo, Record
 from .recorder import StreamRecorder
 from .tracking import Track
 
@@ -136,24 +136,22 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         return pb.DetectResponse(faces=faces, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
                                  detector=self.core.detector.name, detect_ms=ms)
 
-    async def Process(self, request: pb.ProcessRequest, context: aio.ServicerContext) -> pb.ProcessResponse:
-        try:
-            return await self._process(request, SyncContext(context), self.record)
-        except Aborted as exc:
-            await context.abort(exc.code, exc.details)
+    def Process(self, request: pb.ProcessRequest, context: grpc.ServicerContext) -> pb.ProcessResponse:
+        return self._process(request, context, self.record)
 
     async def ProcessStream(self, requests: AsyncIterator[pb.ProcessRequest],
                             context: aio.ServicerContext) -> AsyncIterator[pb.ProcessUpdate]:
         """Frames in, results out as soon as classified; acks as the stream's recorder stores events.
-        A frame task runs the frames (decoding and detecting in a worker thread) while this handler
-        writes updates, so an ack can go out while the next frame is being processed. An open
-        stream with no frame holds no thread; after stream_idle_seconds without one it is ended
-        UNAVAILABLE (its frames already answered are still recorded and acknowledged; the client
-        opens a new stream)."""
+        A frame task runs the frames (each in a worker thread) while this handler writes updates,
+        so an ack can go out while the next frame is being processed. An open stream with no frame
+        holds no thread; after stream_idle_seconds without one it is ended UNAVAILABLE (its frames
+        already answered are still recorded and acknowledged; the client opens a new stream)."""
+        loop = asyncio.get_running_loop()
         updates: asyncio.Queue[pb.ProcessUpdate | None] = asyncio.Queue()
 
-        def ack(stored: list[int], failed: list[int]) -> None:  # on the loop, from the recorder's task
-            updates.put_nowait(pb.ProcessUpdate(ack=pb.RecordAck(stored=stored, failed=failed)))
+        def ack(stored: list[int], failed: list[int]) -> None:  # from the recorder's thread
+            loop.call_soon_threadsafe(updates.put_nowait, pb.ProcessUpdate(ack=pb.RecordAck(stored=stored,
+                                                                                           failed=failed)))
 
         recorder = StreamRecorder(self.record, ack, self.core.config.downstream_timeout)
         failure: list[BaseException] = []
@@ -173,11 +171,11 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
                     last = request.frame_index
                     events: list[Event] = []
 
-                    async def defer(evs: list[Event], _timeout: float, into: list[Event] = events) -> bool:
+                    def defer(evs: list[Event], _timeout: float, into: list[Event] = events) -> bool:
                         into.extend(evs)
                         return False  # not stored yet: the ack says when
 
-                    result = await self._process(request, sync, defer)
+                    result = await in_worker(self._process, request, sync, defer)
                     last_frame[0] = time.monotonic()
                     if request.record:  # first, so recording starts while the result is on its way
                         recorder.submit(request.frame_index, events)
@@ -187,8 +185,8 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             except BaseException as exc:
                 failure.append(exc)
             finally:
-                # The frames already answered are still recorded and acknowledged.
-                await asyncio.shield(recorder.close())
+                # The frames already answered are still recorded and acknowledged (in a worker: it waits).
+                await asyncio.shield(in_worker(recorder.close))
                 updates.put_nowait(None)
 
         frames = asyncio.create_task(run_frames())
@@ -215,31 +213,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
                 self.core.reject("stream_error")
                 await context.abort(grpc.StatusCode.INTERNAL, f"stream failed: {type(exc).__name__}")
 
-    async def _process(self, request: pb.ProcessRequest, context: SyncContext, record: Record) -> pb.ProcessResponse:
-        """One frame: checked, decoded and detected in a worker thread, then classified and recorded
-        by awaiting the downstream services on the loop. A refusal raises `Aborted`."""
-        rgb, info, found = await in_worker(self._prepare, request, context)
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        try:
-            result = await self.core.finish(found, info, self.classify, record, deadline)
-        except DownstreamError as exc:
-            # The caller's request was valid (it passed our checks): a downstream refusal of what
-            # *we* sent is our fault, and must count (and alert) as one, not as the client's error.
-            code = grpc.StatusCode.INTERNAL if exc.code in CALLER_CODES else exc.code
-            raise Aborted(code, str(exc)) from None
-        return pb.ProcessResponse(
-            faces=[pb.LabelledFace(box=_box(f.face.box), score=f.face.score, landmarks=_points(f.face),
-                                   track_id=f.track_id, event_id=f.event_id, uncertain=f.uncertain,
-                                   classification=common_pb2.Classification(
-                                       probabilities=[float(p) for p in f.probabilities], label=f.label,
-                                       confidence=f.confidence)) for f in result.faces],
-            model=common_pb2.ModelRef(architecture=result.architecture, model_version=result.model_version),
-            recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
-            detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
-
-    def _prepare(self, request: pb.ProcessRequest, context: SyncContext) -> tuple[np.ndarray, FrameInfo, Found]:
-        """The CPU-bound start of a frame, in a worker: every check, then decode and detect."""
+    def _process(self, request: pb.ProcessRequest, context: grpc.ServicerContext, record: Record) -> pb.ProcessResponse:
         problems = []
         # The aggregator's rules, checked before any work: an event it would refuse is never made.
         for name in ("classroom_id", "stream_id"):
@@ -272,7 +246,24 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         info = FrameInfo(request.classroom_id, request.stream_id, request.frame_index, request.timestamp,
                          [Track(t.track_id, (t.box.x, t.box.y, t.box.width, t.box.height))
                           for t in request.previous_tracks], request.record, request.session_id)
-        return rgb, info, self.core.find(rgb)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            result = self.core.process(rgb, info, self.classify, record, deadline)
+        except DownstreamError as exc:
+            # The caller's request was valid (it passed our checks): a downstream refusal of what
+            # *we* sent is our fault, and must count (and alert) as one, not as the client's error.
+            code = grpc.StatusCode.INTERNAL if exc.code in CALLER_CODES else exc.code
+            context.abort(code, str(exc))
+        return pb.ProcessResponse(
+            faces=[pb.LabelledFace(box=_box(f.face.box), score=f.face.score, landmarks=_points(f.face),
+                                   track_id=f.track_id, event_id=f.event_id, uncertain=f.uncertain,
+                                   classification=common_pb2.Classification(
+                                       probabilities=[float(p) for p in f.probabilities], label=f.label,
+                                       confidence=f.confidence)) for f in result.faces],
+            model=common_pb2.ModelRef(architecture=result.architecture, model_version=result.model_version),
+            recorded=result.recorded, frame_width=rgb.shape[1], frame_height=rgb.shape[0],
+            detect_ms=result.detect_ms, classify_ms=result.classify_ms, record_ms=result.record_ms)
 
 
 # Codes that blame the caller; from a downstream service they mean face detection sent something wrong.
