@@ -10,7 +10,7 @@ days=${FERLITE_CERT_DAYS:-30}
 mkdir -p "$out"
 cd "$out"
 # the chart's Service names too, headless `-pods` ones included (face detection dials those)
-san="DNS:localhost,IP:127.0.0.1,DNS:ferlite-facedetect,DNS:ferlite-classifier,DNS:ferlite-aggregator,DNS:ferlite-classifier-pods,DNS:ferlite-aggregator-pods"
+san="DNS:localhost,IP:127.0.0.1,DNS:ferlite-facedetect,DNS:ferlite-classifier,DNS:ferlite-aggregator,DNS:ferlite-classifier-pods,DNS:ferlite-aggregator-pods,DNS:ferlite-triton"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days "$days" \
   -subj "/CN=ferlite local CA" -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
 for who in server client; do

@@ -207,3 +207,26 @@ def test_idle_metrics_connections_hold_bounded_threads_and_time_out() -> None:
             conn.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_tls_service_answers_probes_on_a_plaintext_health_only_port(certs) -> None:
+    """Issue 27 (S7): under TLS the chart's probes fell back to a TCP connect, which passes for a
+    server that is up but not serving. The health port answers grpc.health.v1 in plaintext (what the
+    kubelet's gRPC probe speaks), follows the server's states, and serves nothing else."""
+    server = build(SleepyConfig(port=0, metrics_port=-1, health_port=0, tls_cert=str(certs / "server.pem"),
+                                tls_key=str(certs / "server.key"))).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.health_port}") as plain:
+            health = health_pb2_grpc.HealthStub(plain)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+                health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as err:  # the service itself is not on this port
+                _sleep_call(plain, 0.0, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            server.set_serving("", False)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+                health_pb2.HealthCheckResponse.NOT_SERVING
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as not_tls, pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(not_tls).Check(health_pb2.HealthCheckRequest(), timeout=3)
+    finally:
+        server.stop(0)

@@ -50,12 +50,14 @@ class Pod:
 
 
 class LocalKubelet:
-    def __init__(self, docs: list[dict], work: Path, image_files: dict[str, Path]) -> None:
+    def __init__(self, docs: list[dict], work: Path, image_files: dict[str, Path],
+                 secrets: dict[str, dict[str, str]] | None = None) -> None:
         self.docs = docs
         self.work = work
         self.image_files = image_files  # paths baked into the ferlite images -> local folders
         self.secrets = {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
                         for d in docs if d["kind"] == "Secret"}
+        self.secrets.update(secrets or {})  # Secrets the chart expects to exist (tls.existingSecret)
         self.configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
         self.pods: dict[str, Pod] = {}
         # Every Service's port -> its workload's container port -> a local port (cluster DNS + kube-proxy).
@@ -107,6 +109,13 @@ class LocalKubelet:
             mounts[m["mountPath"]] = local
         return mounts
 
+    def _map_flag(self, arg: str, pod: Pod, mounts: dict[str, Path]) -> str:
+        """`--flag=/container/path` with the path mapped, as `_map_value` maps a bare value."""
+        if arg.startswith("--") and "=" in arg:
+            flag, value = arg.split("=", 1)
+            return f"{flag}={self._map_value(value, pod, mounts)}"
+        return self._map_value(arg, pod, mounts)
+
     def _map_value(self, value: str, pod: Pod, mounts: dict[str, Path]) -> str:
         for prefix, local in sorted({**self.image_files, **mounts}.items(), key=lambda kv: -len(kv[0])):
             if value == prefix or value.startswith(prefix + "/"):
@@ -154,7 +163,7 @@ class LocalKubelet:
             triton = EmbeddedTriton(mounts["/models"], pod.root / "triton")
             server_dir = triton._prepare()
             env.update({k: v for k, v in triton.environment().items() if k in ("LD_LIBRARY_PATH", "PATH")})
-            args = [a.replace("/models", str(mounts["/models"])) for a in container["args"]]
+            args = [self._map_flag(str(a), pod, mounts) for a in container["args"]]
             return [str(server_dir / "bin" / "tritonserver"), *args[1:],
                     f"--backend-directory={server_dir / 'backends'}", f"--cache-directory={server_dir / 'caches'}",
                     "--http-address=127.0.0.1", f"--http-port={pod.ports[8000]}",

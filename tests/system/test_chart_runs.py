@@ -12,6 +12,8 @@ import urllib.request
 
 import grpc
 import pytest
+import tritonclient.grpc
+from tritonclient.utils import InferenceServerException
 
 from ferlite.app.client import CameraSession
 from ferlite.app.sample_clip import sample_jpegs
@@ -84,3 +86,38 @@ def test_a_frame_through_the_rendered_stack_is_classified_and_recorded(cluster) 
                                      headers={"Authorization": f"Bearer {auth['auth-token']}"})
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert json.loads(reply.read())["events"] == faces
+
+
+def test_under_tls_every_hop_is_encrypted_and_the_probes_still_ask_health(tmp_path, certs) -> None:
+    """Issue 27 (S7): with tls.enabled, classifier -> Triton carried face crops in plaintext and the
+    probes fell back to a TCP connect. Rendered with TLS and mTLS and run by the kubelet double,
+    Triton's gRPC takes only TLS clients with a certificate, every service's probes ask grpc.health.v1
+    on its plaintext health port, and a camera's frame goes through the whole chain."""
+    values = {"aggregator": {"replicas": 1}, "facedetect": {"autoscaling": {"enabled": False}, "replicas": 1},
+              "classifier": {"autoscaling": {"enabled": False}, "replicas": 1}, "dashboard": {"enabled": False},
+              "tls": {"enabled": True, "mtls": True, "existingSecret": "ferlite-tls"},
+              "cameras": {"classrooms": ["tls-room"]}}
+    files = {"ca.crt": "ca.pem", "tls.crt": "server.pem", "tls.key": "server.key"}
+    tls = {key: (certs / name).read_text() for key, name in files.items()}
+    kubelet = LocalKubelet(render(values), tmp_path, {"/opt/ferlite/models": PACK_DIR}, secrets={"ferlite-tls": tls})
+    order = [n for n in ORDER if n != "ferlite-dashboard"]
+    try:
+        for name in order:
+            kubelet.start(name)
+            kubelet.wait_ready(name)
+        for name in ("ferlite-facedetect", "ferlite-classifier", "ferlite-aggregator"):
+            probe = kubelet.pods[name].spec["containers"][0]["readinessProbe"]
+            assert "grpc" in probe and "tcpSocket" not in probe, name
+            assert kubelet.probe(name, "readinessProbe") and kubelet.probe(name, "livenessProbe"), name
+        triton = f"127.0.0.1:{kubelet.service_ports[('ferlite-triton', 8001)]}"
+        with pytest.raises(InferenceServerException):  # no plaintext client gets an answer from Triton
+            tritonclient.grpc.InferenceServerClient(triton).is_server_live(client_timeout=3)
+        camera = ChannelSecurity(str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client.key"),
+                                 token=kubelet.secrets["ferlite-cameras"]["tls-room"])
+        target = f"127.0.0.1:{kubelet.service_ports[('ferlite-facedetect', 50051)]}"
+        with CameraSession(target, "tls-room", "cam-1", security=camera) as cam:
+            replies = [cam.process(jpeg) for jpeg in sample_jpegs()[:3]]
+        assert sum(len(r.faces) for r in replies) >= 3 and all(r.recorded for r in replies)
+    finally:
+        codes = kubelet.stop()
+    assert all(c == [0] for c in codes.values()), codes

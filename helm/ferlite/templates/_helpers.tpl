@@ -46,6 +46,7 @@ peers; never to cameras, which have their own per-classroom tokens: the cameras 
 {{/* Env + volumes for TLS on the gRPC server and its client channels. */}}
 {{- define "ferlite.tlsEnv" -}}
 {{- if .root.Values.tls.enabled }}
+- {name: FERLITE_{{ .service }}_HEALTH_PORT, value: {{ (index .root.Values (lower .service)).healthPort | quote }}}
 - {name: FERLITE_{{ .service }}_TLS_CERT, value: /etc/ferlite/tls/tls.crt}
 - {name: FERLITE_{{ .service }}_TLS_KEY, value: /etc/ferlite/tls/tls.key}
 {{- if .root.Values.tls.mtls }}
@@ -80,14 +81,17 @@ livenessProbe:
   periodSeconds: 10
   failureThreshold: 6
 {{- else }}
-# kubelet's gRPC probe cannot speak TLS: probe the TCP port instead.
+# The kubelet's gRPC probe cannot speak TLS: the service also answers grpc.health.v1, and nothing
+# else, in plaintext on its health port (the same states as on its TLS port).
 readinessProbe:
-  tcpSocket: {port: {{ .port }}}
+  grpc: {port: {{ .healthPort }}}
   periodSeconds: 5
+  failureThreshold: 2
 livenessProbe:
-  tcpSocket: {port: {{ .port }}}
+  grpc: {port: {{ .healthPort }}, service: liveness}
   initialDelaySeconds: {{ .initialDelay | default 10 }}
   periodSeconds: 10
+  failureThreshold: 6
 {{- end }}
 {{- end -}}
 

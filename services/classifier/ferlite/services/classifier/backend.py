@@ -188,14 +188,30 @@ class SharedInputs:
             self._release(region)
 
 
+@dataclass(frozen=True)
+class TritonTLS:
+    """TLS (and mTLS) to an external Triton's gRPC endpoint: face crops cross this hop."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    server_name: str = ""
+
+    def client(self, url: str) -> triton.InferenceServerClient:
+        args = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else None
+        return triton.InferenceServerClient(url, ssl=True, root_certificates=self.ca, private_key=self.key or None,
+                                            certificate_chain=self.cert or None, channel_args=args)
+
+
 class TritonBackend:
     def __init__(self, url: str, architectures: Iterable[str], interval: float = 0.5,
-                 on_change: Callable[[set[str]], None] = lambda ready: None, shared_memory: bool = False) -> None:
+                 on_change: Callable[[set[str]], None] = lambda ready: None, shared_memory: bool = False,
+                 tls: TritonTLS | None = None) -> None:
         self.url = url
         self.architectures = list(architectures)
         self.interval = interval
         self.on_change = on_change
-        self.client = triton.InferenceServerClient(url)
+        self.client = tls.client(url) if tls is not None and tls.ca else triton.InferenceServerClient(url)
         # Only for a Triton on this host (the embedded one): a remote one cannot map our memory.
         self.shared = SharedInputs(self.client) if shared_memory else None
         self._ready: set[str] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from ferlite.base.model_metadata import PRECISIONS
@@ -19,6 +20,11 @@ class ClassifierConfig(ServerConfig):
     metrics_port: int = setting(9102, "Prometheus /metrics port; -1 disables")
     model_dir: str = setting("models", "exported models (ferlite export): one folder per architecture")
     triton_url: str = setting("", "host:port of an external Triton's gRPC endpoint; empty starts the embedded one")
+    triton_tls_ca: str = setting("", "external Triton over TLS: the CA (PEM) its gRPC certificate chains to (face "
+                                 "crops cross this hop: in a cluster, turn it on with the other hops)")
+    triton_tls_cert: str = setting("", "client certificate (PEM) for a Triton that requires mTLS")
+    triton_tls_key: str = setting("", "private key (PEM) of triton_tls_cert")
+    triton_tls_server_name: str = setting("", "name to check in Triton's certificate, if not the host in triton_url")
     triton_metrics_port: int = setting(8002, "embedded Triton metrics port (0 picks a free one)")
     repository_dir: str = setting("var/triton", "where the embedded model repository is written")
     runtime: str = setting("onnxruntime", "embedded models run on onnxruntime or litert")
@@ -50,6 +56,17 @@ class ClassifierConfig(ServerConfig):
             raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         for name in ("triton_metrics_port",):
             check_port(name, getattr(self, name))
+        if (self.triton_tls_ca or self.triton_tls_cert) and not self.triton_url:
+            raise ConfigError("triton_tls_* are for an external Triton (triton_url); the embedded one listens on a "
+                              "private Unix socket")
+        if bool(self.triton_tls_cert) != bool(self.triton_tls_key):
+            raise ConfigError("triton_tls_cert and triton_tls_key must be given together")
+        if self.triton_tls_cert and not self.triton_tls_ca:
+            raise ConfigError("triton_tls_cert (mTLS) needs triton_tls_ca")
+        for name in ("triton_tls_ca", "triton_tls_cert", "triton_tls_key"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"{name}={value!r}: no such file")
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
         if not (1 <= self.triton_instances <= 16 and 1 <= self.triton_threads <= 64):

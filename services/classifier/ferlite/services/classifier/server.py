@@ -16,7 +16,7 @@ from ferlite.v1 import classifier_pb2 as pb
 from ferlite.v1 import classifier_pb2_grpc as pb_grpc
 from ferlite.v1 import common_pb2
 
-from .backend import TritonBackend
+from .backend import TritonBackend, TritonTLS
 from .config import ClassifierConfig
 from .core import ArmResult, Classifier, InvalidInput, Unavailable, decode_crops
 from .policy import ABPolicy, PolicyError, PolicyReadOnly, PolicyStore, champion_policy
@@ -149,7 +149,9 @@ def build(config: ClassifierConfig) -> ClassifierServer:
         url = triton.grpc_url
     metrics = ServiceMetrics(config.SERVICE)
     backend = TritonBackend(url, [m.architecture for m in models], config.readiness_interval,
-                            shared_memory=config.triton_shared_memory and triton is not None)
+                            shared_memory=config.triton_shared_memory and triton is not None,
+                            tls=TritonTLS(config.triton_tls_ca, config.triton_tls_cert, config.triton_tls_key,
+                                          config.triton_tls_server_name))
     metadata = {m.architecture: m.meta for m in models}
     servable = {a: m.val_accuracy for a, m in metadata.items()
                 if m.val_accuracy is not None and m.val_accuracy >= config.min_val_accuracy}

@@ -71,6 +71,8 @@ class ServerConfig(Settings):
     host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
     port: int = setting(0, "gRPC port; 0 picks a free one")
     metrics_port: int = setting(0, "Prometheus /metrics port; 0 picks a free one, -1 disables")
+    health_port: int = setting(-1, "also serve grpc.health.v1, and nothing else, in plaintext on this port: for "
+                               "probes that cannot speak TLS (the kubelet's) when the service port is TLS; -1 off")
     socket: str = setting("", "also serve on this Unix socket (plaintext; its folder must be this user's, 0700): "
                               "the local stack's hops use it, so no other local user can connect or take its place")
     max_workers: int = setting(16, "threads running calls at once (an open call with no request yet holds none)")
@@ -95,6 +97,8 @@ class ServerConfig(Settings):
         check_port("port", self.port)
         if self.metrics_port != -1:
             check_port("metrics_port", self.metrics_port)
+        if self.health_port != -1:
+            check_port("health_port", self.health_port)
         for name in ("max_workers", "max_calls_per_peer", "max_calls_per_credential"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
