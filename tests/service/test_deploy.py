@@ -408,9 +408,14 @@ def test_aggregator_is_a_statefulset_with_a_spool_claim_per_pod() -> None:
     assert env["FERLITE_AGGREGATOR_EVENT_MARKER_SECONDS"] == "172800"
     hpa = by_kind(docs, "HorizontalPodAutoscaler")["ferlite-aggregator"]["spec"]["scaleTargetRef"]
     assert hpa["kind"] == "StatefulSet"
-    plain = by_kind(render({}), "StatefulSet")["ferlite-aggregator"]["spec"]
+    # Issue 27 (S4/S10): by default the spool is on a claim per pod (an emptyDir's events, acknowledged,
+    # went with the pod on a scale-down while Redis was away) ...
+    default = by_kind(render({}), "StatefulSet")["ferlite-aggregator"]["spec"]
+    assert [c["metadata"]["name"] for c in default["volumeClaimTemplates"]] == ["spool"]
+    plain = by_kind(render({"aggregator": {"spool": {"persistence": {"enabled": False}}}}),
+                    "StatefulSet")["ferlite-aggregator"]["spec"]
     assert "volumeClaimTemplates" not in plain
-    # Issue 27 (S4): the emptyDir has a size limit above the aggregator's own spool limit, so the
+    # ... and without one, the emptyDir has a size limit above the aggregator's own spool limit, so the
     # service refuses batches (cameras resend) before the kubelet would evict the pod and its spool.
     assert {"name": "spool", "emptyDir": {"sizeLimit": "1024Mi"}} in plain["template"]["spec"]["volumes"]
     env = {e["name"]: e.get("value") for e in plain["template"]["spec"]["containers"][0]["env"]}
@@ -523,3 +528,12 @@ def test_an_exposed_service_carries_no_metrics_port_and_monitoring_still_finds_i
         assert len(scraped) == 1, (name, scraped)  # one Service with the metrics port per component
     default = by_kind(render({}), "Service")["ferlite-facedetect"]["spec"]
     assert [p["name"] for p in default["ports"]] == ["grpc", "metrics"]  # ClusterIP: unchanged
+
+
+def test_triton_survives_one_pod_going_away_by_default() -> None:
+    """Issue 27 (S11): one Triton replica meant every Triton restart or node drain stopped all
+    classification. Two by default, spread over zones and nodes, with a PDB."""
+    docs = render({})
+    triton = workloads(docs)["ferlite-triton"]["spec"]
+    assert triton["replicas"] == 2 and triton["template"]["spec"]["topologySpreadConstraints"]
+    assert by_kind(docs, "PodDisruptionBudget")["ferlite-triton"]["spec"]["minAvailable"] == 1
