@@ -405,7 +405,7 @@ def test_aggregator_is_a_statefulset_with_a_spool_claim_per_pod() -> None:
     assert not [d for d in by_kind(docs, "PersistentVolumeClaim") if "spool" in d]
     assert pod["terminationGracePeriodSeconds"] >= 30
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-    assert env["FERLITE_AGGREGATOR_EVENT_MARKER_SECONDS"] == "172800"
+    assert env["FERLITE_AGGREGATOR_EVENT_MARKER_SECONDS"] == "900"
     hpa = by_kind(docs, "HorizontalPodAutoscaler")["ferlite-aggregator"]["spec"]["scaleTargetRef"]
     assert hpa["kind"] == "StatefulSet"
     # Issue 27 (S4/S10): by default the spool is on a claim per pod (an emptyDir's events, acknowledged,

@@ -168,7 +168,7 @@ class RedisStore:
     """All Redis access of the aggregator."""
 
     def __init__(self, client: redis.Redis, prefix: str = "ferlite:", retention: float = 7 * 86400,
-                 maxlen: int = 200_000, feedback_window: int = 200, marker_seconds: float = 2 * 86400) -> None:
+                 maxlen: int = 20_000, feedback_window: int = 200, marker_seconds: float = 900.0) -> None:
         # The per-event marker (idempotency, feedback lookup) lives only this long: one hash per
         # event for the whole retention would fill Redis within days at classroom rates.
         self.marker_seconds = marker_seconds
