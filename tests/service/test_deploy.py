@@ -537,3 +537,20 @@ def test_triton_survives_one_pod_going_away_by_default() -> None:
     triton = workloads(docs)["ferlite-triton"]["spec"]
     assert triton["replicas"] == 2 and triton["template"]["spec"]["topologySpreadConstraints"]
     assert by_kind(docs, "PodDisruptionBudget")["ferlite-triton"]["spec"]["minAvailable"] == 1
+
+
+def test_triton_has_no_http_endpoint_unless_tls_needs_it_for_probes() -> None:
+    """Issue 27 (Triton's age and CVEs): Triton 24.10's HTTP parser carries CVE-2025-23310/23311
+    (fixed in 25.07). Without TLS nothing needs HTTP: it is off (--allow-http=false) and the probes
+    ask Triton's grpc.health.v1. Under TLS the kubelet's probes cannot speak it, so plain HTTP stays
+    for them, unreachable by any client (NetworkPolicy)."""
+    triton = workloads(render({}))["ferlite-triton"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--allow-http=false" in triton["args"] and 8000 not in [p["containerPort"] for p in triton["ports"]]
+    assert triton["readinessProbe"]["grpc"]["port"] == 8001 and triton["startupProbe"]["grpc"]["port"] == 8001
+    service = by_kind(render({}), "Service")["ferlite-triton"]["spec"]
+    assert [p["port"] for p in service["ports"]] == [8001, 8002]
+    tls = workloads(render({"tls": {"enabled": True, "existingSecret": "ferlite-tls"}}))["ferlite-triton"]
+    container = tls["spec"]["template"]["spec"]["containers"][0]
+    assert "--allow-http=false" not in container["args"] and "--grpc-use-ssl=true" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+

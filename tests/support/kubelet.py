@@ -164,10 +164,10 @@ class LocalKubelet:
             server_dir = triton._prepare()
             env.update({k: v for k, v in triton.environment().items() if k in ("LD_LIBRARY_PATH", "PATH")})
             args = [self._map_flag(str(a), pod, mounts) for a in container["args"]]
+            http = ["--http-address=127.0.0.1", f"--http-port={pod.ports[8000]}"] if 8000 in pod.ports else []
             return [str(server_dir / "bin" / "tritonserver"), *args[1:],
                     f"--backend-directory={server_dir / 'backends'}", f"--cache-directory={server_dir / 'caches'}",
-                    "--http-address=127.0.0.1", f"--http-port={pod.ports[8000]}",
-                    "--grpc-address=127.0.0.1", f"--grpc-port={pod.ports[8001]}",
+                    *http, "--grpc-address=127.0.0.1", f"--grpc-port={pod.ports[8001]}",
                     "--metrics-address=127.0.0.1", f"--metrics-port={pod.ports[8002]}", "--allow-gpu-metrics=false"]
         command = [self._map_value(str(c), pod, mounts) for c in container.get("command", [])]
         if command[:3] == ["python", "-m", "ferlite.services.classifier.repository"]:
