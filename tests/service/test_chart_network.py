@@ -15,7 +15,8 @@ from tests.support.chart import by_kind, render
 from tests.support.netpol import Cluster, Endpoint, pod_of
 
 CAMERA_NET = "10.20.0.0/16"
-VALUES = {"networkPolicy": {"cameraCIDRs": [CAMERA_NET]}, "facedetect": {"service": {"type": "LoadBalancer"}},
+VALUES = {"networkPolicy": {"cameraCIDRs": [CAMERA_NET]},
+          "facedetect": {"service": {"type": "LoadBalancer", "allowPlaintext": True}},
           "redis": {"backup": {"enabled": True}}}
 NAMESPACES = {"kube-system": {}, "monitoring": {}, "openshift-dns": {}, "classroom-apps": {}}
 NODE_IP = "10.0.0.5"  # a node's address: where SNAT-ed traffic appears to come from
@@ -137,7 +138,8 @@ def test_the_exposed_camera_service_keeps_client_addresses_and_admits_only_camer
 
 def test_the_camera_service_can_ask_for_an_internal_load_balancer() -> None:
     internal = {"networking.gke.io/load-balancer-type": "Internal"}
-    values = {**VALUES, "facedetect": {"service": {"type": "LoadBalancer", "annotations": internal}}}
+    values = {**VALUES, "facedetect": {"service": {"type": "LoadBalancer", "annotations": internal,
+                                                   "allowPlaintext": True}}}
     assert by_kind(render(values), "Service")["ferlite-facedetect"]["metadata"]["annotations"] == internal
 
 

@@ -42,7 +42,8 @@ VALUE_SETS = {
         "facedetect": {"service": {"type": "LoadBalancer", "annotations": {"networking.gke.io/load-balancer-type":
                                                                             "Internal"}}},
         "networkPolicy": {"cameraCIDRs": ["10.20.0.0/16"]},
-        "cameras": {"classrooms": ["room-101", "room-102"]}, "imagePullSecrets": [{"name": "district-registry"}]},
+        "cameras": {"classrooms": ["room-101", "room-102"]}, "imagePullSecrets": [{"name": "district-registry"}],
+        "tls": {"enabled": True, "existingSecret": "ferlite-tls"}},  # cameras across networks: TLS
 }
 
 
@@ -369,7 +370,7 @@ def test_redis_never_evicts_silently_and_its_volume_outlives_uninstall() -> None
 
 
 def test_cameras_outside_the_cluster_can_reach_face_detection() -> None:
-    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}},
+    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}}, "tls": {"enabled": True, "existingSecret": "t"},
                    "networkPolicy": {"cameraCIDRs": ["10.20.0.0/16"]}})
     assert by_kind(docs, "Service")["ferlite-facedetect"]["spec"]["type"] == "LoadBalancer"
     sources = by_kind(docs, "NetworkPolicy")["ferlite-facedetect"]["spec"]["ingress"][0]["from"]
@@ -512,7 +513,7 @@ def test_an_exposed_service_carries_no_metrics_port_and_monitoring_still_finds_i
     """Issue 27 (S2): face detection's LoadBalancer carried its metrics port to the camera networks.
     Exposed, it carries gRPC only; the metrics port moves to an in-cluster Service of its own, the
     one (by label) the ServiceMonitor scrapes, so every component is scraped once."""
-    docs = render({"facedetect": {"service": {"type": "LoadBalancer"}},
+    docs = render({"facedetect": {"service": {"type": "LoadBalancer", "allowPlaintext": True}},
                    "monitoring": {"serviceMonitor": {"enabled": True}}})
     services = by_kind(docs, "Service")
     exposed = services["ferlite-facedetect"]["spec"]
@@ -553,4 +554,19 @@ def test_triton_has_no_http_endpoint_unless_tls_needs_it_for_probes() -> None:
     container = tls["spec"]["template"]["spec"]["containers"][0]
     assert "--allow-http=false" not in container["args"] and "--grpc-use-ssl=true" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+
+def test_face_detection_is_not_exposed_in_plaintext_unless_the_operator_says_so() -> None:
+    """Issue 27 (S2): the exposed camera Service carried frames and camera tokens across networks with
+    TLS off. Exposing it (LoadBalancer/NodePort) without tls.enabled now stops the render with what to
+    set; facedetect.service.allowPlaintext=true is the operator's explicit choice for a trusted network."""
+    helm = pytest.importorskip("helm_python")
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(Exception) as err:
+        chart.render(with_repository({"facedetect": {"service": {"type": "LoadBalancer"}}}), name="ferlite",
+                     namespace="ferlite")
+    assert "tls.enabled" in str(err.value) and "allowPlaintext" in str(err.value)
+    with_tls = {"tls": {"enabled": True, "existingSecret": "t"}, "facedetect": {"service": {"type": "NodePort"}}}
+    trusted = {"facedetect": {"service": {"type": "NodePort", "allowPlaintext": True}}}
+    for values in (with_tls, trusted):
+        assert by_kind(render(values), "Service")["ferlite-facedetect"]["spec"]["type"] == "NodePort"
 
