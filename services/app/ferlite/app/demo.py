@@ -13,18 +13,17 @@ from ferlite.base.event_rules import RETENTION_SECONDS
 from ferlite.base.model_metadata import find_models
 from ferlite.services.common.channels import ChannelSecurity
 
-from . import runs
 from .photos import GROUP_SOURCE
 from .sample_clip import choose_scenes, make_clip
-from .stack import StackConfig, StackError, beside_hint
+from .stack import StackError
 from .stream import classroom_summary, print_summary, resolve_token, run_stream
 from .up import (
     CAMERA_TOKEN,
     dashboard_line,
     ensure_models,
+    in_own_folder,
     make_config,
     print_addresses,
-    resolve_data_dir,
     stack_parser,
     start_stack,
 )
@@ -36,15 +35,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--classroom", default="demo-classroom", help="classroom id the demo's events are stored under")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second sent")
     p.add_argument("--output", default="", help="annotated video (default: DATA/demo/annotated.mp4)")
-    args = p.parse_args(argv)
-    resolve_data_dir(args)
-    try:
-        with runs.owned(args.data_dir):  # the demo's stack owns its folder as `up`'s does
-            return _demo(args)
-    except runs.StackBusy as exc:
-        print(f"ferlite demo: error: {exc}{beside_hint(StackConfig.with_port_offset(args.port_offset))}",
-              file=sys.stderr)
-        return 1
+    return in_own_folder(p.parse_args(argv), "ferlite demo", _demo)  # its folder, as `up`'s
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from ferlite.base.cli import HelpFormatter
 from ferlite.services.common.channels import open_channel
 from ferlite.v1 import aggregator_pb2, aggregator_pb2_grpc
 
-from .stream import NoStack, access_from, add_access_flags, call_failed, check_reachable, find_stack
+from .stream import access_from, add_access_flags, call_failed, check_reachable, find_stack
 
 
 def main(argv: Sequence[str]) -> int:
@@ -32,11 +32,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"ferlite erase: this deletes every stored event of classroom {args.classroom!r} and cannot be "
               "undone; run again with --yes", file=sys.stderr)
         return 2
-    try:
-        ports, _ = find_stack(args)
-    except NoStack as exc:
-        print(f"ferlite erase: error: {exc}", file=sys.stderr)
-        return 1
+    ports, _ = find_stack(args, "ferlite erase")
     args.aggregator = args.aggregator or f"{ports.host}:{ports.aggregator_port}"
     security = access_from(args)
     try:

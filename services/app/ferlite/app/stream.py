@@ -287,19 +287,17 @@ def add_access_flags(p: argparse.ArgumentParser, token_name: str = runs.ADMIN_TO
     p.add_argument("--tls-server-name", default="", help="name to check in the server certificate")
 
 
-class NoStack(LookupError):
-    """--port-offset names a stack that is not running."""
-
-
-def find_stack(args: argparse.Namespace) -> tuple[StackConfig, Path]:
+def find_stack(args: argparse.Namespace, prog: str) -> tuple[StackConfig, Path]:
     """The local stack the client means: its ports and run folder (from the running stacks' registry,
     so from any folder; ./var or ./var-N when it is not listed), and --token-file filled in from it.
-    NoStack when --port-offset was given and no stack runs there."""
+    When --port-offset names a stack that is not running: one line, exit 1."""
     offset = args.port_offset or 0
     stack = runs.locate(offset)
     if stack is None and args.port_offset is not None:
-        raise NoStack(f"no ferlite stack is running with --port-offset {offset} (`ferlite status` lists the running "
-                      f"ones; start one with `ferlite up{' --port-offset ' + str(offset) if offset else ''}`)")
+        print(f"{prog}: error: no ferlite stack is running with --port-offset {offset} (`ferlite status` lists the "
+              f"running ones; start one with `ferlite up{' --port-offset ' + str(offset) if offset else ''}`)",
+              file=sys.stderr)
+        raise SystemExit(1)
     data = stack.data if stack else runs.default_data_dir(offset)
     if args.token_file is None:
         args.token_file = str(data / args.token_name)
@@ -365,11 +363,7 @@ def main(argv: Sequence[str]) -> int:
                    help="admin token file for the final summary (a camera token reads nothing; without this file "
                         "the --token is tried) (default: the stack's run folder's auth-token)")
     args = p.parse_args(argv)
-    try:
-        ports, data = find_stack(args)
-    except NoStack as exc:
-        print(f"ferlite stream: error: {exc}", file=sys.stderr)
-        return 1
+    ports, data = find_stack(args, "ferlite stream")
     args.target = args.target or f"{ports.host}:{ports.facedetect_port}"
     args.summary_token_file = args.summary_token_file or str(data / runs.ADMIN_TOKEN)
     security = access_from(args)
@@ -429,11 +423,7 @@ def summary_main(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_access_flags(p)
     args = p.parse_args(argv)
-    try:
-        ports, _ = find_stack(args)
-    except NoStack as exc:
-        print(f"ferlite summary: error: {exc}", file=sys.stderr)
-        return 1
+    ports, _ = find_stack(args, "ferlite summary")
     args.aggregator = args.aggregator or f"{ports.host}:{ports.aggregator_port}"
     security = access_from(args)
     try:

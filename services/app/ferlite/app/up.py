@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferlite.base.cli import HelpFormatter
@@ -193,16 +193,21 @@ def dashboard_line(args: argparse.Namespace, config: StackConfig, classroom: str
     return f"dashboard: {url}  ({how})"
 
 
-def main(argv: Sequence[str]) -> int:
-    args = stack_parser("ferlite up", __doc__).parse_args(argv)
+def in_own_folder(args: argparse.Namespace, prog: str, run: Callable[[argparse.Namespace], int]) -> int:
+    """Run a stack (`up`, `demo`) holding its run folder's lock, taken before anything is written in
+    it; when another stack holds it, one line saying which, and where this one can run instead."""
     resolve_data_dir(args)
     try:
-        with runs.owned(args.data_dir):  # before anything is written in it
-            return _up(args)
+        with runs.owned(args.data_dir):
+            return run(args)
     except runs.StackBusy as exc:
-        print(f"ferlite up: error: {exc}{beside_hint(StackConfig.with_port_offset(args.port_offset))}",
+        print(f"{prog}: error: {exc}{beside_hint(StackConfig.with_port_offset(args.port_offset))}",
               file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str]) -> int:
+    return in_own_folder(stack_parser("ferlite up", __doc__).parse_args(argv), "ferlite up", _up)
 
 
 def _up(args: argparse.Namespace) -> int:
