@@ -4,7 +4,9 @@ summary from the aggregator and where the metrics are, shut everything down, exi
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,7 @@ from ferlite.base.event_rules import RETENTION_SECONDS
 from ferlite.base.model_metadata import find_models
 from ferlite.services.common.channels import ChannelSecurity
 
+from . import runs
 from .photos import GROUP_SOURCE
 from .sample_clip import choose_scenes, make_clip
 from .stack import StackError
@@ -24,8 +27,10 @@ from .up import (
     in_own_folder,
     make_config,
     print_addresses,
+    running_entry,
     stack_parser,
     start_stack,
+    supervise,
 )
 
 
@@ -35,7 +40,26 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--classroom", default="demo-classroom", help="classroom id the demo's events are stored under")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second sent")
     p.add_argument("--output", default="", help="annotated video (default: DATA/demo/annotated.mp4)")
+    p.add_argument("--keep-up", action="store_true",
+                   help="leave the stack running after the demo, until Ctrl-C or `ferlite stop`, to look at the "
+                        "classroom on the dashboard")
     return in_own_folder(p.parse_args(argv), "ferlite demo", _demo)  # its folder, as `up`'s
+
+
+def keep_running(args: argparse.Namespace, stack) -> int:
+    """After the demo, the stack as `ferlite up` runs it (supervised, listed for `ferlite stop`)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop_command = "ferlite stop" + (f" --port-offset {args.port_offset}" if args.port_offset else "")
+    print(f"the stack stays up (Ctrl-C here, or `{stop_command}`, stops it): "
+          f"{dashboard_line(args, stack.config, args.classroom)}", flush=True)
+    entry = running_entry(args, stack)
+    runs.register(entry)
+    try:
+        return supervise(stack, stop)
+    finally:
+        runs.unregister(entry)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -66,7 +90,8 @@ def _demo(args: argparse.Namespace) -> int:
         print("stack is up:")
         print_addresses(stack)
         c = stack.config
-        print(dashboard_line(args, c, args.classroom) + ", while the demo runs")
+        print(dashboard_line(args, c, args.classroom) + ("" if args.keep_up else
+              "; the stack stops when the demo ends: --keep-up leaves it running to look"))
         print(f"streaming {source} as classroom {args.classroom!r} ...", flush=True)
         # The teacher's side reads with the admin token; the camera sends with the camera token.
         access = ChannelSecurity(token=resolve_token("", str(args.data_dir / "auth-token")) if args.auth else "")
@@ -93,6 +118,8 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"ferlite demo: events this run added to the aggregator ({summary.total_events - before}) "
                   "differ from faces recorded "
                   f"({stats.recorded_faces})", file=sys.stderr)
+        if ok and args.keep_up:
+            return keep_running(args, stack)
         return 0 if ok else 1
     finally:
         codes = stack.stop()
