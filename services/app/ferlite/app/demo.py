@@ -51,8 +51,7 @@ def keep_running(args: argparse.Namespace, stack) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop_command = "ferlite stop" + (f" --port-offset {args.port_offset}" if args.port_offset else "")
-    print(f"the stack stays up (Ctrl-C here, or `{stop_command}`, stops it): "
+    print(f"the stack stays up (Ctrl-C here, or `{runs.command('stop', args.port_offset)}`, stops it): "
           f"{dashboard_line(args, stack.config, args.classroom)}", flush=True)
     entry = running_entry(args, stack)
     runs.register(entry)

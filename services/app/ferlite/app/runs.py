@@ -34,6 +34,12 @@ class StackBusy(RuntimeError):
     """Another running stack owns the folder."""
 
 
+def command(words: str, offset: int) -> str:
+    """The `ferlite` command line for the stack at `offset`: `ferlite stop --port-offset 100`, or
+    `ferlite stop` at offset 0 (the default every command assumes)."""
+    return f"ferlite {words}" + (f" --port-offset {offset}" if offset else "")
+
+
 def default_data_dir(offset: int) -> Path:
     return Path("var") if offset == 0 else Path(f"var-{offset}")
 
@@ -86,7 +92,7 @@ def owned(data_dir: Path) -> Iterator[None]:
         except OSError:
             other = next((s for s in running() if Path(s.data_dir) == data_dir.resolve()), None)
             who = f" (pid {other.pid}, port offset {other.offset})" if other else ""
-            stop = f"ferlite stop{' --port-offset ' + str(other.offset) if other and other.offset else ''}"
+            stop = command("stop", other.offset if other else 0)
             raise StackBusy(f"{data_dir} belongs to a running stack{who}; `{stop}` stops it") from None
         yield
     finally:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,44 +214,43 @@ def serving(target: str, service: str = "", timeout: float = 1.0,
             return False
 
 
-def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Wait until `target` answers SERVING, and (given `proc`) check that the answer comes from that
-    process: a port taken by another program after the free-port check must not pass for ours."""
+def _wait_answering(what: str, answers: Callable[[], bool], port: int, timeout: float,
+                    proc: subprocess.Popen | None) -> None:
+    """Wait until `answers()`, and (given `proc`) check that the answer comes from that process: a
+    port taken by another program after the free-port check must not pass for ours."""
     deadline = time.monotonic() + timeout
-    port = int(target.rpartition(":")[2])
+    while True:
+        if answers():
+            if proc is None or answered_by(proc, port):
+                return
+            raise StackError(f"{what} answers, but not from the service started here (pid {proc.pid}): "
+                             "another program took the port; stop it or use --port-offset")
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} not healthy after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `target` answers gRPC health SERVING (from `proc`, when given)."""
     with grpc.insecure_channel(target) as channel:
-        while True:
-            if serving(target, channel=channel):
-                if proc is None or answered_by(proc, port):
-                    return
-                raise StackError(f"{target} answers, but not from the service started here (pid {proc.pid}): "
-                                 "another program took the port; stop it or use --port-offset")
-            if proc is not None and proc.poll() is not None:
-                raise StackError(f"{target} exited with code {proc.returncode}")
-            if time.monotonic() > deadline:
-                raise StackError(f"{target} not healthy after {timeout:.0f} s")
-            time.sleep(0.2)
+        _wait_answering(target, lambda: serving(target, channel=channel), int(target.rpartition(":")[2]), timeout,
+                        proc)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """Whether `url` answers 200 within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 def wait_http_healthy(url: str, timeout: float, proc: subprocess.Popen) -> None:
     """Wait until `url` answers 200 from `proc` (an HTTP service: the dashboard)."""
-    deadline = time.monotonic() + timeout
-    port = int(url.split(":")[2].split("/")[0])
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    if answered_by(proc, port):
-                        return
-                    raise StackError(f"{url} answers, but not from the service started here (pid {proc.pid}): "
-                                     "another program took the port; stop it or use --port-offset")
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise StackError(f"{url} exited with code {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise StackError(f"{url} not healthy after {timeout:.0f} s")
-        time.sleep(0.2)
+    _wait_answering(url, lambda: http_ok(url), int(url.split(":")[2].split("/")[0]), timeout, proc)
 
 
 def make_private(folder: Path) -> None:

@@ -11,13 +11,12 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 
 from ferlite.base.cli import HelpFormatter
 
 from . import runs
-from .stack import serving
+from .stack import http_ok, serving
 
 
 def _age(seconds: float) -> str:
@@ -32,12 +31,7 @@ def health(stack: runs.RunningStack) -> dict[str, dict[str, str]]:
         address = stack.address(name)
         out[name] = {"address": address, "state": "serving" if serving(address, timeout=1.0) else "not serving"}
     url = f"http://{stack.address('dashboard')}/"
-    try:
-        with urllib.request.urlopen(url + "readyz", timeout=2) as reply:
-            state = "ready" if reply.status == 200 else "not ready"
-    except OSError:
-        state = "not ready"
-    out["dashboard"] = {"address": url, "state": state}
+    out["dashboard"] = {"address": url, "state": "ready" if http_ok(url + "readyz", timeout=2) else "not ready"}
     return out
 
 

@@ -295,8 +295,7 @@ def find_stack(args: argparse.Namespace, prog: str) -> tuple[StackConfig, Path]:
     stack = runs.locate(offset)
     if stack is None and args.port_offset is not None:
         print(f"{prog}: error: no ferlite stack is running with --port-offset {offset} (`ferlite status` lists the "
-              f"running ones; start one with `ferlite up{' --port-offset ' + str(offset) if offset else ''}`)",
-              file=sys.stderr)
+              f"running ones; start one with `{runs.command('up', offset)}`)", file=sys.stderr)
         raise SystemExit(1)
     data = stack.data if stack else runs.default_data_dir(offset)
     if args.token_file is None:

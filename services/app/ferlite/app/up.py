@@ -160,15 +160,6 @@ def supervise(stack: LocalStack, stop: threading.Event) -> int:
     return 0
 
 
-def stream_command(args: argparse.Namespace, config: StackConfig) -> str:
-    """The `ferlite stream` line to paste for this stack: its --port-offset when it has one, which is
-    all a client needs to find this stack's addresses and tokens, from any folder (runs.py)."""
-    parts = ["ferlite stream --source VIDEO --classroom ROOM"]
-    if args.port_offset:
-        parts.append(f"--port-offset {args.port_offset}")
-    return " ".join(parts)
-
-
 def resolve_data_dir(args: argparse.Namespace) -> None:
     """--data-dir, else this offset's own run folder (var, var-N)."""
     if args.data_dir is None:
@@ -177,12 +168,8 @@ def resolve_data_dir(args: argparse.Namespace) -> None:
 
 def running_entry(args: argparse.Namespace, stack: LocalStack) -> runs.RunningStack:
     c = stack.config
-    ports = {"facedetect": c.facedetect_port, "classifier": c.classifier_port, "aggregator": c.aggregator_port,
-             "dashboard": c.dashboard_port, "facedetect_metrics": c.facedetect_metrics,
-             "classifier_metrics": c.classifier_metrics, "aggregator_metrics": c.aggregator_metrics,
-             "triton_metrics": c.triton_metrics}
     return runs.RunningStack(args.port_offset, str(Path(args.data_dir).resolve()), os.getpid(), time.time(), c.host,
-                             ports, bool(args.auth))
+                             c.named_ports(), bool(args.auth))
 
 
 def dashboard_line(args: argparse.Namespace, config: StackConfig, classroom: str = "") -> str:
@@ -228,8 +215,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  camera token        {args.data_dir / CAMERA_TOKEN} (cameras: frames only; `ferlite stream` sends it)")
         print(f"  service token       {args.data_dir / 'service-token'} (between the services only)")
     print(dashboard_line(args, stack.config))
-    print(f"stream a video:  {stream_command(args, stack.config)}     (Ctrl-C here or `ferlite stop"
-          f"{' --port-offset ' + str(args.port_offset) if args.port_offset else ''}` stops everything)", flush=True)
+    # The stack's --port-offset is all a client needs to find its addresses and tokens (runs.py).
+    print(f"stream a video:  {runs.command('stream --source VIDEO --classroom ROOM', args.port_offset)}     "
+          f"(Ctrl-C here or `{runs.command('stop', args.port_offset)}` stops everything)", flush=True)
     entry = running_entry(args, stack)
     runs.register(entry)  # `ferlite status/stop/stream --port-offset` find it from any folder
     try:

@@ -47,6 +47,10 @@ FOLLOW_POLL_SECONDS = 0.2  # how stale a follower's view may be; a poll is one c
 
 
 
+def not_readable(classroom: str) -> str:
+    return f"this token may not read classroom_id {shown(classroom)}"
+
+
 def _counts(counts: dict[str, int]) -> list[pb.LabelCount]:
     """Counts per label in the canonical order, all seven present."""
     return [pb.LabelCount(label=k, count=counts[k]) for k in EMOTIONS]
@@ -63,8 +67,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
 
     def _check_reader(self, context: grpc.ServicerContext, classroom: str) -> None:
         if not self._may_read(context, classroom):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"this token may not read classroom_id {shown(classroom)}")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, not_readable(classroom))
 
     def _fail(self, context: grpc.ServicerContext, exc: Exception) -> None:
         if isinstance(exc, InvalidEvent):
@@ -107,8 +110,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
         RecordEvents needs."""
         classroom = request.classroom_id
         if not self._may_read(SyncContext(context), classroom):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this token may not read classroom_id "
-                                f"{shown(classroom)}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, not_readable(classroom))
         try:
             after = await in_worker(self.core.follow_start, classroom, request.since)
             while not context.cancelled():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from ferlite.base.model_metadata import PRECISIONS
-from ferlite.services.common.config import ConfigError, ServerConfig, check_port, setting
+from ferlite.services.common.config import ConfigError, ServerConfig, check_file, check_port, setting
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,7 @@ class ClassifierConfig(ServerConfig):
         if self.triton_tls_cert and not self.triton_tls_ca:
             raise ConfigError("triton_tls_cert (mTLS) needs triton_tls_ca")
         for name in ("triton_tls_ca", "triton_tls_cert", "triton_tls_key"):
-            value = getattr(self, name)
-            if value and not Path(value).is_file():
-                raise ConfigError(f"{name}={value!r}: no such file")
+            check_file(name, getattr(self, name))
         if not 1 <= self.max_batch <= 1024:
             raise ConfigError(f"max_batch={self.max_batch} must be in 1..1024")
         if not (1 <= self.triton_instances <= 16 and 1 <= self.triton_threads <= 64):

@@ -40,9 +40,16 @@ def check_port(name: str, value: int, allow_zero: bool = True) -> None:
         raise ConfigError(f"{name}={value} is not a port number ({low}..65535)")
 
 
-def _check_file(name: str, value: str) -> None:
+def check_file(name: str, value: str) -> None:
     if value and not Path(value).is_file():
         raise ConfigError(f"{name}={value!r}: no such file")
+
+
+def check_logging(level: str, fmt: str) -> None:
+    if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"log_level={level!r} must be DEBUG, INFO, WARNING or ERROR")
+    if fmt not in {"json", "text"}:
+        raise ConfigError(f"log_format={fmt!r} must be json or text")
 
 
 @dataclass(frozen=True)
@@ -111,11 +118,8 @@ class ServerConfig(Settings):
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "service_token_file"):
-            _check_file(name, getattr(self, name))
-        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"log_level={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
-        if self.log_format not in {"json", "text"}:
-            raise ConfigError(f"log_format={self.log_format!r} must be json or text")
+            check_file(name, getattr(self, name))
+        check_logging(self.log_level, self.log_format)
 
     @property
     def max_message_bytes(self) -> int:
@@ -138,7 +142,6 @@ class ServerConfig(Settings):
     @property
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert)
-
 
 
 def _field_types(cls: type) -> dict[str, type]:

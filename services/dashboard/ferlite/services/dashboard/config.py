@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
-from ferlite.services.common.config import ConfigError, Settings, check_port, setting
+from ferlite.services.common.config import ConfigError, Settings, check_file, check_logging, check_port, setting
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,9 @@ class DashboardConfig(Settings):
         if self.aggregator_tls_cert and not self.aggregator_tls_ca:
             raise ConfigError("aggregator_tls_cert (mTLS) needs aggregator_tls_ca")
         for name in ("tls_cert", "tls_key", "aggregator_tls_ca", "aggregator_tls_cert", "aggregator_tls_key"):
-            value = getattr(self, name)
-            if value and not Path(value).is_file():
-                raise ConfigError(f"{name}={value!r}: no such file")
+            check_file(name, getattr(self, name))
         if not self.aggregator_url:
             raise ConfigError("aggregator_url is required")
         if not 1 <= self.refresh_seconds <= 3600 or not 0 < self.timeout_seconds <= 60:
             raise ConfigError("refresh_seconds must be in [1, 3600] and timeout_seconds in (0, 60]")
-        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"log_level={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
-        if self.log_format not in {"json", "text"}:
-            raise ConfigError(f"log_format={self.log_format!r} must be json or text")
+        check_logging(self.log_level, self.log_format)
