@@ -76,3 +76,16 @@ def test_legal_frames_still_decode_at_their_size(ext) -> None:
     assert decode_encoded(encoded.tobytes(), LIMIT_MP).shape == (40, 60, 3)
     _, progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
     assert decode_encoded(progressive.tobytes(), LIMIT_MP).shape == (40, 60, 3)
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp", ".jpg"])
+def test_frames_decode_in_rgb_order(ext) -> None:
+    """Red stays red: the decoder writes RGB itself (a BGR frame would swap the model's colours)."""
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = 220  # red
+    rgb[8:, :, 2] = 90  # some blue below
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []
+    _, encoded = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    decoded = decode_encoded(encoded.tobytes(), LIMIT_MP).astype(int)
+    for rows in (slice(0, 6), slice(10, 16)):  # each colour away from the edge JPEG blurs
+        assert np.abs(decoded[rows].mean(axis=(0, 1)) - rgb[rows].mean(axis=(0, 1))).max() < 4

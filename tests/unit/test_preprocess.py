@@ -116,3 +116,82 @@ def test_match_colour_gives_grey_models_the_luma_on_three_channels() -> None:
     assert np.array_equal(match_colour(grey, "grey"), grey)  # grey faces (FER2013) are left as they are
     with pytest.raises(ValueError, match="colour"):
         match_colour(rgb, "sepia")
+
+
+def _reference_aligned_crop(image: np.ndarray, box: Box, margin: float, eyes) -> np.ndarray:
+    """The crop by its definition: pad the whole frame, cut a square sqrt(2) larger, rotate it
+    about its centre so the eyes are level, take the centre (what aligned_square_crop computes in
+    one warp)."""
+    import math
+
+    (lx, ly), (rx, ry) = eyes
+    angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    side = max(1, round(max(box.width, box.height) * (1.0 + 2.0 * margin)))
+    big = math.ceil(side * math.sqrt(2)) + 2
+    cx, cy = box.x + box.width / 2.0, box.y + box.height / 2.0
+    x0, y0 = round(cx - big / 2.0), round(cy - big / 2.0)
+    pad = big + abs(x0) + abs(y0)
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, borderType=cv2.BORDER_REPLICATE)
+    region = padded[y0 + pad:y0 + pad + big, x0 + pad:x0 + pad + big]
+    matrix = cv2.getRotationMatrix2D((big / 2.0, big / 2.0), angle, 1.0)
+    rotated = cv2.warpAffine(region, matrix, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    off = (big - side) // 2
+    return rotated[off:off + side, off:off + side]
+
+
+def _smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    small = rng.integers(0, 256, (max(2, h // 8), max(2, w // 8), 3), dtype=np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_square_crop_equals_the_padded_frame_everywhere() -> None:
+    """Inside, across an edge, and wholly outside the frame: the pixels of a crop of the frame
+    padded by replication (square_crop pads only its own window)."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(20, 200, 2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        side = float(rng.uniform(2, 1.5 * max(h, w)))
+        box = Box(float(rng.uniform(-2 * side, w + side)), float(rng.uniform(-2 * side, h + side)), side, side)
+        crop = preprocess.square_crop(image, box, margin=0.1)
+        s = crop.shape[0]
+        full_side = side * 1.2
+        x0, y0 = round(box.x + side / 2 - full_side / 2), round(box.y + side / 2 - full_side / 2)
+        pad = s + abs(x0) + abs(y0)
+        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, borderType=cv2.BORDER_REPLICATE)
+        assert np.array_equal(crop, padded[y0 + pad:y0 + pad + s, x0 + pad:x0 + pad + s]), box
+
+
+def test_aligned_crop_is_the_rotated_larger_square() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(60, 400, 2))
+        image = _smooth_image(rng, h, w)
+        side = float(rng.uniform(20, 0.8 * max(h, w)))
+        box = Box(float(rng.uniform(-side / 2, w - side / 2)), float(rng.uniform(-side / 2, h - side / 2)), side, side)
+        tilt = float(rng.uniform(2, 55)) * (1 if rng.random() < 0.5 else -1)
+        cx, cy, d = box.x + side / 2, box.y + side / 2, side / 4
+        dx, dy = d * np.cos(np.radians(tilt)), d * np.sin(np.radians(tilt))
+        eyes = ((cx - dx, cy - dy), (cx + dx, cy + dy))
+        crop = preprocess.aligned_square_crop(image, box, 0.2, eyes)
+        want = _reference_aligned_crop(image, box, 0.2, eyes)
+        assert crop.shape == want.shape
+        diff = np.abs(crop.astype(int) - want.astype(int))
+        assert diff.max() <= 3 and diff.mean() < 0.05, (box, tilt, diff.max(), diff.mean())
+
+
+def test_a_face_at_the_edge_does_not_copy_the_frame() -> None:
+    """A face crossing the edge of a 12 MP frame: the crop allocates about its own size, not a
+    padded copy of the 36 MB frame (each such face once did)."""
+    import tracemalloc
+
+    frame = np.zeros((3000, 4000, 3), np.uint8)
+    box = Box(-30.0, 1400.0, 200.0, 200.0)
+    tracemalloc.start()
+    try:
+        preprocess.face_pixels(frame, 128, box, 0.2)
+        preprocess.face_pixels(frame, 128, box, 0.2, eyes=((20.0, 1480.0), (110.0, 1510.0)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, f"cropping one face allocated {peak / 2**20:.1f} MiB"

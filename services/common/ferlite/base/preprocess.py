@@ -62,17 +62,24 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """A square crop centred on `box`, grown by `margin`; edges outside the image are replicated."""
+    """A square crop centred on `box`, grown by `margin`; edges outside the image are replicated.
+
+    Inside the image this is a view; across an edge only the crop's own window is padded (not the
+    whole frame: a face at a frame's edge once cost a copy of the frame)."""
     side = max(box.width, box.height) * (1.0 + 2.0 * margin)
     cx, cy = box.x + box.width / 2.0, box.y + box.height / 2.0
     x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
     s = max(1, round(side))
     h, w = image.shape[:2]
-    pad = [max(0, -y0), max(0, y0 + s - h), max(0, -x0), max(0, x0 + s - w)]
-    if any(pad):
-        image = cv2.copyMakeBorder(image, *pad, borderType=cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad[2], y0 + pad[0]
-    return image[y0:y0 + s, x0:x0 + s]
+    top, bottom, left, right = max(0, -y0), max(0, y0 + s - h), max(0, -x0), max(0, x0 + s - w)
+    if not (top or bottom or left or right):
+        return image[y0:y0 + s, x0:x0 + s]
+    if max(top, bottom, left, right) < s:  # the window overlaps the image: replicate its edges
+        inside = image[y0 + top:y0 + s - bottom, x0 + left:x0 + s - right]
+        return cv2.copyMakeBorder(inside, top, bottom, left, right, borderType=cv2.BORDER_REPLICATE)
+    # Wholly outside: each pixel is the nearest edge pixel (a translation with replicated borders).
+    shift = np.float64([[1, 0, -x0], [0, 1, -y0]])
+    return cv2.warpAffine(image, shift, (s, s), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
 
 Point = tuple[float, float]
@@ -82,9 +89,12 @@ def aligned_square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MAR
                         eyes: tuple[Point, Point] | None = None) -> np.ndarray:
     """Like `square_crop`, but rotated about the face centre so the eyes are level.
 
-    `eyes` are the image-left and image-right eye centres (BlazeFace gives them). A larger square
-    is cut first so the rotation never pulls in the frame's border, then rotated, then the
-    centre taken. Without eyes, or for a tilt under one degree, this is `square_crop`.
+    `eyes` are the image-left and image-right eye centres (BlazeFace gives them). One affine warp
+    of the frame straight into the side x side crop (bilinear, borders replicated): the rotation
+    about the centre of a square sqrt(2) larger than the crop, then the crop's offset in it. The
+    same pixels as cutting that larger square, rotating it and taking its centre, at about half
+    the time (no intermediate square, no padded copy of the frame at an edge). Without eyes, or
+    for a tilt under one degree, this is `square_crop`.
     """
     if eyes is None:
         return square_crop(image, box, margin)
@@ -95,12 +105,11 @@ def aligned_square_crop(image: np.ndarray, box: Box, margin: float = DEFAULT_MAR
     side = max(1, round(max(box.width, box.height) * (1.0 + 2.0 * margin)))
     big = math.ceil(side * math.sqrt(2)) + 2
     cx, cy = box.x + box.width / 2.0, box.y + box.height / 2.0
-    region = square_crop(image, Box(cx - big / 2.0, cy - big / 2.0, big, big), margin=0.0)
-    big = region.shape[0]
-    matrix = cv2.getRotationMatrix2D((big / 2.0, big / 2.0), angle, 1.0)
-    rotated = cv2.warpAffine(region, matrix, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    off = (big - side) // 2
-    return rotated[off:off + side, off:off + side]
+    corner = np.float64([round(cx - big / 2.0), round(cy - big / 2.0)])  # the larger square's, in the frame
+    rotation = cv2.getRotationMatrix2D((big / 2.0, big / 2.0), angle, 1.0)
+    matrix = rotation.copy()
+    matrix[:, 2] = rotation[:, 2] - rotation[:, :2] @ corner - (big - side) // 2
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 # The colour a model learnt from (ModelMetadata.colour): "rgb" as the camera sees it, or "grey"

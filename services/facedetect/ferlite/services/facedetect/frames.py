@@ -126,15 +126,16 @@ def decode_encoded(data: bytes, max_megapixels: float) -> np.ndarray:
 
 
 def _decode_8bit_rgb(data: bytes) -> np.ndarray:
-    """Decode straight to 8-bit colour: the decoder reduces 16-bit and drops alpha itself, so a
-    small 16-bit RGBA PNG never expands into a 16-bit (let alone float) image in memory."""
+    """Decode straight to 8-bit RGB: the decoder reduces 16-bit and drops alpha itself, so a small
+    16-bit RGBA PNG never expands into a 16-bit (let alone float) image in memory, and it writes
+    RGB order itself (OpenCV >= 4.10), with no BGR-to-RGB pass over the frame afterwards."""
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     except cv2.error:  # OpenCV's own pixel ceiling (ferlite.base.DECODER_MAX_PIXELS), or a decoder failure
         raise ValueError("undecodable") from None
     if image is None:
         raise ValueError("undecodable")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    return image
 
 
 def decode_raw(raw: RawFrame, max_megapixels: float) -> np.ndarray:
