@@ -48,6 +48,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -115,7 +116,9 @@ def load_data(path: Path, limit: int = 0) -> dict[str, np.ndarray]:
             data[f"x_{name}"] = np.stack([cv2.imdecode(blob[off[i]:off[i + 1]], cv2.IMREAD_GRAYSCALE)
                                           for i in range(len(off) - 1)])
     if limit:
-        data = {k: v[:limit] for k, v in data.items()}
+        from ferlite.training.pack import smoke_subset
+
+        data = smoke_subset(data, limit)
     return data
 
 
@@ -360,6 +363,39 @@ def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
     return soften(probs, temperature)
 
 
+def score_teacher(pack: Path, data: dict, archs: list[str], out: Path) -> dict:
+    """The students' targets from an earlier pack: each model's flip-averaged probabilities (its
+    ONNX file, no calibration) on the training and validation faces; the ensemble (a mean over a
+    subset of `archs`) with the best VALIDATION accuracy is written to OUT as raw probabilities on the
+    training split, in load_data's order (what --teacher-soft reads)."""
+    from ferlite.base.model_metadata import ModelMetadata
+    from ferlite.training.distill import choose_ensemble
+    from ferlite.training.export import onnx_runner
+    from ferlite.training.pack import faces, flip_averaged, on_faces
+
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    for arch in archs:
+        meta = ModelMetadata.load(pack / arch)
+        run = on_faces(onnx_runner(pack / arch / meta.files["onnx"]))
+        meta = dataclasses.replace(meta, flip_tta=True)
+        probs[arch] = {}
+        for split in ("val", "train"):
+            began = time.perf_counter()
+            pixels = faces(data[f"x_{split}"], data[f"y_{split}"], meta.input_size).pixels
+            probs[arch][split] = flip_averaged(run, pixels, meta)
+            print(f"  {arch} {split}: {len(pixels):,} faces in {time.perf_counter() - began:.0f} s, accuracy "
+                  f"{accuracy(probs[arch][split], data[f'y_{split}']):.4f}", flush=True)
+    best, scores = choose_ensemble({a: probs[a]["val"] for a in archs}, data["y_val"])
+    for combo, acc in sorted(scores.items(), key=lambda kv: -kv[1]):
+        print(f"  validation {acc:.4f}: {' + '.join(combo)}{'  <- chosen' if combo == best else ''}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, np.mean([probs[a]["train"] for a in best], axis=0).astype(np.float32))
+    note = {"teacher": " + ".join(best), "val_accuracy": scores[best], "flip_averaged": True,
+            "train_accuracy": accuracy(np.mean([probs[a]["train"] for a in best], axis=0), data["y_train"])}
+    out.with_suffix(".json").write_text(json.dumps(note, indent=1))
+    return note
+
+
 def _val_test(job: dict) -> str:
     """`val / test` of a training-run job; the test figure only exists where the run had test data."""
     test = job.get("test_accuracy")
@@ -573,19 +609,8 @@ def train(args: argparse.Namespace) -> None:
         results["fixed_epochs"] = epochs
         archs = args.archs.split(",") if args.archs else list(budgets)
         teachers = []
-        for arch in ("mobilenet_v2", "mobilenet_v3_small"):
-            if arch not in archs:
-                continue
-            model = resume(arch, out, results, args) if args.resume else None
-            if model is None:
-                rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], epochs=epochs[arch] or None,
-                                         lr=args.lr), data, args)
-                results["jobs"][arch] = rec
-                save_results(out, results)
-                models.save_weights_npz(model, out / f"{arch}.weights.npz")
-            teachers.append(training_graph(model, size, augment=False, seed=args.seed))
-        students = [a for a in ("mobilenet_v3_large", "efficientnet_b0") if a in archs]
-        if students and args.teacher_soft:
+        given = None
+        if args.teacher_soft:
             # Targets scored earlier (e.g. by a previous pack, so that students can train beside the
             # teachers on one lent machine): raw probabilities on the training split, in load_data's order.
             from ferlite.training.distill import soften
@@ -593,8 +618,24 @@ def train(args: argparse.Namespace) -> None:
             raw = np.load(args.teacher_soft)
             if not args.limit and len(raw) != len(data["x_train"]):
                 raise SystemExit(f"{args.teacher_soft}: {len(raw)} rows, the training split has {len(data['x_train'])}")
-            soft = soften(raw[:len(data["x_train"])], args.temperature)
+            given = soften(raw[data.get("rows_train", slice(None))], args.temperature)
             results["teacher"] = args.teacher_note or str(args.teacher_soft)
+        for arch in ("mobilenet_v2", "mobilenet_v3_small"):
+            if arch not in archs:
+                continue
+            model = resume(arch, out, results, args) if args.resume else None
+            if model is None:
+                if args.distill_pretrained and given is None:
+                    raise SystemExit("--distill-pretrained needs --teacher-soft")
+                rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], epochs=epochs[arch] or None,
+                                         lr=args.lr, teacher=given if args.distill_pretrained else None), data, args)
+                results["jobs"][arch] = rec
+                save_results(out, results)
+                models.save_weights_npz(model, out / f"{arch}.weights.npz")
+            teachers.append(training_graph(model, size, augment=False, seed=args.seed))
+        students = [a for a in ("mobilenet_v3_large", "efficientnet_b0") if a in archs]
+        if students and given is not None:
+            soft = given
         elif students:
             if len(teachers) < 2:
                 raise SystemExit("distilled students need both teachers in --archs, or --teacher-soft")
@@ -656,6 +697,8 @@ def main() -> int:
                    "default all four). Parallel processes on one GPU each take one, with their own --out")
     t.add_argument("--teacher-soft", type=Path, help="pack job: the students' teacher as a .npy of raw "
                    "probabilities on the training split (load_data's order) instead of this run's teachers")
+    t.add_argument("--distill-pretrained", action="store_true",
+                   help="pack job: the ImageNet-initialised models learn from --teacher-soft too")
     t.add_argument("--teacher-note", default="", help="what --teacher-soft is, for results.json and the cards")
     t.add_argument("--shift", type=float, default=0.0, help="augmentation: random shift, ± fraction of the size")
     t.add_argument("--final-eval-s", type=float, default=20.0,
@@ -685,12 +728,18 @@ def main() -> int:
     t.add_argument("--cache", type=Path, default=Path("/tmp"), help="where the teacher's soft targets are kept")
     t.add_argument("--deadline-s", type=float, default=1e9, help="scale the pack budgets to end before this")
     t.add_argument("--reference", type=Path, help="an earlier results.json: ablations use its epoch counts")
-    t.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
+    t.add_argument("--limit", type=int, default=0, help="N images of each split, drawn at random (a smoke test)")
+    s = sub.add_parser("teacher", help="score an earlier pack's models on the training split: the ensemble "
+                       "validation picks, written as --teacher-soft's .npy")
+    s.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    s.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
+    s.add_argument("--archs", default="mobilenet_v2,mobilenet_v3_small,mobilenet_v3_large,efficientnet_b0")
+    s.add_argument("--out", type=Path, default=ROOT / ".pack" / "teacher_train.npy")
     b = sub.add_parser("build", help="export a train run as the model pack (ONNX, TFLite, metadata, cards)")
     b.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train step's --out")
     b.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
     b.add_argument("--out", type=Path, default=ROOT / "modelpack")
-    b.add_argument("--limit", type=int, default=0, help="first N images of each split (a smoke test)")
+    b.add_argument("--limit", type=int, default=0, help="N images of each split, drawn at random (a smoke test)")
     b.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation",
                    help="the ablation run's --out, reported beside the pack when present")
     m = sub.add_parser("merge", help="one run folder from several (per architecture: the best validation "
@@ -767,6 +816,10 @@ def main() -> int:
         metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
         write_index(args.pack, metas, results)  # first: it measures the folders the table's sizes come from
         write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
+        return 0
+    if args.cmd == "teacher":
+        note = score_teacher(args.pack, dict(np.load(args.data)), args.archs.split(","), args.out)
+        print(json.dumps(note, indent=1))
         return 0
     if args.cmd == "merge":
         merge(args.runs, args.out)

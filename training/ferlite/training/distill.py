@@ -28,6 +28,22 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return apply_temperature(np.asarray(probs, dtype=np.float32), temperature)
 
 
+def choose_ensemble(val_probs: dict[str, np.ndarray], labels: np.ndarray) -> tuple[tuple[str, ...], dict]:
+    """The teacher: of every non-empty subset of the models, the one whose mean probabilities are
+    most accurate on VALIDATION (ties: fewer models, then the order given). Returns it and each
+    subset's accuracy."""
+    import itertools
+
+    names = list(val_probs)
+    scores = {}
+    for k in range(1, len(names) + 1):
+        for combo in itertools.combinations(names, k):
+            mean = np.mean([val_probs[a] for a in combo], axis=0)
+            scores[combo] = float(np.mean(mean.argmax(axis=1) == labels))
+    best = max(scores, key=lambda c: (scores[c], -len(c)))
+    return best, scores
+
+
 def targets(one_hot: np.ndarray, soft: np.ndarray) -> np.ndarray:
     """The `[one-hot | soft teacher]` target array `distillation_loss` reads."""
     if one_hot.shape != soft.shape:

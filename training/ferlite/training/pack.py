@@ -48,6 +48,23 @@ FER_LICENCE = ("FER2013 (Goodfellow et al., 2013), released for the ICML 2013 re
 CK_LICENCE = "CK+ (Lucey et al., 2010): academic, non-commercial research use"
 
 
+def smoke_subset(data: dict[str, np.ndarray], limit: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """At most `limit` faces of each split, drawn at random (seeded) and kept in their order, for a
+    smoke run. Not the first `limit`: the splits are stored class by class, so the first 3,000
+    training faces are all "angry" and a smoke run's accuracy would say nothing. `rows_<split>`
+    holds the rows drawn (to take the same rows of an array aligned with a split)."""
+    out = dict(data)
+    splits = {k[2:] for k in data if k.startswith("y_")}
+    for split in sorted(splits):
+        n = len(data[f"y_{split}"])
+        rows = np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+        for key in (f"x_{split}", f"y_{split}"):
+            if key in data:
+                out[key] = data[key][rows]
+        out[f"rows_{split}"] = rows
+    return out
+
+
 def faces(grey48: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
     """48×48 grey faces through the shared preprocessing (grey→RGB, resize) at `size`."""
     pixels = np.stack([preprocess.face_pixels(g, size) for g in grey48])
@@ -296,7 +313,7 @@ def build_pack(run_dir: Path, data_path: Path, out: Path, limit: int = 0) -> lis
     results = json.loads((run_dir / "results.json").read_text())
     data = dict(np.load(data_path))
     if limit:  # a smoke test: a few images of each split
-        data = {k: v[:limit] for k, v in data.items()}
+        data = smoke_subset(data, limit)
     metas = []
     for arch in models.REGISTRY:
         job = results["jobs"].get(arch)
