@@ -480,7 +480,9 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
               f"(weight decay {results.get('weight_decay')}), label smoothing {results.get('label_smoothing')}, "
               f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; "
               + epochs_sentence(results), *selection_lines(results), *ablation_lines(results, ablation or {}), ""]
-    write_results("pack", {"rows": rows, "recipe": {k: v for k, v in results.items() if k != "jobs"}},
+    record = {**results, "jobs": {a: {k: v for k, v in j.items() if k != "history"}
+                                  for a, j in results.get("jobs", {}).items()}}
+    write_results("pack", {"rows": rows, "recipe": record},
                   "\n".join(lines))
 
 
@@ -534,6 +536,58 @@ def merge(runs: list[Path], out: Path) -> dict:
         merged["teacher"] = "; ".join(sorted(teachers))
     save_results(out, merged)
     return merged
+
+
+def pack_results(path: Path) -> dict:
+    """The pack's training record as `build` reads a run's results.json, rebuilt from
+    benchmarks/results/pack.json (what the repository keeps of the run)."""
+    kept = json.loads(path.read_text())
+    if "jobs" in kept.get("recipe", {}):
+        return kept["recipe"]
+    jobs = {r["architecture"]: {"architecture": r["architecture"], "size": r["size"], "init": r["init"],
+                                "distilled": r["distilled"], "epochs": r["epochs"], "best_epoch": r["best_epoch"],
+                                "seconds": r["train_seconds"], "val_accuracy": r["val_accuracy"]}
+            for r in kept["rows"]}
+    return {**kept["recipe"], "jobs": jobs}
+
+
+def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how: str) -> bool:
+    """Swap one architecture of the pack for a later run's model, only if its VALIDATION accuracy (the
+    run's, flips as validation chose) beats the shipped model's; then rebuild the folder, the pack's
+    README and benchmarks/results/pack.{md,json}. Test figures are never compared."""
+    import shutil
+    import tempfile
+
+    from ferlite.base.model_metadata import ModelMetadata, find_models
+    from ferlite.training.pack import add_int8, build_model_folder, write_index
+
+    new = json.loads((run / "results.json").read_text())
+    job = dict(new["jobs"][arch])
+    candidate = max(job["val_accuracy"], job["val_accuracy_flip"]) if job.get("flip_tta") else job["val_accuracy"]
+    shipped = ModelMetadata.load(pack / arch).validation["accuracy"]
+    print(f"{arch}: validation {shipped:.4f} shipped, {candidate:.4f} in {run}", flush=True)
+    if candidate <= shipped:
+        print(f"{arch}: the shipped model stays (validation decides)", flush=True)
+        return False
+    results = pack_results(record)
+    job["recipe"] = {k: new[k] for k in RECIPE_KEYS if k in new}
+    data = dict(np.load(data_path))
+    with tempfile.TemporaryDirectory(dir=pack.parent) as tmp:
+        build_model_folder(arch, job, run / f"{arch}.weights.npz", data, Path(tmp), {**results, **job["recipe"]})
+        meta = add_int8(Path(tmp) / arch, data)
+        shutil.rmtree(pack / arch)
+        shutil.move(str(Path(tmp) / arch), pack / arch)
+    job["replaced"] = {"old_val_accuracy": shipped, "new_val_accuracy": meta.validation["accuracy"], "how": how}
+    results["jobs"][arch] = {k: v for k, v in job.items() if k != "history"}
+    results.setdefault("selection", {}).setdefault(arch, []).append(
+        {"run": f"{run.name} (retrained later)", "val_accuracy": job["val_accuracy"], "freeze_bn": new.get("freeze_bn"),
+         "interrupted": False})
+    metas = find_models(pack)
+    write_index(pack, metas, results)
+    write_benchmark(metas, results)
+    print(f"{arch}: replaced; served validation {meta.validation['accuracy']:.4f}, test {meta.test['accuracy']:.4f}",
+          flush=True)
+    return True
 
 
 def save_results(out: Path, results: dict) -> None:
@@ -735,6 +789,15 @@ def main() -> int:
     s.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
     s.add_argument("--archs", default="mobilenet_v2,mobilenet_v3_small,mobilenet_v3_large,efficientnet_b0")
     s.add_argument("--out", type=Path, default=ROOT / ".pack" / "teacher_train.npy")
+    x = sub.add_parser("replace", help="swap one model of the pack for a later run's, only if validation prefers it "
+                       "(rebuilds its folder, the pack README and benchmarks/results/pack.md)")
+    x.add_argument("--run", type=Path, required=True, help="the later train run's --out")
+    x.add_argument("--arch", required=True)
+    x.add_argument("--how", required=True, help="one line on how the new model was trained, for the README")
+    x.add_argument("--pack", type=Path, default=ROOT / "modelpack")
+    x.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
+    x.add_argument("--record", type=Path, default=ROOT / "benchmarks" / "results" / "pack.json",
+                   help="the pack's training record")
     b = sub.add_parser("build", help="export a train run as the model pack (ONNX, TFLite, metadata, cards)")
     b.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train step's --out")
     b.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
@@ -816,6 +879,9 @@ def main() -> int:
         metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
         write_index(args.pack, metas, results)  # first: it measures the folders the table's sizes come from
         write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
+        return 0
+    if args.cmd == "replace":
+        replace(args.pack, args.run, args.arch, args.data, args.record, args.how)
         return 0
     if args.cmd == "teacher":
         note = score_teacher(args.pack, dict(np.load(args.data)), args.archs.split(","), args.out)

@@ -395,6 +395,18 @@ def paper_table(metas: list[ModelMetadata]) -> list[str]:
     return lines
 
 
+def replaced_lines(results: dict) -> list[str]:
+    """One line per model retrained after the pack's run (`train_pack.py replace`), its own recipe."""
+    lines = []
+    for arch, job in results.get("jobs", {}).items():
+        later = job.get("replaced")
+        if later:
+            lines.append(f"- {DISPLAY[arch]} was retrained later and replaced the run's model because its validation "
+                         f"accuracy was higher ({later['old_val_accuracy']:.3f} -> {later['new_val_accuracy']:.3f}): "
+                         f"{later['how']}.")
+    return lines
+
+
 def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
     """modelpack/README.md: what is in the pack, its figures, and how to rebuild it (generated)."""
     for m in metas:
@@ -446,6 +458,7 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         f"- Distillation (MobileNetV3-Large, EfficientNetB0, from random weights): alpha {results.get('alpha')} on "
         f"the label-smoothed hard labels, temperature {results.get('temperature')}, teacher: "
         f"{results.get('teacher') or 'flip-averaged MobileNetV2 + MobileNetV3-Small'}.",
+        *replaced_lines(results),
         "- Calibration temperature and the uncertain threshold (highest keeping >= 80 % of validation faces) are "
         "fitted on validation; flip averaging is kept where validation accuracy improves.",
         "- Colour: the models learnt from grey faces (metadata `colour: grey`); the classifier serves them grey "
@@ -467,6 +480,11 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         "teacher's probabilities on the training split) and the ImageNet weights; its header says more. On a CPU, "
         "`train_pack.py train --jobs pack` runs the same jobs one after another (resumable: a rerun keeps the "
         "finished ones).",
+        "",
+        "One model at a time, on a CPU or elsewhere: `train_pack.py teacher` scores the pack's models on the training "
+        "split and writes `.pack/teacher_train.npy` from the ensemble validation prefers; `train_pack.py train --jobs "
+        "pack --archs ARCH --teacher-soft .pack/teacher_train.npy --distill-pretrained` retrains one; `train_pack.py "
+        "replace --run RUN --arch ARCH --how '...'` swaps it in only if its validation accuracy is higher.",
         "",
         "`WEIGHTS` holds ImageNet no-top `.weights.h5` files for MobileNetV2 and MobileNetV3-Small.",
         "To serve your own models instead, export them (`ferlite train ... --export DIR`) and start the stack",
