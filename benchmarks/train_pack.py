@@ -65,6 +65,7 @@ if str(ROOT) not in sys.path:
 
 NUM_CLASSES = 7
 T0 = time.perf_counter()
+PACK_RECORD = ROOT / "benchmarks" / "results" / "pack.json"
 WEIGHT_FILES = {"mobilenet_v2": "mobilenet_v2_imagenet_notop.weights.h5",
                 "mobilenet_v3_small": "mobilenet_v3_small_imagenet_notop.weights.h5"}
 
@@ -538,19 +539,6 @@ def merge(runs: list[Path], out: Path) -> dict:
     return merged
 
 
-def pack_results(path: Path) -> dict:
-    """The pack's training record as `build` reads a run's results.json, rebuilt from
-    benchmarks/results/pack.json (what the repository keeps of the run)."""
-    kept = json.loads(path.read_text())
-    if "jobs" in kept.get("recipe", {}):
-        return kept["recipe"]
-    jobs = {r["architecture"]: {"architecture": r["architecture"], "size": r["size"], "init": r["init"],
-                                "distilled": r["distilled"], "epochs": r["epochs"], "best_epoch": r["best_epoch"],
-                                "seconds": r["train_seconds"], "val_accuracy": r["val_accuracy"]}
-            for r in kept["rows"]}
-    return {**kept["recipe"], "jobs": jobs}
-
-
 def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how: str) -> bool:
     """Swap one architecture of the pack for a later run's model, only if its VALIDATION accuracy (the
     run's, flips as validation chose) beats the shipped model's; then rebuild the folder, the pack's
@@ -559,7 +547,7 @@ def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how
     import tempfile
 
     from ferlite.base.model_metadata import ModelMetadata, find_models
-    from ferlite.training.pack import add_int8, build_model_folder, write_index
+    from ferlite.training.pack import add_int8, build_model_folder, pack_record, write_index
 
     new = json.loads((run / "results.json").read_text())
     job = dict(new["jobs"][arch])
@@ -569,7 +557,7 @@ def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how
     if candidate <= shipped:
         print(f"{arch}: the shipped model stays (validation decides)", flush=True)
         return False
-    results = pack_results(record)
+    results = pack_record(record)
     job["recipe"] = {k: new[k] for k in RECIPE_KEYS if k in new}
     data = dict(np.load(data_path))
     with tempfile.TemporaryDirectory(dir=pack.parent) as tmp:
@@ -796,7 +784,7 @@ def main() -> int:
     x.add_argument("--how", required=True, help="one line on how the new model was trained, for the README")
     x.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     x.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
-    x.add_argument("--record", type=Path, default=ROOT / "benchmarks" / "results" / "pack.json",
+    x.add_argument("--record", type=Path, default=PACK_RECORD,
                    help="the pack's training record")
     b = sub.add_parser("build", help="export a train run as the model pack (ONNX, TFLite, metadata, cards)")
     b.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train step's --out")
@@ -816,7 +804,8 @@ def main() -> int:
     f.add_argument("--run", type=Path, default=ROOT / "runs" / "pack", help="the train run the pack came from")
     r = sub.add_parser("report", help="only rewrite benchmarks/results/pack.md and the pack's README from a "
                        "built pack and its run")
-    r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack")
+    r.add_argument("--run", type=Path, default=ROOT / "runs" / "pack",
+                   help="the train run (without one: the record in benchmarks/results/pack.json)")
     r.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     r.add_argument("--ablation", type=Path, default=ROOT / "runs" / "pack-ablation")
     q = sub.add_parser("quantize", help="add (or redo) each pack model's int8 ONNX file, kept only where its "
@@ -873,10 +862,12 @@ def main() -> int:
         return 0
     if args.cmd == "report":
         from ferlite.base.model_metadata import find_models
-        from ferlite.training.pack import write_index
+        from ferlite.training.pack import pack_record, write_index
 
         ablation = args.ablation / "results.json"
-        metas, results = find_models(args.pack), json.loads((args.run / "results.json").read_text())
+        run = args.run / "results.json"
+        metas = find_models(args.pack)
+        results = json.loads(run.read_text()) if run.exists() else pack_record(PACK_RECORD)
         write_index(args.pack, metas, results)  # first: it measures the folders the table's sizes come from
         write_benchmark(metas, results, json.loads(ablation.read_text()) if ablation.exists() else None)
         return 0

@@ -407,12 +407,35 @@ def replaced_lines(results: dict) -> list[str]:
     return lines
 
 
+def pack_record(path: Path) -> dict:
+    """The pack's training record as `build` reads a run's results.json, from
+    benchmarks/results/pack.json (what the repository keeps of the run; older files kept the recipe
+    and one row per model)."""
+    kept = json.loads(path.read_text())
+    if "jobs" in kept.get("recipe", {}):
+        return kept["recipe"]
+    picked = {a: max(o["val_accuracy"] for o in options) for a, options in kept["recipe"].get("selection", {}).items()}
+    jobs = {r["architecture"]: {"architecture": r["architecture"], "size": r["size"], "init": r["init"],
+                                "distilled": r["distilled"], "epochs": r["epochs"], "best_epoch": r["best_epoch"],
+                                "seconds": r["train_seconds"],
+                                # the training run's figure (the variant validation picked), not the served one
+                                "val_accuracy": picked.get(r["architecture"], r["val_accuracy"])}
+            for r in kept["rows"]}
+    return {**kept["recipe"], "jobs": jobs}
+
+
 def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
-    """modelpack/README.md: what is in the pack, its figures, and how to rebuild it (generated)."""
+    """Write modelpack/README.md (render_index)."""
+    (out / "README.md").write_text(render_index(out, metas, results))
+
+
+def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
+    """modelpack/README.md: what is in the pack, its figures, and how to rebuild it (generated; a test
+    checks the committed page is what this renders)."""
     for m in metas:
         folder = out / m.architecture
         m.extra["folder_bytes"] = {f.name: f.stat().st_size for f in sorted(folder.iterdir())}
-    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "README.md")
     lines = [
         "# The ferlite model pack",
         "",
@@ -496,4 +519,4 @@ def write_index(out: Path, metas: list[ModelMetadata], results: dict) -> None:
         "- See each model card's known limits: posed, web-scraped adult faces; expression is not emotion.",
         "",
     ]
-    (out / "README.md").write_text("\n".join(lines))
+    return "\n".join(lines)
