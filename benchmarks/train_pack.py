@@ -456,7 +456,7 @@ def epochs_sentence(results: dict) -> str:
 def write_benchmark(metas: list, results: dict, ablation: dict | None = None) -> None:
     """benchmarks/results/pack.{md,json}: the model pack's training run beside its served figures."""
     from benchmarks.common import write_results
-    from ferlite.training.pack import pack_table
+    from ferlite.training.pack import pack_table, replaced_lines
 
     rows = []
     for m in metas:
@@ -480,7 +480,8 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
               f"(BatchNorm frozen: {results.get('freeze_bn')}), {results.get('scratch_lr')} from scratch, AdamW "
               f"(weight decay {results.get('weight_decay')}), label smoothing {results.get('label_smoothing')}, "
               f"distillation alpha {results.get('alpha')} at T={results.get('temperature')}; "
-              + epochs_sentence(results), *selection_lines(results), *ablation_lines(results, ablation or {}), ""]
+              + epochs_sentence(results), *(["", *replaced_lines(results)] if replaced_lines(results) else []),
+              *selection_lines(results), *ablation_lines(results, ablation or {}), ""]
     record = {**results, "jobs": {a: {k: v for k, v in j.items() if k != "history"}
                                   for a, j in results.get("jobs", {}).items()}}
     write_results("pack", {"rows": rows, "recipe": record},
