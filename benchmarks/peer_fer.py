@@ -238,7 +238,15 @@ def main() -> int:
     p.add_argument("--port-offset", type=int, default=3200)
     p.add_argument("--blocks", type=int, default=6, help="alternating blocks per row")
     p.add_argument("--repeats", type=int, default=4, help="passes over the frames per block")
+    p.add_argument("--accuracy-only", action="store_true",
+                   help="only refresh ferlite's accuracy columns from the pack's metadata (after a model was "
+                        "replaced), keeping the saved timings and fer's figures (they do not depend on the pack)")
     args = p.parse_args()
+    if args.accuracy_only:
+        saved = json.loads((RESULTS / "peer.json").read_text())
+        saved["ferlite_accuracy"] = pack_accuracy(args.models)
+        write_results("peer", saved, render(saved))  # the timing run's machine and date kept
+        return 0
     if args.setup or not (VENV / "bin" / "python").exists():
         setup()
     frame_sets = {"photos": photo_jpegs(), "sample": sample_jpegs()}
@@ -268,18 +276,29 @@ def main() -> int:
             results[f"acknowledged_{precision}"] = {"all": streamed.wait_acknowledged(30),
                                                     "stored": len(streamed.stored), "frames": streamed.session.index}
             streamed.close()
-    ours = pack_accuracy(args.models)
+    photos = results["photos"]["rows"]
+    saved = {"arch": args.arch, "served_file": served, "blocks": args.blocks, "repeats": args.repeats,
+             "frame_sets": results, "fer_accuracy": peer_accuracy, "ferlite_accuracy": pack_accuracy(args.models),
+             "speedup_stack_photos_means": photos["fer"]["mean_ms"] / photos["auto/process"]["mean_ms"],
+             "speedup_stack_photos_medians": photos["fer"]["p50_ms"] / photos["auto/process"]["p50_ms"]}
+    write_results("peer", saved, render(saved))
+    return 0
+
+
+def render(saved: dict) -> str:
+    """benchmarks/results/peer.md from what a run saved (peer.json)."""
+    arch, served, results = saved["arch"], saved["served_file"], saved["frame_sets"]
     lines = ["# Against the peer: the `fer` package", "",
              "Same run, same frames, every row timed in alternating blocks (the order rotated each block) with the "
-             f"same number of frames: {args.blocks} blocks of {args.repeats} passes over each frame set; 2-core CPU. "
-             "`fer` 25.10.3 with its bundled TFLite model and Haar detector, in its own venv, as a process kept "
-             "running. Ratios on means and on medians (a set that mixes one-face and six-face frames has a median "
+             f"same number of frames: {saved['blocks']} blocks of {saved['repeats']} passes over each frame set; "
+             "2-core CPU. `fer` 25.10.3 with its bundled TFLite model and Haar detector, in its own venv, as a process "
+             "kept running. Ratios on means and on medians (a set that mixes one-face and six-face frames has a median "
              "that falls between the two kinds of frame).", ""]
-    for name in frame_sets:
-        lines += table(name, results[name], args.arch, served)
+    for name in ("photos", "sample"):
+        lines += table(name, results[name], arch, served)
     acks = results["acknowledged_auto"]
     lines += [f"Streamed frames acknowledged as stored by the end: {acks['stored']} of {acks['frames']} (every one: "
-              f"{acks['all']}). The stacks serve {args.arch} only (A/B policy), the in-process row's model.", "",
+              f"{acks['all']}). The stacks serve {arch} only (A/B policy), the in-process row's model.", "",
               "Accuracy on the same labelled faces: the model pack's held-out images (FER2013 PublicTest "
               "deduplicated against train; CK+48, never trained on). ferlite's figures are the pack's test "
               "figures (metadata.json, computed once on these images; the int8 file's where the stack serves "
@@ -287,6 +306,7 @@ def main() -> int:
               "resized to 64x64, scaled to [-1, 1]. That is the fair way: the images are already face crops. "
               "Calling `detect_emotions` with the whole image as the box instead adds fer's 10-px offsets as "
               "black borders around a 48-px face (shown as 'fer, padded').", ""]
+    ours, peer_accuracy = saved["ferlite_accuracy"], saved["fer_accuracy"]
     archs = sorted({a for v in ours.values() for a in v})
     lines += ["| images | fer | fer, padded | " + " | ".join("ferlite " + a for a in archs) + " |",
               "|---|---|---|" + "---|" * len(archs)]
@@ -296,13 +316,7 @@ def main() -> int:
         padded = peer_accuracy["accuracy_padded"][name]["accuracy"]
         lines.append(f"| {name} (n={acc['n']}) | {acc['accuracy']:.3f} | {padded:.3f} | " + " | ".join(cells) + " |")
     lines += [""]
-    photos = results["photos"]["rows"]
-    write_results("peer", {"arch": args.arch, "served_file": served, "blocks": args.blocks, "repeats": args.repeats,
-                           "frame_sets": results, "fer_accuracy": peer_accuracy, "ferlite_accuracy": ours,
-                           "speedup_stack_photos_means": photos["fer"]["mean_ms"] / photos["auto/process"]["mean_ms"],
-                           "speedup_stack_photos_medians": photos["fer"]["p50_ms"] / photos["auto/process"]["p50_ms"]},
-                  "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
