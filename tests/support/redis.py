@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from ferlite.services.aggregator.embedded import EmbeddedRedis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedRedis:
