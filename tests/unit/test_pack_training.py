@@ -42,3 +42,28 @@ def test_the_teacher_is_the_ensemble_validation_prefers() -> None:
     assert len(scores) == 7  # every non-empty subset of three
     alone, _ = choose_ensemble({"a": a, "copy": a.copy()}, labels)
     assert alone == ("a",)  # a tie goes to fewer models
+
+
+def test_the_pack_record_rebuilds_the_jobs_of_an_older_file(tmp_path) -> None:
+    """An older benchmarks/results/pack.json kept only rows (served figures) and the recipe: the jobs
+    are rebuilt with the training run's validation figure (the variant picked), not the served one."""
+    import json
+
+    from ferlite.training.pack import pack_record, replaced_lines
+
+    row = {"architecture": "mobilenet_v2", "size": 128, "init": "imagenet", "distilled": False, "epochs": 61,
+           "best_epoch": 21, "train_seconds": 540.0, "val_accuracy": 0.664}
+    recipe = {"batch_size": 128, "selection": {"mobilenet_v2": [{"run": "a", "val_accuracy": 0.6626},
+                                                                {"run": "b", "val_accuracy": 0.6398}]}}
+    old = tmp_path / "pack.json"
+    old.write_text(json.dumps({"rows": [row], "recipe": recipe}))
+    record = pack_record(old)
+    job = record["jobs"]["mobilenet_v2"]
+    assert job["val_accuracy"] == 0.6626 and job["seconds"] == 540.0 and record["batch_size"] == 128
+    assert replaced_lines(record) == []
+    job["replaced"] = {"old_val_accuracy": 0.664, "new_val_accuracy": 0.671, "how": "on a CPU"}
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"rows": [row], "recipe": record}))
+    assert pack_record(new) == record  # a newer file keeps the jobs as they were
+    assert replaced_lines(record) == ["- MobileNetV2 was retrained later and replaced the run's model because its "
+                                      "validation accuracy was higher (0.664 -> 0.671): on a CPU."]
