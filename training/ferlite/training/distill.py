@@ -34,12 +34,13 @@ def choose_ensemble(val_probs: dict[str, np.ndarray], labels: np.ndarray) -> tup
     subset's accuracy."""
     import itertools
 
+    from .metrics import accuracy
+
     names = list(val_probs)
     scores = {}
     for k in range(1, len(names) + 1):
         for combo in itertools.combinations(names, k):
-            mean = np.mean([val_probs[a] for a in combo], axis=0)
-            scores[combo] = float(np.mean(mean.argmax(axis=1) == labels))
+            scores[combo] = accuracy(np.mean([val_probs[a] for a in combo], axis=0), labels)
     best = max(scores, key=lambda c: (scores[c], -len(c)))
     return best, scores
 
