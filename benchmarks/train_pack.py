@@ -155,8 +155,7 @@ def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: i
     class HostBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__(workers=workers, use_multiprocessing=False)
-            self.epoch = 0
-            self.order = np.random.default_rng((seed, 0)).permutation(len(x))
+            self.start_at(0)
 
         def __len__(self) -> int:
             return len(x) // batch
@@ -166,8 +165,12 @@ def host_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, workers: i
             return augment_batch(x[idx], np.random.default_rng((seed, self.epoch, i)), config), y[idx]
 
         def on_epoch_end(self) -> None:
-            self.epoch += 1
-            self.order = np.random.default_rng((seed, self.epoch)).permutation(len(x))
+            self.start_at(self.epoch + 1)
+
+        def start_at(self, epoch: int) -> None:
+            """The order and draws of `epoch`, as an uninterrupted run would have them."""
+            self.epoch = epoch
+            self.order = np.random.default_rng((seed, epoch)).permutation(len(x))
 
     return HostBatches()
 
@@ -217,11 +220,19 @@ def predict_probs(model, x: np.ndarray, flip: bool, batch: int = 512) -> np.ndar
 
 
 class Job:
+    """One model to train. `init_onnx`: start from this shipped model's weights instead (`--init-pack`;
+    `weights` is then ignored and BatchNorm stays frozen: the ONNX file keeps it folded)."""
+
     def __init__(self, name: str, arch: str, size: int, weights: str | None, budget_s: float,
                  epochs: int | None = None, teacher: np.ndarray | None = None, lr: float = 1e-3,
-                 head_epochs: int = 4) -> None:
+                 head_epochs: int = 4, init_onnx: Path | None = None) -> None:
         self.name, self.arch, self.size, self.weights = name, arch, size, weights
         self.budget_s, self.epochs, self.teacher, self.lr, self.head_epochs = budget_s, epochs, teacher, lr, head_epochs
+        self.init_onnx = init_onnx
+
+    @property
+    def init(self) -> str:
+        return "pack" if self.init_onnx else "imagenet" if self.weights else "none"
 
 
 def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, object]:
@@ -231,16 +242,25 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
-    weights = "none" if job.weights is None else job.weights
+    weights = "none" if job.weights is None or job.init_onnx else job.weights
     model = models.build_model(job.arch, job.size, weights, dropout=args.dropout)
+    if job.init_onnx:
+        from ferlite.training.onnx_weights import load_onnx_weights
+
+        load_onnx_weights(model, job.init_onnx)
     x_tr = data["x_train"][..., None].astype("float32")
     x_va = data["x_val"][..., None].astype("float32")
     y_tr = keras.utils.to_categorical(data["y_train"], NUM_CLASSES).astype("float32")
     record: dict = {"job": job.name, "architecture": job.arch, "size": job.size,
-                    "init": "imagenet" if job.weights else "none", "distilled": job.teacher is not None}
+                    "init": job.init, "distilled": job.teacher is not None}
+    if job.init_onnx:
+        start_acc = accuracy(predict_probs(training_graph(model, job.size, augment=False, seed=args.seed),
+                                           x_va, flip=False), data["y_val"])
+        record.update(init_from=str(job.init_onnx), init_val_accuracy=start_acc)
+        print(f"  {job.name}: starts from {job.init_onnx} (validation {start_acc:.4f})", flush=True)
 
     # Stage 1 (pretrained only): the head on features computed once, as in training/train.py.
-    if job.weights is not None and job.head_epochs:
+    if job.weights is not None and job.head_epochs and not job.init_onnx:
         plain = training_graph(models.feature_extractor(model), job.size, augment=False, seed=args.seed)
         feats = plain.predict(x_tr, batch_size=512, verbose=0)
         head = models.build_head(feats.shape[1], args.dropout)
@@ -253,7 +273,7 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     # Stage 2: every layer. From ImageNet weights BatchNorm stays in inference mode with --freeze-bn
     # (as `ferlite train` does; on FER2013 it overfits less than training-mode BN at lr 1e-3); from
     # scratch it must learn its statistics.
-    freeze_bn = args.freeze_bn and job.weights is not None
+    freeze_bn = bool(job.init_onnx) or (args.freeze_bn and job.weights is not None)
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
         layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
     graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed, shift=args.shift)
@@ -291,6 +311,22 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     best = {"val_accuracy": -1.0}
     history: list[dict] = []
     stage2_start = time.perf_counter()
+    from ferlite.training.checkpoint import EpochCheckpoint
+
+    progress, first_epoch = EpochCheckpoint(args.out / f"{job.name}.last.npz", f"{job.arch}:{job.size}:{job.init}"), 0
+    saved = progress.load(model, optimizer, graph.trainable_variables) if args.resume else None
+    if saved:
+        first_epoch, history = saved["epoch"], saved["history"]
+        schedule.total_epochs = saved["total_epochs"]
+        best.update(saved["best"])
+        best["weights"] = _best_weights(args.out, job, model)
+        stage2_start -= history[-1]["seconds"] if history else 0
+        start -= history[-1]["seconds"] if history else 0
+        record["resumed_after_epoch"] = first_epoch
+        if host is not None:
+            host.start_at(first_epoch)
+        print(f"  {job.name}: continues after epoch {first_epoch} (best so far {best['val_accuracy']:.4f}, "
+              f"epoch {best['epoch']}); --no-resume starts it again", flush=True)
 
     images_per_epoch = steps * args.batch_size if host is not None else len(x_fit)
 
@@ -321,21 +357,26 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
             (args.out / f"{job.name}.progress.json").write_text(json.dumps(
                 {**record, "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
                  "history": history}))
-            if epoch == 1 and not job.epochs:  # the first timed epoch without compiling in it
+            if epoch == 1 and not job.epochs and not saved:  # the first timed epoch without compiling in it
                 per_epoch = time.perf_counter() - self.began
                 left = job.budget_s - args.final_eval_s - (time.perf_counter() - start)
                 schedule.total_epochs = max(3, min(args.max_epochs, 2 + int(left / per_epoch)))
                 print(f"  {job.name}: {per_epoch:.1f} s per epoch, {left:.0f} s left of its budget: "
                       f"{schedule.total_epochs} epochs", flush=True)
+            progress.save(model, optimizer, epoch + 1, {
+                "history": history, "total_epochs": schedule.total_epochs,
+                "best": {k: v for k, v in best.items() if k != "weights"}})
             if epoch + 1 >= schedule.total_epochs:
                 self.model.stop_training = True
 
-    epochs = job.epochs or args.max_epochs
-    if host is not None:
-        graph.fit(host, epochs=epochs, callbacks=[Control()], verbose=0)
+    epochs = min(job.epochs or args.max_epochs, schedule.total_epochs)
+    if first_epoch >= epochs:
+        pass  # every epoch was done before the interruption: only the final evaluations are left
+    elif host is not None:
+        graph.fit(host, epochs=epochs, initial_epoch=first_epoch, callbacks=[Control()], verbose=0)
     else:
-        graph.fit(x_fit, y_fit, batch_size=args.batch_size, epochs=epochs, shuffle=True, callbacks=[Control()],
-                  verbose=0)
+        graph.fit(x_fit, y_fit, batch_size=args.batch_size, epochs=epochs, initial_epoch=first_epoch, shuffle=True,
+                  callbacks=[Control()], verbose=0)
     model.set_weights(best["weights"])
     plain = training_graph(model, job.size, augment=False, seed=args.seed)
     val_plain = predict_probs(plain, x_va, flip=False)
@@ -353,6 +394,20 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     print(f"== {job.name}: val {record['val_accuracy']:.4f} (flip {record['val_accuracy_flip']:.4f}) "
           f"test {record.get('test_accuracy', '-')} in {record['seconds']} s, {record['epochs']} epochs", flush=True)
     return record, model
+
+
+def _best_weights(out: Path, job: Job, model) -> list:
+    """The best epoch's weights an interrupted run checkpointed (the model's current ones if none)."""
+    from ferlite.training import models
+
+    path = out / f"{job.name}.best.weights.npz"
+    if not path.exists():
+        return model.get_weights()
+    current = model.get_weights()
+    models.load_weights_npz(model, path)
+    best = model.get_weights()
+    model.set_weights(current)
+    return best
 
 
 def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:
@@ -581,6 +636,18 @@ def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how
     return True
 
 
+def pack_onnx(pack: Path | None, arch: str, size: int) -> Path | None:
+    """`--init-pack`'s model of `arch` (its float ONNX file), checked to take `size` px."""
+    if pack is None:
+        return None
+    from ferlite.base.model_metadata import ModelMetadata
+
+    meta = ModelMetadata.load(pack / arch)
+    if meta.input_size != size:
+        raise SystemExit(f"--init-pack: {pack / arch} takes {meta.input_size} px, this job {size} px (--size)")
+    return pack / arch / meta.files["onnx"]
+
+
 def save_results(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
@@ -673,7 +740,8 @@ def train(args: argparse.Namespace) -> None:
                 if args.distill_pretrained and given is None:
                     raise SystemExit("--distill-pretrained needs --teacher-soft")
                 rec, model = run_job(Job(arch, arch, size, wfile[arch], budgets[arch], epochs=epochs[arch] or None,
-                                         lr=args.lr, teacher=given if args.distill_pretrained else None), data, args)
+                                         lr=args.lr, teacher=given if args.distill_pretrained else None,
+                                         init_onnx=pack_onnx(args.init_pack, arch, size)), data, args)
                 results["jobs"][arch] = rec
                 save_results(out, results)
                 models.save_weights_npz(model, out / f"{arch}.weights.npz")
@@ -690,9 +758,11 @@ def train(args: argparse.Namespace) -> None:
         for arch in students:
             if args.resume and resume(arch, out, results, args) is not None:
                 continue
-            rec, model = run_job(Job(arch, arch, args.student_size or size, None, budgets[arch], teacher=soft,
-                                     epochs=epochs[arch] or None, lr=args.scratch_lr),
-                                 data, args)
+            student = args.student_size or size
+            init = pack_onnx(args.init_pack, arch, student)
+            rec, model = run_job(Job(arch, arch, student, None, budgets[arch], teacher=soft,
+                                     epochs=epochs[arch] or None, lr=args.lr if init else args.scratch_lr,
+                                     init_onnx=init), data, args)
             results["jobs"][arch] = rec
             save_results(out, results)
             models.save_weights_npz(model, out / f"{arch}.weights.npz")
@@ -715,7 +785,7 @@ def train(args: argparse.Namespace) -> None:
             models.save_weights_npz(model, out / f"{name}.weights.npz")
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("prepare", help="write the data file the train step reads")
@@ -744,12 +814,16 @@ def main() -> int:
                    "probabilities on the training split (load_data's order) instead of this run's teachers")
     t.add_argument("--distill-pretrained", action="store_true",
                    help="pack job: the ImageNet-initialised models learn from --teacher-soft too")
+    t.add_argument("--init-pack", type=Path, help="pack job: start each model from this pack's model of its "
+                   "architecture (its ONNX file) instead of ImageNet or random weights, and continue it at --lr "
+                   "with BatchNorm frozen (the ONNX file keeps it folded into the convolutions)")
     t.add_argument("--teacher-note", default="", help="what --teacher-soft is, for results.json and the cards")
     t.add_argument("--shift", type=float, default=0.0, help="augmentation: random shift, ± fraction of the size")
     t.add_argument("--final-eval-s", type=float, default=20.0,
                    help="seconds a budgeted job keeps for its last evaluations after training")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="skip the jobs an earlier run into the same --out finished")
+                   help="skip the jobs an earlier run into the same --out finished and continue an interrupted "
+                        "one from its last finished epoch")
     t.add_argument("--max-epochs", type=int, default=60)
     t.add_argument("--ablation-epochs", type=int, default=20)
     t.add_argument("--ablation-archs", default="mobilenet_v3_large,efficientnet_b0",
@@ -820,7 +894,11 @@ def main() -> int:
                        "threshold on validation, without quantising again; `quantize` and `build` already do this")
     c.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     c.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
-    args = p.parse_args()
+    return p
+
+
+def main() -> int:
+    args = parser().parse_args()
     if args.cmd == "calibrate":
         from ferlite.base.model_metadata import find_models
         from ferlite.training.pack import calibrate_file
