@@ -256,7 +256,8 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     if job.init_onnx:
         start_acc = accuracy(predict_probs(training_graph(model, job.size, augment=False, seed=args.seed),
                                            x_va, flip=False), data["y_val"])
-        record.update(init_from=str(job.init_onnx), init_val_accuracy=start_acc)
+        record.update(continued_from_file=str(job.init_onnx), init_val_accuracy=start_acc,
+                      **continued_from(job.init_onnx.parent))
         print(f"  {job.name}: starts from {job.init_onnx} (validation {start_acc:.4f})", flush=True)
 
     # Stage 1 (pretrained only): the head on features computed once, as in training/train.py.
@@ -634,6 +635,17 @@ def replace(pack: Path, run: Path, arch: str, data_path: Path, record: Path, how
     print(f"{arch}: replaced; served validation {meta.validation['accuracy']:.4f}, test {meta.test['accuracy']:.4f}",
           flush=True)
     return True
+
+
+def continued_from(folder: Path) -> dict:
+    """What a job continued from a pack model records: that model's own initialisation (a model
+    continued from a from-scratch one is still from scratch) and a line for its model card."""
+    from ferlite.base.model_metadata import ModelMetadata
+
+    meta = ModelMetadata.load(folder)
+    first = "imagenet" if str(meta.training.get("init", "")).startswith("ImageNet") else "none"
+    return {"init": first, "continued_from": f"the earlier pack's model ({meta.training.get('epochs')} epochs, "
+                                             f"validation {meta.validation['accuracy']:.3f} as served)"}
 
 
 def pack_onnx(pack: Path | None, arch: str, size: int) -> Path | None:

@@ -59,6 +59,7 @@ def test_a_killed_job_continues_from_its_last_epoch(tmp_path) -> None:
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     assert f"{JOB}: continues after epoch {stopped_at}" in second.stdout
     job = json.loads((out / "results.json").read_text())["jobs"][JOB]
-    assert job["init"] == "pack" and job["resumed_after_epoch"] == stopped_at
+    assert job["init"] == "imagenet" and "earlier pack's model" in job["continued_from"]  # its first init
+    assert job["continued_from_file"].endswith("model.onnx") and job["resumed_after_epoch"] == stopped_at
     assert [h["epoch"] for h in job["history"]] == [1, 2, 3, 4] and job["epochs"] == 4
     assert f"epoch {stopped_at}/4" not in second.stdout  # the finished epochs were not run again

@@ -192,6 +192,7 @@ def build_model_folder(arch: str, job: dict, weights: Path, data: dict, out: Pat
         "recipe": "benchmarks/train_pack.py", "epochs": job["epochs"], "best_epoch": job["best_epoch"],
         "train_seconds": job.get("seconds") or job["history"][-1]["seconds"], "backend": recipe.get("backend", ""),
         "stopped_early": bool(job.get("interrupted")),
+        **({"continued_from": job["continued_from"]} if job.get("continued_from") else {}),
     }
     meta = export_model(model, out, val, test, formats=("onnx", "tflite_int8", "tflite_fp16"), keep_keras=False,
                         flip_tta=bool(job["flip_tta"]), training=training)
@@ -501,13 +502,15 @@ def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
         "",
         "`train_pack_gpu.sh` needs `.pack/fer2013.jpeg.npz` (from `prepare`), `.pack/teacher_train.npy` (the "
         "teacher's probabilities on the training split) and the ImageNet weights; its header says more. On a CPU, "
-        "`train_pack.py train --jobs pack` runs the same jobs one after another (resumable: a rerun keeps the "
-        "finished ones).",
+        "`train_pack.py train --jobs pack` runs the same jobs one after another (resumable: the same command again "
+        "keeps the finished jobs and continues an interrupted one from its last finished epoch).",
         "",
         "One model at a time, on a CPU or elsewhere: `train_pack.py teacher` scores the pack's models on the training "
         "split and writes `.pack/teacher_train.npy` from the ensemble validation prefers; `train_pack.py train --jobs "
-        "pack --archs ARCH --teacher-soft .pack/teacher_train.npy --distill-pretrained` retrains one; `train_pack.py "
-        "replace --run RUN --arch ARCH --how '...'` swaps it in only if its validation accuracy is higher.",
+        "pack --archs ARCH --teacher-soft .pack/teacher_train.npy --distill-pretrained` retrains one (add `--init-pack "
+        "modelpack --lr LR` to continue the shipped model instead: its weights are read back from its ONNX file); "
+        "`train_pack.py replace --run RUN --arch ARCH --how '...'` swaps it in only if its validation accuracy is "
+        "higher.",
         "",
         "`WEIGHTS` holds ImageNet no-top `.weights.h5` files for MobileNetV2 and MobileNetV3-Small.",
         "To serve your own models instead, export them (`ferlite train ... --export DIR`) and start the stack",
