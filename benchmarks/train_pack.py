@@ -26,6 +26,12 @@ Jobs (`--jobs`):
   ablation the same students without distillation, and MobileNetV2/MobileNetV3-Small from scratch,
            each at the epoch count its counterpart used.
 
+Continuing: `--init-pack DIR` starts each job from DIR's model of its architecture (Keras weights read
+back from its ONNX file by `training.onnx_weights`, BatchNorm frozen as folded) at `--lr`, e.g. to give
+an under-trained model more epochs or a better teacher without the GPU run that made it. An
+interrupted job continues from its last finished epoch (`OUT/<job>.last.npz`) when the same command
+runs again.
+
 Epochs: each job has a time budget; after one warm-up epoch the epoch count that fits is fixed and
 a cosine schedule runs over it (`results.json` records the epochs, so a rerun can pass them with
 `--epochs`). Selection: the epoch with the best validation accuracy; test computed once at the end.
