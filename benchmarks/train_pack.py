@@ -650,8 +650,10 @@ def continued_from(folder: Path) -> dict:
 
     meta = ModelMetadata.load(folder)
     first = "imagenet" if str(meta.training.get("init", "")).startswith("ImageNet") else "none"
+    before = meta.training.get("continued_from")
     return {"init": first, "continued_from": f"the earlier pack's model ({meta.training.get('epochs')} epochs, "
-                                             f"validation {meta.validation['accuracy']:.3f} as served)"}
+                                             f"validation {meta.validation['accuracy']:.3f} as served"
+                                             + (f"; it had continued from {before}" if before else "") + ")"}
 
 
 def pack_onnx(pack: Path | None, arch: str, size: int) -> Path | None:
