@@ -805,7 +805,7 @@ def train(args: argparse.Namespace) -> None:
             models.save_weights_npz(model, out / f"{name}.weights.npz")
 
 
-def parser() -> argparse.ArgumentParser:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("prepare", help="write the data file the train step reads")
@@ -914,11 +914,7 @@ def parser() -> argparse.ArgumentParser:
                        "threshold on validation, without quantising again; `quantize` and `build` already do this")
     c.add_argument("--pack", type=Path, default=ROOT / "modelpack")
     c.add_argument("--data", type=Path, default=ROOT / ".pack" / "fer2013.npz", help="prepare's decoded file")
-    return p
-
-
-def main() -> int:
-    args = parser().parse_args()
+    args = p.parse_args()
     if args.cmd == "calibrate":
         from ferlite.base.model_metadata import find_models
         from ferlite.training.pack import calibrate_file
