@@ -940,7 +940,7 @@ def main() -> int:
                 continue
             c = add_int8(args.pack / meta.architecture, data).checks["onnx_int8"]
             print(f"{meta.architecture}: int8 val {c['val_accuracy_int8']:.4f} vs float {c['val_accuracy_float']:.4f}"
-                  f" -> {'kept' if c['kept'] else 'rejected'}", flush=True)
+                  f" -> {'kept' if c['kept'] else 'rejected: ' + c.get('rejected', '')}", flush=True)
         return 0
     if args.cmd == "refresh":
         from ferlite.base.model_metadata import find_models

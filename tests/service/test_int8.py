@@ -100,9 +100,11 @@ def test_the_classifier_answers_with_the_int8_model(tmp_path) -> None:
     np.testing.assert_allclose(got, int8, atol=1e-4)
 
 
-@pytest.mark.parametrize("tolerance, kept", [(1.0, True), (-1.0, False)])
-def test_the_pack_keeps_an_int8_file_only_within_tolerance(tmp_path, monkeypatch, tolerance, kept) -> None:
-    """`add_int8` on a copy of a pack model with stand-in faces: the rule, not the figures."""
+@pytest.mark.parametrize("tolerance, speedup, kept", [(1.0, 0.0, True), (-1.0, 0.0, False), (1.0, 1e6, False)])
+def test_the_pack_keeps_an_int8_file_only_within_tolerance_and_faster(tmp_path, monkeypatch, tolerance, speedup,
+                                                                     kept) -> None:
+    """`add_int8` on a copy of a pack model with stand-in faces: the rule, not the figures. An int8
+    file that is not faster than float is not served either (EfficientNetB0's is not)."""
     models = pack_copy(tmp_path, "mobilenet_v3_large")  # 48 px: quick to quantise
     folder = models / "mobilenet_v3_large"
     rng = np.random.default_rng(0)
@@ -110,6 +112,7 @@ def test_the_pack_keeps_an_int8_file_only_within_tolerance(tmp_path, monkeypatch
             for s, n in (("train", 60), ("val", 40), ("test", 30), ("ck48", 20))}
     data.update({f"y_{s}": rng.integers(0, 7, len(data[f"x_{s}"])) for s in ("train", "val", "test", "ck48")})
     monkeypatch.setattr(pack, "EDGE_TOLERANCE", tolerance)
+    monkeypatch.setattr(pack, "INT8_MIN_SPEEDUP", speedup)
     meta = pack.add_int8(folder, data)
     check, card = meta.checks["onnx_int8"], (folder / "model_card.md").read_text()
     assert check["kept"] is kept and check["calibration_faces"] == 60
@@ -126,3 +129,5 @@ def test_the_pack_keeps_an_int8_file_only_within_tolerance(tmp_path, monkeypatch
         assert "onnx_int8" not in meta.files and not (folder / "model_int8.onnx").exists()
         assert "model_int8.onnx" not in meta.file_calibration
         assert "No int8 file" in card and meta.onnx_file() == "model.onnx"
+        why = "not faster" if speedup > 1 else "lost more than 0.5 pt"
+        assert why in check["rejected"] and why in card and "batch 1" in card  # the timings that decided

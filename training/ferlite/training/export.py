@@ -202,10 +202,12 @@ def _int8_lines(meta: ModelMetadata) -> list[str]:
         return []
     val = (f"validation accuracy {_pct(c['val_accuracy_int8'])} vs {_pct(c['val_accuracy_float'])} in float, "
            f"{_pct(c['val_agreement'])} of labels the same")
-    if "onnx_int8" not in meta.files:
-        return [f"- No int8 file: quantised, it lost more than 0.5 pt ({val}); the float `model.onnx` serves."]
     lat = c.get("latency_ms", {})
     speed = "; ".join(f"batch {b[5:]} {lat['float'][b]:.2f} -> {lat['int8'][b]:.2f} ms" for b in lat.get("int8", {}))
+    if "onnx_int8" not in meta.files:
+        why = c.get("rejected", "lost more than 0.5 pt")
+        return [f"- No int8 file: quantised, it {why} ({val}" + (f"; ONNX Runtime, 2 threads: {speed}" if speed else "")
+                + "); the float `model.onnx` serves."]
     lines = [f"- Served on CPUs as `{c['file']}` (int8, `precision` auto; float `model.onnx` with precision "
              f"float): {val}; test accuracy {_pct(c['accuracy'])} vs {_pct(c['accuracy_float'])} in float, "
              f"CK+48 {_pct(c['ck48_accuracy'])}; ONNX Runtime, 2 threads: {speed}."]

@@ -28,8 +28,9 @@ class ClassifierConfig(ServerConfig):
     repository_dir: str = setting("var/triton", "where the embedded model repository is written")
     runtime: str = setting("onnxruntime", "embedded models run on onnxruntime or litert")
     precision: str = setting("auto", "which ONNX file each model serves: auto or int8 (the pack's validated int8 "
-                             "file where it has one: within 0.5 pt of float on validation, ~2.4x faster on "
-                             "VNNI CPUs), float (always the float file)")
+                             "file where it has one: within 0.5 pt of float on validation and at least 1.5x "
+                             "faster for one face, e.g. the MobileNets on VNNI CPUs), float (always the float "
+                             "file)")
     policy_file: str = setting("", "A/B policy JSON, hot-reloaded (a mounted ConfigMap in Kubernetes)")
     max_batch: int = setting(64, "most crops in one Classify call")
     # Defaults from benchmarks/triton_sweep.py on 2 cores: one instance with two runtime threads and no
