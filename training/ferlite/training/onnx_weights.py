@@ -67,7 +67,20 @@ def _constants(graph) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, dtype=np.float32) for name, value in values.items()}
 
 
-def _collect(graph, names: set[str]) -> dict[str, _Found]:
+def _producers(model) -> dict[str, str]:
+    """Each BatchNorm layer's input layer: where tf2onnx folded a BatchNorm into a convolution whose
+    weight lost its name (constant-folded) and whose node is `Conv__N`, the bias still names the
+    BatchNorm, and through it the convolution."""
+    found = {}
+    for name, layer in _layers(model).items():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            history = getattr(layer.input, "_keras_history", None)
+            if history is not None:
+                found[name] = history[0].name
+    return found
+
+
+def _collect(graph, names: set[str], producers: dict[str, str]) -> dict[str, _Found]:
     consts = _constants(graph)
     found: dict[str, _Found] = {}
 
@@ -86,9 +99,10 @@ def _collect(graph, names: set[str]) -> dict[str, _Found]:
             weight = inputs[1]
             layer = _layer_of(weight, names) if weight not in consts or "/" in weight else None
             layer = layer or _layer_of(node.name, names)
+            bias_layer = _layer_of(inputs[2], names) if len(inputs) > 2 and inputs[2] else None
+            layer = layer or producers.get(bias_layer or "")
             put(layer, "kernel", _conv_kernel(consts[weight], node), weight)
-            if len(inputs) > 2 and inputs[2]:
-                bias_layer = _layer_of(inputs[2], names)
+            if bias_layer is not None:
                 # A bias named after a BatchNorm layer is that layer, folded into this conv.
                 put(bias_layer, "offset" if bias_layer != layer else "bias", consts[inputs[2]], inputs[2])
         elif node.op_type == "MatMul" and inputs[1] in consts:
@@ -149,7 +163,7 @@ def load_onnx_weights(model, onnx_path: Path, check_images: int = 8, seed: int =
                     if layer.weights and not isinstance(layer, keras.Model)
                     and isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                                            keras.layers.Dense, keras.layers.BatchNormalization))}
-    found = _collect(onnx.load(str(onnx_path)).graph, set(with_weights))
+    found = _collect(onnx.load(str(onnx_path)).graph, set(with_weights), _producers(model))
     missing = sorted(set(with_weights) - set(found))
     if missing:
         raise WeightsError(f"{onnx_path} has no weights for {len(missing)} layers of {model.name} "
