@@ -105,16 +105,21 @@ def test_litert_runtime_does_the_same_serving_steps(tmp_path) -> None:
     pytest.importorskip("ai_edge_litert")
     # A pack model whose edge file is fp16 and whose validation chose flip averaging, on faces where
     # the flip matters more than fp16's rounding (so the comparison below can tell them apart).
-    pixels = np.random.default_rng(13).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    # Random faces, ten draws per model (the pack changes: which draw the flip moves most depends on
+    # the weights), the model and draw where it moves the answers most.
+    candidates = []
     for meta in find_models(PACK_DIR):
         if meta.files.get("edge") != "model_fp16.tflite" or not meta.flip_tta or meta.input_size != 128:
             continue
-        alone, averaged = in_process(PACK_DIR / meta.architecture, meta, pixels, precision="float")
-        if np.abs(alone - averaged).max() > 0.05:
-            arch = meta.architecture
-            break
-    else:
+        for seed in range(13, 23):
+            pixels = np.random.default_rng(seed).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+            alone, averaged = in_process(PACK_DIR / meta.architecture, meta, pixels, precision="float")
+            candidates.append((float(np.abs(alone - averaged).max()), meta.architecture, seed))
+    moved, arch, seed = max(candidates, default=(0.0, "", 0))
+    if moved <= 0.05:
         pytest.fail("no pack model with an fp16 edge file whose flip averaging changes these answers")
+    pixels = np.random.default_rng(seed).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    _, averaged = in_process(PACK_DIR / arch, ModelMetadata.load(PACK_DIR / arch), pixels, precision="float")
     shutil.copytree(PACK_DIR / arch, tmp_path / "models" / arch)
     build_repository(tmp_path / "models", tmp_path / "repo", "embedded", runtime="litert")
     config = (tmp_path / "repo" / arch / "config.pbtxt").read_text()
