@@ -408,13 +408,7 @@ def _best_weights(out: Path, job: Job, model) -> list:
     from ferlite.training import models
 
     path = out / f"{job.name}.best.weights.npz"
-    if not path.exists():
-        return model.get_weights()
-    current = model.get_weights()
-    models.load_weights_npz(model, path)
-    best = model.get_weights()
-    model.set_weights(current)
-    return best
+    return models.read_weights_npz(path) if path.exists() else model.get_weights()
 
 
 def teacher_probs(teachers: list, data: dict, temperature: float) -> np.ndarray:

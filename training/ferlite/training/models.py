@@ -159,11 +159,16 @@ def save_weights_npz(model: keras.Model, path: Path) -> None:
     np.savez_compressed(path, *model.get_weights())
 
 
-def load_weights_npz(model: keras.Model, path: Path) -> None:
+def read_weights_npz(path: Path) -> list:
+    """The arrays `save_weights_npz` wrote, in the model's order."""
     import numpy as np
 
     with np.load(path) as f:
-        weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def load_weights_npz(model: keras.Model, path: Path) -> None:
+    weights = read_weights_npz(path)
     expected = len(model.get_weights())
     if len(weights) != expected:
         raise WeightsError(f"{path} holds {len(weights)} arrays; {model.name} has {expected}")

@@ -67,12 +67,12 @@ def _constants(graph) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, dtype=np.float32) for name, value in values.items()}
 
 
-def _producers(model) -> dict[str, str]:
+def _producers(layers: dict[str, object]) -> dict[str, str]:
     """Each BatchNorm layer's input layer: where tf2onnx folded a BatchNorm into a convolution whose
     weight lost its name (constant-folded) and whose node is `Conv__N`, the bias still names the
     BatchNorm, and through it the convolution."""
     found = {}
-    for name, layer in _layers(model).items():
+    for name, layer in layers.items():
         if isinstance(layer, keras.layers.BatchNormalization):
             history = getattr(layer.input, "_keras_history", None)
             if history is not None:
@@ -163,7 +163,7 @@ def load_onnx_weights(model, onnx_path: Path, check_images: int = 8, seed: int =
                     if layer.weights and not isinstance(layer, keras.Model)
                     and isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                                            keras.layers.Dense, keras.layers.BatchNormalization))}
-    found = _collect(onnx.load(str(onnx_path)).graph, set(with_weights), _producers(model))
+    found = _collect(onnx.load(str(onnx_path)).graph, set(with_weights), _producers(layers))
     missing = sorted(set(with_weights) - set(found))
     if missing:
         raise WeightsError(f"{onnx_path} has no weights for {len(missing)} layers of {model.name} "
@@ -178,12 +178,11 @@ def load_onnx_weights(model, onnx_path: Path, check_images: int = 8, seed: int =
 
 
 def _check(model, onnx_path: Path, images: int, seed: int) -> None:
-    import onnxruntime as ort
+    from .export import onnx_runner
 
     size = model.input_shape[1]
     x = np.random.default_rng(seed).random((images, size, size, 3), dtype=np.float32)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    expected = onnx_runner(onnx_path)(x)
     got = np.asarray(model(x, training=False))
     gap = float(np.max(np.abs(expected - got)))
     if gap > TOLERANCE:

@@ -371,8 +371,8 @@ def served_on_cpu(m: ModelMetadata) -> str:
         return f"{m.files['onnx_int8']} (test {c['accuracy']:.3f})"
     if not c:
         return "model.onnx"
-    return "model.onnx (int8 " + ("not faster on this CPU" if "not faster" in c.get("rejected", "")
-                                  else "lost > 0.5 pt on validation") + ")"
+    lost = c["val_accuracy_float"] - c["val_accuracy_int8"] > EDGE_TOLERANCE
+    return "model.onnx (int8 " + ("lost > 0.5 pt on validation" if lost else "not faster on this CPU") + ")"
 
 
 def champion_line(metas: list[ModelMetadata], floor: float = 0.45) -> str:
