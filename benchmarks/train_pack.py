@@ -28,7 +28,9 @@ Jobs (`--jobs`):
 
 Continuing: `--init-pack DIR` starts each job from DIR's model of its architecture (Keras weights read
 back from its ONNX file by `training.onnx_weights`, BatchNorm frozen as folded) at `--lr`, e.g. to give
-an under-trained model more epochs or a better teacher without the GPU run that made it. An
+an under-trained model more epochs or a better teacher without the GPU run that made it; with
+`--pack-bn train` BatchNorm trains too, once `training.batchnorm` has measured its statistics on
+`--bn-images` training faces (the same function, statistics the batches will agree with). An
 interrupted job continues from its last finished epoch (`OUT/<job>.last.npz`) when the same command
 runs again.
 
@@ -225,6 +227,23 @@ def predict_probs(model, x: np.ndarray, flip: bool, batch: int = 512) -> np.ndar
     return p
 
 
+def recalibrate(model, faces: np.ndarray, size: int, args: argparse.Namespace) -> dict:
+    """`--pack-bn train`: BatchNorm statistics measured on a seeded sample of `--bn-images` plain
+    training faces (`training.batchnorm`), so that BatchNorm can train from the shipped model."""
+    from ferlite.training.batchnorm import recalibrate_batchnorm
+
+    prep = training_graph(_keras().Sequential([_keras().layers.Identity()]), size, augment=False, seed=args.seed)
+    pick = np.sort(np.random.default_rng(args.seed).permutation(len(faces))[: args.bn_images])
+    batches = (prep.predict(faces[pick[i:i + 128], ..., None].astype("float32"), verbose=0)
+               for i in range(0, len(pick), 128))
+    started = time.perf_counter()
+    check = prep.predict(faces[:8, ..., None].astype("float32"), verbose=0)
+    layers = recalibrate_batchnorm(model, batches, check=check)
+    print(f"  BatchNorm statistics of {layers} layers measured on {len(pick)} faces "
+          f"in {time.perf_counter() - started:.0f} s", flush=True)
+    return {"layers": layers, "faces": len(pick)}
+
+
 class Job:
     """One model to train. `init_onnx`: start from this shipped model's weights instead (`--init-pack`;
     `weights` is then ignored and BatchNorm stays frozen: the ONNX file keeps it folded)."""
@@ -254,11 +273,15 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
         from ferlite.training.onnx_weights import load_onnx_weights
 
         load_onnx_weights(model, job.init_onnx)
+    train_bn_from_pack = job.init_onnx is not None and args.pack_bn == "train"
+    recalibrated = recalibrate(model, data["x_train"], job.size, args) if train_bn_from_pack else None
     x_tr = data["x_train"][..., None].astype("float32")
     x_va = data["x_val"][..., None].astype("float32")
     y_tr = keras.utils.to_categorical(data["y_train"], NUM_CLASSES).astype("float32")
     record: dict = {"job": job.name, "architecture": job.arch, "size": job.size,
                     "init": job.init, "distilled": job.teacher is not None}
+    if recalibrated:
+        record["bn_recalibrated"] = recalibrated
     if job.init_onnx:
         start_acc = accuracy(predict_probs(training_graph(model, job.size, augment=False, seed=args.seed),
                                            x_va, flip=False), data["y_val"])
@@ -280,7 +303,8 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     # Stage 2: every layer. From ImageNet weights BatchNorm stays in inference mode with --freeze-bn
     # (as `ferlite train` does; on FER2013 it overfits less than training-mode BN at lr 1e-3); from
     # scratch it must learn its statistics.
-    freeze_bn = bool(job.init_onnx) or (args.freeze_bn and job.weights is not None)
+    freeze_bn = args.pack_bn == "frozen" if job.init_onnx else args.freeze_bn and job.weights is not None
+    record["freeze_bn"] = freeze_bn
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
         layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
     graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed, shift=args.shift)
@@ -702,7 +726,7 @@ def train(args: argparse.Namespace) -> None:
                    shift=args.shift, augment=args.augment,
                    label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
                    alpha=args.alpha, temperature=args.temperature, lr=args.lr, scratch_lr=args.scratch_lr,
-                   freeze_bn=args.freeze_bn)
+                   freeze_bn=args.pack_bn == "frozen" if args.init_pack else args.freeze_bn)
     jobs = args.jobs.split(",")
     wfile = {a: str(args.weights_dir / f) for a, f in WEIGHT_FILES.items()}
     size = args.size
@@ -830,7 +854,11 @@ def main() -> int:
                    help="pack job: the ImageNet-initialised models learn from --teacher-soft too")
     t.add_argument("--init-pack", type=Path, help="pack job: start each model from this pack's model of its "
                    "architecture (its ONNX file) instead of ImageNet or random weights, and continue it at --lr "
-                   "with BatchNorm frozen (the ONNX file keeps it folded into the convolutions)")
+                   "with BatchNorm frozen (the ONNX file keeps it folded into the convolutions) unless --pack-bn train")
+    t.add_argument("--pack-bn", choices=["frozen", "train"], default="frozen",
+                   help="--init-pack: keep BatchNorm as the pack folded it, or measure its statistics on "
+                        "--bn-images training faces and train it (training.batchnorm)")
+    t.add_argument("--bn-images", type=int, default=2048, help="--pack-bn train: faces to measure BatchNorm on")
     t.add_argument("--teacher-note", default="", help="what --teacher-soft is, for results.json and the cards")
     t.add_argument("--shift", type=float, default=0.0, help="augmentation: random shift, ± fraction of the size")
     t.add_argument("--final-eval-s", type=float, default=20.0,
