@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from ferlite.training import models  # after the skip: it needs TensorFlow
+
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "mobilenet_v3_small"
 
@@ -63,3 +65,28 @@ def test_a_killed_job_continues_from_its_last_epoch(tmp_path) -> None:
     assert job["continued_from_file"].endswith("model.onnx") and job["resumed_after_epoch"] == stopped_at
     assert [h["epoch"] for h in job["history"]] == [1, 2, 3, 4] and job["epochs"] == 4
     assert f"epoch {stopped_at}/4" not in second.stdout  # the finished epochs were not run again
+
+
+def test_pack_bn_train_measures_batchnorm_and_trains_it(tmp_path) -> None:
+    """--pack-bn train: BatchNorm statistics measured before the first epoch, BatchNorm trainable,
+    and the starting model unchanged by the measuring (its validation figure is the shipped one's)."""
+    data, teacher = tiny_data(tmp_path)
+    out = tmp_path / "run"
+    args = command(data, teacher, out)
+    args[args.index("0,4,0,0")] = "0,1,0,0"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    frozen = subprocess.run([*args, "--out", str(tmp_path / "frozen")], capture_output=True, text=True, env=env,
+                            timeout=300)
+    trained = subprocess.run([*args, "--pack-bn", "train", "--bn-images", "64"], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert trained.returncode == 0 and frozen.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+    assert "BatchNorm statistics of 34 layers measured on 64 faces" in trained.stdout
+    job = json.loads((out / "results.json").read_text())["jobs"][JOB]
+    before = json.loads((tmp_path / "frozen" / "results.json").read_text())["jobs"][JOB]
+    assert job["freeze_bn"] is False and before["freeze_bn"] is True
+    assert job["bn_recalibrated"] == {"layers": 34, "faces": 64}
+    assert job["init_val_accuracy"] == before["init_val_accuracy"]
+    # The folded form's moving means are zeros (and frozen, they stay so); measured ones are not.
+    zeros = {run: sum(not np.any(w) for w in models.read_weights_npz(run / f"{JOB}.weights.npz"))
+             for run in (out, tmp_path / "frozen")}
+    assert zeros[out] <= zeros[tmp_path / "frozen"] - 34, zeros
