@@ -524,7 +524,8 @@ def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
         "One model at a time, on a CPU or elsewhere: `train_pack.py teacher` scores the pack's models on the training "
         "split and writes `.pack/teacher_train.npy` from the ensemble validation prefers; `train_pack.py train --jobs "
         "pack --archs ARCH --teacher-soft .pack/teacher_train.npy --distill-pretrained` retrains one (add `--init-pack "
-        "modelpack --lr LR` to continue the shipped model instead: its weights are read back from its ONNX file); "
+        "modelpack --lr LR` to continue the shipped model instead: its weights are read back from its ONNX file, "
+        "BatchNorm frozen as folded, or trained with `--pack-bn train` once its statistics are measured again); "
         "`train_pack.py replace --run RUN --arch ARCH --how '...'` swaps it in only if its validation accuracy is "
         "higher.",
         "",
