@@ -246,7 +246,8 @@ def recalibrate(model, faces: np.ndarray, size: int, args: argparse.Namespace) -
 
 class Job:
     """One model to train. `init_onnx`: start from this shipped model's weights instead (`--init-pack`;
-    `weights` is then ignored and BatchNorm stays frozen: the ONNX file keeps it folded)."""
+    `weights` is then ignored and BatchNorm stays frozen as the ONNX file folded it, unless
+    `--pack-bn train` measures its statistics again)."""
 
     def __init__(self, name: str, arch: str, size: int, weights: str | None, budget_s: float,
                  epochs: int | None = None, teacher: np.ndarray | None = None, lr: float = 1e-3,
