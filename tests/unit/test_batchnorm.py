@@ -10,16 +10,10 @@ import pytest
 from ferlite.base.model_metadata import ModelMetadata
 from ferlite.training import batchnorm, models, onnx_weights
 from ferlite.training.export import onnx_runner
+from tests.support.blobs import blobs
 
 PACK = Path(__file__).resolve().parents[2] / "modelpack"
 ARCH = "mobilenet_v3_small"  # no dropout inside its backbone: training mode differs only by BatchNorm
-
-
-def faces(size: int, n: int, seed: int) -> np.ndarray:
-    """Smooth face-sized blobs in [0, 1]."""
-    small = np.random.default_rng(seed).random((n, 6, 6, 1), dtype=np.float32)
-    big = np.repeat(np.repeat(small, size // 6 + 1, axis=1), size // 6 + 1, axis=2)[:, :size, :size]
-    return np.repeat(big, 3, axis=3).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +39,14 @@ def training_mode_gap(model, x: np.ndarray) -> float:
 
 def test_recalibration_keeps_the_model_and_lets_batchnorm_train(shipped) -> None:
     size, onnx = shipped
-    calibration = faces(size, 64, seed=1)
+    calibration = blobs(size, 64, seed=1)
     folded = from_pack(size, onnx)
     gap_folded = training_mode_gap(folded, calibration)
 
     model = from_pack(size, onnx)
     layers = batchnorm.recalibrate_batchnorm(model, [calibration[:32], calibration[32:]], check=calibration[:4])
     assert layers == len(batchnorm.batchnorm_layers(model)) > 30
-    other = faces(size, 8, seed=2)  # the same function on images it was not measured on
+    other = blobs(size, 8, seed=2)  # the same function on images it was not measured on
     assert np.max(np.abs(model.predict(other, verbose=0) - onnx_runner(onnx)(other))) < onnx_weights.TOLERANCE
     # The moving statistics are now those of the data the model sees.
     stats = batchnorm.input_statistics(model, [calibration])

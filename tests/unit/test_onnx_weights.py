@@ -10,16 +10,14 @@ import pytest
 from ferlite.base.model_metadata import ModelMetadata
 from ferlite.training import models, onnx_weights
 from ferlite.training.export import onnx_runner
+from tests.support.blobs import blobs
 
 PACK = Path(__file__).resolve().parents[2] / "modelpack"
 
 
 def faces(size: int, n: int = 6) -> np.ndarray:
     """Smooth face-sized blobs, not the uniform noise the loader's own check uses."""
-    rng = np.random.default_rng(7)
-    small = rng.random((n, 6, 6, 1), dtype=np.float32)
-    big = np.repeat(np.repeat(small, size // 6 + 1, axis=1), size // 6 + 1, axis=2)[:, :size, :size]
-    return np.repeat(big, 3, axis=3).astype(np.float32)
+    return blobs(size, n, seed=7)
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"])
