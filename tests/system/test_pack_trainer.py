@@ -1,5 +1,6 @@
 """The pack trainer on a CPU: a job continues from the shipped pack (`--init-pack`) and, killed
-between epochs, continues from its last finished epoch when the same command runs again."""
+between epochs, continues from its last finished epoch when the same command runs again (and only
+the same: other settings into that --out are refused)."""
 
 from __future__ import annotations
 
@@ -53,9 +54,16 @@ def test_a_killed_job_continues_from_its_last_epoch(tmp_path) -> None:
     assert checkpoint.exists(), log[-2000:]
     assert f"{JOB}: starts from" in log and "modelpack" in log
     results = out / "results.json"
-    assert not results.exists() or JOB not in json.loads(results.read_text())["jobs"]  # killed before it ended
+    assert JOB not in json.loads(results.read_text())["jobs"]  # killed before it ended
     stopped_at = json.loads(str(np.load(checkpoint)["state"]))["epoch"]
     assert 1 <= stopped_at < 4
+
+    # The same --out with BatchNorm trained instead: refused, not continued from the frozen run's epoch.
+    other = subprocess.run([*command(data, teacher, out), "--pack-bn", "train"], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert other.returncode != 0 and "freeze_bn True there, False here" in other.stderr, other.stderr[-2000:]
+    assert "Use a new --out" in other.stderr and "epoch" not in other.stdout
+    assert json.loads(str(np.load(checkpoint)["state"]))["epoch"] == stopped_at
 
     second = subprocess.run(command(data, teacher, out), capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
