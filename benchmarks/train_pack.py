@@ -742,7 +742,7 @@ def train(args: argparse.Namespace) -> None:
                    shift=args.shift, augment=args.augment,
                    label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
                    alpha=args.alpha, temperature=args.temperature, **settings)
-    save_results(out, results)  # now: an interrupted first job's checkpoint is then checked on the rerun too
+    save_results(out, results)  # before the first job, so a rerun checks an interrupted first job too
     jobs = args.jobs.split(",")
     wfile = {a: str(args.weights_dir / f) for a, f in WEIGHT_FILES.items()}
     size = args.size
