@@ -138,7 +138,7 @@ def _keras():
     return keras
 
 
-def training_graph(model, size: int, augment: bool, seed: int, shift: float = 0.0):
+def training_graph(model, size: int, augment: bool, seed: int, shift: float = 0.0, cutout: float = 0.0):
     """48×48 grey faces in [0, 255] → the model's [0, 1] RGB input at `size` → the model."""
     keras = _keras()
     from ferlite.training.augment import AugmentConfig, augmenter
@@ -148,7 +148,7 @@ def training_graph(model, size: int, augment: bool, seed: int, shift: float = 0.
     x = keras.layers.Concatenate(name="rgb")([x, x, x])
     x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(x)
     if augment:
-        x = augmenter(AugmentConfig(shift=shift), seed=seed)(x)
+        x = augmenter(AugmentConfig(shift=shift, cutout=cutout), seed=seed)(x)
     return keras.Model(inputs, model(x), name=f"train_{model.name}")
 
 
@@ -309,7 +309,8 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
     record["freeze_bn"] = freeze_bn
     for layer in model.get_layer(models.BACKBONE_LAYER).layers:
         layer.trainable = not (freeze_bn and isinstance(layer, _keras().layers.BatchNormalization))
-    graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed, shift=args.shift)
+    graph = training_graph(model, job.size, augment=args.augment == "graph", seed=args.seed, shift=args.shift,
+                           cutout=args.cutout)
     if job.teacher is not None:
         y_fit, loss = targets(y_tr, job.teacher), distillation_loss(
             NUM_CLASSES, args.alpha, args.temperature, args.label_smoothing)
@@ -320,7 +321,7 @@ def run_job(job: Job, data: dict, args: argparse.Namespace) -> tuple[dict, objec
         from ferlite.training.augment import AugmentConfig
 
         host = host_batches(x_tr, y_fit, args.batch_size, args.seed, args.host_workers,
-                            AugmentConfig(shift=args.shift))
+                            AugmentConfig(shift=args.shift, cutout=args.cutout))
         record["augment"] = "host"
     elif keras.backend.backend() == "jax":
         # XLA compiles the train step once per batch shape: whole batches only (a seeded draw leaves
@@ -573,7 +574,7 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
 
 
 RECIPE_KEYS = ("batch_size", "dropout", "label_smoothing", "weight_decay", "alpha", "temperature", "lr",
-               "scratch_lr", "freeze_bn", "shift", "augment", "teacher", "backend")
+               "scratch_lr", "freeze_bn", "shift", "cutout", "augment", "teacher", "backend")
 
 
 def merge(runs: list[Path], out: Path) -> dict:
@@ -709,7 +710,7 @@ def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
 def resume_conflicts(recorded: dict, settings: dict) -> list[str]:
     """The settings that differ from those an earlier run into the same --out recorded. Resuming keeps
     finished jobs and continues interrupted ones from their checkpoints, whose keys name the job, not
-    these: without the check, rerunning with the other --pack-bn or another --lr would silently
+    these: without the check, rerunning with the other --pack-bn, another --lr or --cutout would silently
     continue (or keep) the other run's model under this run's record."""
     return [f"{k} {recorded[k]} there, {v} here" for k, v in settings.items()
             if k in recorded and recorded[k] != v]
@@ -732,7 +733,7 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
-    settings = dict(lr=args.lr, scratch_lr=args.scratch_lr,
+    settings = dict(lr=args.lr, scratch_lr=args.scratch_lr, cutout=args.cutout,
                     freeze_bn=args.pack_bn == "frozen" if args.init_pack else args.freeze_bn)
     if args.resume and (changed := resume_conflicts(results, settings)):
         raise SystemExit(f"{out} holds a run trained with other settings ({'; '.join(changed)}): its jobs would "
@@ -877,6 +878,8 @@ def main() -> int:
     t.add_argument("--bn-images", type=int, default=2048, help="--pack-bn train: faces to measure BatchNorm on")
     t.add_argument("--teacher-note", default="", help="what --teacher-soft is, for results.json and the cards")
     t.add_argument("--shift", type=float, default=0.0, help="augmentation: random shift, ± fraction of the size")
+    t.add_argument("--cutout", type=float, default=0.0, help="augmentation: probability that a face gets one "
+                   "rectangle of noise (random erasing, 2-20 %% of its area) [off]")
     t.add_argument("--final-eval-s", type=float, default=20.0,
                    help="seconds a budgeted job keeps for its last evaluations after training")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

@@ -64,6 +64,9 @@ def test_a_killed_job_continues_from_its_last_epoch(tmp_path) -> None:
     assert other.returncode != 0 and "freeze_bn True there, False here" in other.stderr, other.stderr[-2000:]
     assert "Use a new --out" in other.stderr and "epoch" not in other.stdout
     assert json.loads(str(np.load(checkpoint)["state"]))["epoch"] == stopped_at
+    other = subprocess.run([*command(data, teacher, out), "--cutout", "0.5"], capture_output=True, text=True,
+                           env=env, timeout=120)  # so is another augmentation
+    assert other.returncode != 0 and "cutout 0.0 there, 0.5 here" in other.stderr, other.stderr[-2000:]
 
     second = subprocess.run(command(data, teacher, out), capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
@@ -85,13 +88,14 @@ def test_pack_bn_train_measures_batchnorm_and_trains_it(tmp_path) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     frozen = subprocess.run([*args, "--out", str(tmp_path / "frozen")], capture_output=True, text=True, env=env,
                             timeout=300)
-    trained = subprocess.run([*args, "--pack-bn", "train", "--bn-images", "64"], capture_output=True, text=True,
-                             env=env, timeout=300)
+    trained = subprocess.run([*args, "--pack-bn", "train", "--bn-images", "64", "--cutout", "0.5"],
+                             capture_output=True, text=True, env=env, timeout=300)
     assert trained.returncode == 0 and frozen.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
     assert "BatchNorm statistics of 34 layers measured on 64 faces" in trained.stdout
     job = json.loads((out / "results.json").read_text())["jobs"][JOB]
     before = json.loads((tmp_path / "frozen" / "results.json").read_text())["jobs"][JOB]
     assert job["freeze_bn"] is False and before["freeze_bn"] is True
+    assert json.loads((out / "results.json").read_text())["cutout"] == 0.5  # random erasing on the host batches
     assert job["bn_recalibrated"] == {"layers": 34, "faces": 64}
     assert job["init_val_accuracy"] == before["init_val_accuracy"]
     # The folded form's moving means are zeros (and frozen, they stay so); measured ones are not.

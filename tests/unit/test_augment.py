@@ -66,3 +66,38 @@ def test_shift_moves_faces_within_its_bound_and_is_off_by_default() -> None:
     assert np.abs(peaks).max() <= 0.1 * 48 + 1 and (np.abs(peaks) >= 3).any()
     assert np.array_equal(augment_batch(dot, np.random.default_rng(0), NONE), dot.astype(np.float32))
     assert AugmentConfig().shift == 0.0
+
+
+def test_cutout_puts_one_bounded_noise_rectangle_on_the_chosen_faces() -> None:
+    flat = np.full((400, 48, 48), 128, np.uint8)
+    config = AugmentConfig(0.0, False, 0.0, 0.0, cutout=0.5)
+    out = augment_batch(flat, np.random.default_rng(0), config)
+    changed = out != 128.0
+    hit = changed.any(axis=(1, 2))
+    assert 150 < hit.sum() < 250  # about half the faces
+    for face in changed[hit]:
+        rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)  # one rectangle holds every changed pixel
+        assert box <= 0.2 * 48 * 48 + 48 and rows[-1] - rows[0] + 1 == len(rows)
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert np.array_equal(out, augment_batch(flat, np.random.default_rng(0), config))
+    assert AugmentConfig().cutout == 0.0
+
+
+def test_cutout_out_of_range_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="probability"):
+        augment_batch(faces(), np.random.default_rng(0), AugmentConfig(cutout=1.5))
+    with pytest.raises(ValueError, match="cutout_area"):
+        augment_batch(faces(), np.random.default_rng(0), AugmentConfig(cutout=0.5, cutout_area=(0.3, 0.1)))
+
+
+def test_the_keras_augmenter_erases_too() -> None:
+    from ferlite.training.augment import augmenter
+
+    flat = np.full((16, 48, 48, 1), 0.5, np.float32)
+    layers = augmenter(AugmentConfig(0.0, False, 0.0, 0.0, cutout=1.0), seed=1)
+    out = np.asarray(layers(flat, training=True))
+    assert [layer.__class__.__name__ for layer in layers.layers] == ["RandomErasing"]
+    assert (np.abs(out - 0.5) > 1e-6).any(axis=(1, 2, 3)).mean() > 0.5

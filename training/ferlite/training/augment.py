@@ -1,5 +1,7 @@
 """Training-only augmentation of the paper (rotation, horizontal flip, zoom, brightness), plus an
-optional shift (translation; the pack's GPU recipe uses it: FER2013 faces are not centred alike).
+optional shift (translation; the pack's GPU recipe uses it: FER2013 faces are not centred alike) and
+an optional cutout (random erasing, Zhong et al. 2017: a rectangle of noise over part of the face, so
+the model cannot lean on one region such as the mouth; off by default).
 
 Two implementations of the same transforms, never used at evaluation or serving time:
   augmenter       Keras layers on [0, 1] float batches after the shared preprocessing, inside the
@@ -25,9 +27,20 @@ class AugmentConfig:
     zoom: float = 0.1          # ± fraction
     brightness: float = 0.2    # ± fraction of the [0, 1] range
     shift: float = 0.0         # ± fraction of the width and height (translation); off by default
+    cutout: float = 0.0        # probability a face gets one noise rectangle; off by default
+    cutout_area: tuple[float, float] = (0.02, 0.2)  # the rectangle's share of the face
+
+
+def _check(config: AugmentConfig) -> None:
+    if not 0.0 <= config.cutout <= 1.0:
+        raise ValueError(f"cutout is a probability in [0, 1], not {config.cutout}")
+    low, high = config.cutout_area
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"cutout_area must be 0 < low <= high <= 1, not {config.cutout_area}")
 
 
 def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) -> keras.Sequential:
+    _check(config)
     layers: list[keras.layers.Layer] = []
     if config.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
@@ -41,6 +54,9 @@ def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) 
                                                      seed=seed))
     if config.brightness:
         layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
+    if config.cutout:  # Keras' `scale` is the rectangle's share of the image, its fill normal noise
+        layers.append(keras.layers.RandomErasing((config.cutout, config.cutout), scale=config.cutout_area,
+                                                 value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(layers, name="augment")
 
 
@@ -49,7 +65,11 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
     """The same transforms on the host: each face (N, H, W) or (N, H, W, 1), values in [0, 255],
     gets a random mirror, rotation within ±rotation_degrees and zoom within ±zoom about its centre
     and a shift within ±shift of its size (edges repeated, as the layers' fill_mode="nearest"), then
-    a brightness shift within ±brightness of the value range, clipped. Returns float32 of the input's shape."""
+    a brightness shift within ±brightness of the value range, clipped; then, with probability `cutout`,
+    one rectangle (a `cutout_area` share of the face, aspect 0.3 to 3.3, anywhere inside it) of uniform
+    noise over [0, 255]. Returns float32 of the input's shape. With cutout off it draws nothing more,
+    so earlier runs (and resumed ones) see the same batches."""
+    _check(config)
     x = np.asarray(faces, dtype=np.float32)
     squeeze = x.ndim == 4
     if squeeze:
@@ -73,4 +93,20 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
     if config.brightness:
         out += shifts[:, None, None].astype(np.float32)
     np.clip(out, 0.0, 255.0, out=out)
+    if config.cutout:
+        _cutout(out, rng, config)
     return out[..., None] if squeeze else out
+
+
+def _cutout(out: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> None:
+    """Random erasing in place on (N, H, W) faces in [0, 255]."""
+    n, h, w = out.shape
+    chosen = rng.random(n) < config.cutout
+    areas = rng.uniform(*config.cutout_area, n) * h * w
+    aspects = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3), n))
+    heights = np.clip(np.round(np.sqrt(areas * aspects)), 1, h).astype(int)
+    widths = np.clip(np.round(np.sqrt(areas / aspects)), 1, w).astype(int)
+    tops, lefts = rng.random(n), rng.random(n)
+    for i in np.flatnonzero(chosen):
+        top, left = int(tops[i] * (h - heights[i] + 1)), int(lefts[i] * (w - widths[i] + 1))
+        out[i, top:top + heights[i], left:left + widths[i]] = rng.uniform(0.0, 255.0, (heights[i], widths[i]))

@@ -491,7 +491,8 @@ def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
         f"{results.get('size')} px for all four; batch {results.get('batch_size')}, AdamW (weight decay "
         f"{results.get('weight_decay')}), one "
         f"warm-up epoch then cosine decay, label smoothing {results.get('label_smoothing')}, dropout "
-        f"{results.get('dropout')}, augmentation (flip, rotation, zoom, brightness, shift {results.get('shift', 0)}) "
+        f"{results.get('dropout')}, augmentation (flip, rotation, zoom, brightness, shift {results.get('shift', 0)}"
+        f"{', cutout ' + str(results['cutout']) if results.get('cutout') else ''}) "
         "on the host; the ImageNet-initialised models: stage 1 the head on cached backbone features, stage 2 all "
         "layers, BatchNorm frozen or trained (both run, validation picks); the epoch with the best validation "
         "accuracy is kept. Epoch counts follow each job's time budget (`benchmarks/results/pack.md`).",
