@@ -608,8 +608,9 @@ def merge(runs: list[Path], out: Path) -> dict:
     for arch, options in candidates.items():
         job, recipe, weights, run = max(options, key=lambda o: o[0]["val_accuracy"])
         merged["jobs"][arch] = {**job, "job": arch, "recipe": recipe, "run": run.name}
-        merged["selection"][arch] = [{"run": r.name, "val_accuracy": j["val_accuracy"],
-                                      "freeze_bn": rc.get("freeze_bn"), "interrupted": j.get("interrupted", False)}
+        merged["selection"][arch] = [{"run": r.name, "val_accuracy": j["val_accuracy"],  # the job's own BatchNorm
+                                      "freeze_bn": j.get("freeze_bn", rc.get("freeze_bn")),  # (from scratch: trained)
+                                      "interrupted": j.get("interrupted", False)}
                                      for j, rc, _, r in options]
         shutil.copyfile(weights, out / f"{arch}.weights.npz")
         print(f"== {arch}: {run.name} (val {job['val_accuracy']:.4f}) of "
