@@ -54,7 +54,7 @@ def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) 
                                                      seed=seed))
     if config.brightness:
         layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
-    if config.cutout:  # Keras' `scale` is the rectangle's share of the image, its fill normal noise
+    if config.cutout:  # Keras draws each side's squared share from `scale` (so the area's lies there too); noise fill
         layers.append(keras.layers.RandomErasing((config.cutout, config.cutout), scale=config.cutout_area,
                                                  value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(layers, name="augment")

@@ -514,7 +514,7 @@ def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
         "python benchmarks/train_pack.py prepare --data-root DATA --out .pack/fer2013.npz   # FER2013 + CK+48 folders",
         "# on a GPU machine (Keras 3 on JAX): every job at once, the best variant of each picked on validation",
         "BUDGET_S=470 WEIGHTS=DIR bash benchmarks/train_pack_gpu.sh full   # writes $OUT/pack",
-        "# or only the models below target, continued from this pack (needs .pack/init; the script's header)",
+        "# or only the two models below issue 29's targets, afresh with cutout (the script's header says why)",
         "JOBS=targets bash benchmarks/train_pack_gpu.sh full   # then train_pack.py replace, per model",
         "python benchmarks/train_pack.py build --run $OUT/pack --out modelpack",
         "```",
