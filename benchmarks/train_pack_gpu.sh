@@ -19,7 +19,7 @@
 # targets: what the CPU rounds taught (the issue 29 notes). Continuing the shipped models no longer pays
 # (MobileNetV2 twice, EfficientNetB0 three times: each ended at or below where it started; weight averages
 # of their epochs did not help either), so these start afresh with what the first GPU run lacked: the
-# pack's best teacher, cutout (on the CPU +0.2 to +0.4 pt against the same run without it), MobileNetV2
+# pack's best teacher, cutout (on the CPU +0.2 to +1.1 pt against the same run without it), MobileNetV2
 # also at 160 px (ImageNet weights; it overfitted after ~20 epochs at 128), EfficientNetB0 from random
 # weights with the whole budget (it was still rising at 14 epochs). Needs TEACHER (default
 # .pack/teacher4_train.npy, `train_pack.py teacher`'s choice, its .json beside it) and the MobileNetV2
