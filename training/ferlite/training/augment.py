@@ -30,17 +30,16 @@ class AugmentConfig:
     cutout: float = 0.0        # probability a face gets one noise rectangle; off by default
     cutout_area: tuple[float, float] = (0.02, 0.2)  # the rectangle's share of the face
 
-
-def _check(config: AugmentConfig) -> None:
-    if not 0.0 <= config.cutout <= 1.0:
-        raise ValueError(f"cutout is a probability in [0, 1], not {config.cutout}")
-    low, high = config.cutout_area
-    if not 0.0 < low <= high <= 1.0:
-        raise ValueError(f"cutout_area must be 0 < low <= high <= 1, not {config.cutout_area}")
+    def __post_init__(self) -> None:
+        """Checked once, when the config is made, not on every batch of the host path."""
+        if not 0.0 <= self.cutout <= 1.0:
+            raise ValueError(f"cutout is a probability in [0, 1], not {self.cutout}")
+        low, high = self.cutout_area
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"cutout_area must be 0 < low <= high <= 1, not {self.cutout_area}")
 
 
 def augmenter(config: AugmentConfig = AugmentConfig(), seed: int | None = None) -> keras.Sequential:
-    _check(config)
     layers: list[keras.layers.Layer] = []
     if config.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
@@ -69,7 +68,6 @@ def augment_batch(faces: np.ndarray, rng: np.random.Generator,
     one rectangle (a `cutout_area` share of the face, aspect 0.3 to 3.3, anywhere inside it) of uniform
     noise over [0, 255]. Returns float32 of the input's shape. With cutout off it draws nothing more,
     so earlier runs (and resumed ones) see the same batches."""
-    _check(config)
     x = np.asarray(faces, dtype=np.float32)
     squeeze = x.ndim == 4
     if squeeze:
