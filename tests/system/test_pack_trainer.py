@@ -92,10 +92,11 @@ def test_pack_bn_train_measures_batchnorm_and_trains_it(tmp_path) -> None:
                              capture_output=True, text=True, env=env, timeout=300)
     assert trained.returncode == 0 and frozen.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
     assert "BatchNorm statistics of 34 layers measured on 64 faces" in trained.stdout
-    job = json.loads((out / "results.json").read_text())["jobs"][JOB]
+    results = json.loads((out / "results.json").read_text())
+    job = results["jobs"][JOB]
     before = json.loads((tmp_path / "frozen" / "results.json").read_text())["jobs"][JOB]
     assert job["freeze_bn"] is False and before["freeze_bn"] is True
-    assert json.loads((out / "results.json").read_text())["cutout"] == 0.5  # random erasing on the host batches
+    assert results["cutout"] == 0.5  # random erasing on the host batches
     assert job["bn_recalibrated"] == {"layers": 34, "faces": 64}
     assert job["init_val_accuracy"] == before["init_val_accuracy"]
     # The folded form's moving means are zeros (and frozen, they stay so); measured ones are not.
