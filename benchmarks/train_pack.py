@@ -711,8 +711,9 @@ def resume(arch: str, out: Path, results: dict, args: argparse.Namespace):
 def resume_conflicts(recorded: dict, settings: dict) -> list[str]:
     """The settings that differ from those an earlier run into the same --out recorded. Resuming keeps
     finished jobs and continues interrupted ones from their checkpoints, whose keys name the job, not
-    these: without the check, rerunning with the other --pack-bn, another --lr or --cutout would silently
-    continue (or keep) the other run's model under this run's record."""
+    these: without the check, rerunning with the other --pack-bn, another --lr, --shift or --cutout would
+    silently continue (or keep) the other run's model under this run's record. The backend and the
+    augmentation's implementation (--augment) may change: a job cut short on a lent GPU continues here."""
     return [f"{k} {recorded[k]} there, {v} here" for k, v in settings.items()
             if k in recorded and recorded[k] != v]
 
@@ -734,16 +735,15 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
-    settings = dict(lr=args.lr, scratch_lr=args.scratch_lr, cutout=args.cutout,
+    settings = dict(lr=args.lr, scratch_lr=args.scratch_lr, cutout=args.cutout, shift=args.shift,
+                    batch_size=args.batch_size, dropout=args.dropout, label_smoothing=args.label_smoothing,
+                    weight_decay=args.weight_decay, alpha=args.alpha, temperature=args.temperature,
                     freeze_bn=args.pack_bn == "frozen" if args.init_pack else args.freeze_bn)
     if args.resume and (changed := resume_conflicts(results, settings)):
         raise SystemExit(f"{out} holds a run trained with other settings ({'; '.join(changed)}): its jobs would "
                          "be kept or continued as if they were this run's. Use a new --out, or --no-resume.")
     data = load_data(args.data, args.limit)
-    results.update(backend=_keras().backend.backend(), batch_size=args.batch_size, dropout=args.dropout,
-                   shift=args.shift, augment=args.augment,
-                   label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-                   alpha=args.alpha, temperature=args.temperature, **settings)
+    results.update(backend=_keras().backend.backend(), augment=args.augment, **settings)
     save_results(out, results)  # before the first job, so a rerun checks an interrupted first job too
     jobs = args.jobs.split(",")
     wfile = {a: str(args.weights_dir / f) for a, f in WEIGHT_FILES.items()}

@@ -67,6 +67,10 @@ def test_a_killed_job_continues_from_its_last_epoch(tmp_path) -> None:
     other = subprocess.run([*command(data, teacher, out), "--cutout", "0.5"], capture_output=True, text=True,
                            env=env, timeout=120)  # so is another augmentation
     assert other.returncode != 0 and "cutout 0.0 there, 0.5 here" in other.stderr, other.stderr[-2000:]
+    other = subprocess.run([*command(data, teacher, out), "--shift", "0.1", "--label-smoothing", "0"],
+                           capture_output=True, text=True, env=env, timeout=120)  # and another recipe
+    assert other.returncode != 0 and "shift 0.0 there, 0.1 here" in other.stderr, other.stderr[-2000:]
+    assert "label_smoothing 0.1 there, 0.0 here" in other.stderr
 
     second = subprocess.run(command(data, teacher, out), capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
