@@ -530,7 +530,7 @@ def render_index(out: Path, metas: list[ModelMetadata], results: dict) -> str:
         "modelpack --lr LR` to continue the shipped model instead: its weights are read back from its ONNX file, "
         "BatchNorm frozen as folded, or trained with `--pack-bn train` once its statistics are measured again); "
         "`train_pack.py replace --run RUN --arch ARCH --how '...'` swaps it in only if its validation accuracy is "
-        "higher.",
+        "higher by at least `--margin` (half a point by default: smaller gains are noise).",
         "",
         "`WEIGHTS` holds ImageNet no-top `.weights.h5` files for MobileNetV2 and MobileNetV3-Small.",
         "To serve your own models instead, export them (`ferlite train ... --export DIR`) and start the stack",
