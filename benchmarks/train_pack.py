@@ -32,8 +32,9 @@ an under-trained model more epochs or a better teacher without the GPU run that 
 `--pack-bn train` BatchNorm trains too, once `training.batchnorm` has measured its statistics on
 `--bn-images` training faces (the same function, statistics the batches will agree with). An
 interrupted job continues from its last finished epoch (`OUT/<job>.last.npz`) when the same command
-runs again; a rerun into that OUT with another `--lr` or BatchNorm mode is refused (new OUT, or
-`--no-resume`).
+runs again; a rerun into that OUT with another recipe (`--lr`, BatchNorm mode, `--shift`, `--cutout`,
+...: `resume_conflicts`) is refused (new OUT, or `--no-resume`). `replace` swaps a later run's model
+into the pack only when validation prefers it by `--margin`.
 
 Epochs: each job has a time budget; after one warm-up epoch the epoch count that fits is fixed and
 a cosine schedule runs over it (`results.json` records the epochs, so a rerun can pass them with
