@@ -576,6 +576,9 @@ def write_benchmark(metas: list, results: dict, ablation: dict | None = None) ->
 
 RECIPE_KEYS = ("batch_size", "dropout", "label_smoothing", "weight_decay", "alpha", "temperature", "lr",
                "scratch_lr", "freeze_bn", "shift", "cutout", "augment", "teacher", "backend")
+# What a rerun into the same --out must match (resume_conflicts): the recipe less what may change between
+# machines (the backend, --augment's implementation) and the teacher, which results.json holds as a note.
+RESUME_KEYS = tuple(k for k in RECIPE_KEYS if k not in ("augment", "teacher", "backend"))
 
 
 def merge(runs: list[Path], out: Path) -> dict:
@@ -742,10 +745,8 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
-    settings = dict(lr=args.lr, scratch_lr=args.scratch_lr, cutout=args.cutout, shift=args.shift,
-                    batch_size=args.batch_size, dropout=args.dropout, label_smoothing=args.label_smoothing,
-                    weight_decay=args.weight_decay, alpha=args.alpha, temperature=args.temperature,
-                    freeze_bn=args.pack_bn == "frozen" if args.init_pack else args.freeze_bn)
+    settings = {k: getattr(args, k) for k in RESUME_KEYS}
+    settings["freeze_bn"] = args.pack_bn == "frozen" if args.init_pack else args.freeze_bn
     if args.resume and (changed := resume_conflicts(results, settings)):
         raise SystemExit(f"{out} holds a run trained with other settings ({'; '.join(changed)}): its jobs would "
                          "be kept or continued as if they were this run's. Use a new --out, or --no-resume.")
